@@ -1,0 +1,25 @@
+"""The installer interface (pre-commit's languages/*.py, as a Protocol)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from auto_infer.lockfile import LockedEnv
+from auto_infer.settings import Settings
+from auto_infer.ui import Step
+
+
+class Backend(Protocol):
+    name: str
+
+    def version(self) -> str:
+        """Installer name and version, recorded in the manifest and the install record."""
+
+    def warm(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+        """Online: fetch every artifact of ``locked`` into the cache and install the environment.
+
+        Returns filename -> (sha256, size) of the PyPI files it measured (may be empty)."""
+
+    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, repair: bool,
+                remove_pypi: list[str]) -> None:
+        """Offline: install ``locked`` into settings.env_prefix from the cache only."""

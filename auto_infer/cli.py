@@ -1,0 +1,115 @@
+"""The `auto-infer` console command: the same doit graph as dodo.py, from any folder."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Any
+
+from auto_infer.errors import UserError, write_crash_log
+
+QUERY_TASKS = {"status", "logs", "env", "demo"}          # read-only (demo drives sub-processes)
+DOIT_COMMANDS = {"list", "info", "help", "forget", "ignore", "dumpdb", "strace", "tabcompletion",
+                 "reset-dep", "clean", "auto"}
+
+
+def _pipeline() -> ModuleType:
+    from auto_infer.tasks import pipeline
+    return pipeline
+
+
+def tasks_help(pipeline: ModuleType) -> str:
+    rows = []
+    for name, obj in vars(pipeline).items():
+        if name.startswith("task_") and callable(obj):
+            doc = (obj.__doc__ or "").strip().splitlines()
+            rows.append((name[5:], doc[0] if doc else ""))
+    width = max(len(n) for n, _ in rows)
+    lines = [f"  {n.ljust(width)}  {d}" for n, d in rows]
+    return ("usage: auto-infer TASK [options]     (the same graph as `doit TASK` in the repo)\n\n"
+            "tasks:\n" + "\n".join(lines) + "\n\n"
+            "also: auto-infer list | info TASK | help TASK   (doit's commands)\n"
+            "environment: AUTO_INFER_* variables; `auto-infer env` prints them resolved.\n"
+            "docs: README.md, docs/design.md\n")
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt   # doit then saves its state before exiting (docker stop)
+
+
+def _needs_run_lock(argv: list[str]) -> str | None:
+    names = [a.split(":")[0] for a in argv if not a.startswith("-") and "=" not in a]
+    if not names or names[0] in DOIT_COMMANDS:
+        return None
+    if names[0] == "run":
+        names = names[1:]
+    if not names or all(n in QUERY_TASKS for n in names):
+        return None
+    return " ".join(names)
+
+
+def run(argv: list[str]) -> int:
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.doit_cmd import DoitMain
+
+    from auto_infer import doitcfg, settings as settings_mod
+    from auto_infer.locks import exclusive
+
+    s = settings_mod.load()
+    pipeline = _pipeline()
+
+    class Main(DoitMain):  # type: ignore[misc]
+        BIN_NAME = "auto-infer"
+
+    def go() -> int:
+        code = int(Main(ModuleTaskLoader(pipeline), config_filenames=()).run(argv))
+        return 3 if doitcfg.CRASHED else code
+
+    what = _needs_run_lock(argv)
+    if what is None:
+        return go()
+    with exclusive(s.state_dir / "run.lock", what, s.lock_timeout):
+        return go()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(tasks_help(_pipeline()), end="")
+        return 0
+    if args[0] == "--version":
+        from auto_infer import __version__
+        print(f"auto-infer {__version__}")
+        return 0
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    t0 = time.monotonic()
+    try:
+        return run(args)
+    except UserError as exc:
+        print(f"auto-infer: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"auto-infer: interrupted after {time.monotonic() - t0:.1f}s", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug
+        state: Path | None = None
+        try:
+            from auto_infer.settings import load
+            state = load().state_dir
+        except Exception:
+            pass
+        path = write_crash_log(state, exc)
+        print(f"auto-infer: internal error: {type(exc).__name__}: {exc}\n  traceback and versions: {path}",
+              file=sys.stderr)
+        return 3
+
+
+def entry(*_: Any) -> None:  # pragma: no cover - console_scripts shim
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""warm and install, doit-free: lock, re-check, prove the cache, install, record last.
+
+State of an environment (pre-commit's store, adapted to non-relocatable conda prefixes that
+must be installed in place):
+
+* ``<prefix>/conda-meta/auto-infer-install`` -- the install record, written atomically and
+  only after a complete install (lock sha256, installer, what was installed);
+* ``.pixi/auto-infer/installing-<env>.json`` -- present while an install runs; if a run is
+  killed, the next one sees it and repairs (reinstalls every package) instead of trusting it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from auto_infer import backends, cache, lockfile
+from auto_infer.errors import UserError
+from auto_infer.fsutil import atomic_write_json, on_container_layer, read_json, same_filesystem
+from auto_infer.locks import exclusive
+from auto_infer.settings import Settings
+from auto_infer.ui import say, step
+
+RECORD = "auto-infer-install"
+
+
+def record_path(settings: Settings) -> Path:
+    return settings.env_prefix / "conda-meta" / RECORD
+
+
+def installing_path(settings: Settings) -> Path:
+    return settings.project_state_dir / f"installing-{settings.pixi_env}.json"
+
+
+def lock_path(settings: Settings) -> Path:
+    return settings.state_dir / "install.lock"
+
+
+def locked_env(settings: Settings) -> lockfile.LockedEnv:
+    lock = settings.project_dir / "pixi.lock"
+    if not lock.is_file():
+        raise UserError(f"the project has no pixi.lock: {lock}", where="AUTO_INFER_SGLANG_PROJECT_DIR",
+                        fix="run `auto-infer template` (needs AUTO_INFER_SGLANG_TEMPLATE_DIR)")
+    return lockfile.read(lock, settings.pixi_env, settings.platform)
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _installed_dists(prefix: Path) -> set[str]:
+    found: set[str] = set()
+    for sp in prefix.glob("lib/python*/site-packages"):
+        for d in sp.glob("*.dist-info"):
+            stem = d.name[: -len(".dist-info")]
+            name, _, version = stem.partition("-")
+            found.add(f"{_canon(name)}=={version}")
+    return found
+
+
+def health_check(settings: Settings, locked: lockfile.LockedEnv | None = None) -> str | None:
+    """None when the environment matches the lock and is intact; else the reason, for the log."""
+    prefix = settings.env_prefix
+    if installing_path(settings).exists():
+        info = read_json(installing_path(settings)) or {}
+        return f"an earlier install was interrupted (pid {info.get('pid')}, started {info.get('started')})"
+    if not prefix.is_dir():
+        return f"the environment is not installed ({prefix})"
+    rec = read_json(record_path(settings))
+    if not isinstance(rec, dict):
+        return "the environment has no complete install record"
+    locked = locked or locked_env(settings)
+    if rec.get("lock_sha256") != locked.sha256:
+        return f"pixi.lock changed: sha256 {str(rec.get('lock_sha256'))[:12]}… != {locked.sha256[:12]}…"
+    meta = prefix / "conda-meta"
+    for a in locked.conda:
+        entry = meta / f"{a.cache_key}.json"
+        data = read_json(entry)
+        if not isinstance(data, dict):
+            return f"conda-meta record missing or unreadable: {entry.name}"
+        for rel in data.get("files", []):
+            if not os.path.lexists(prefix / rel):
+                return f"file missing from package {a.name}: {rel}"
+    if locked.pypi:
+        have = _installed_dists(prefix)
+        for a in locked.pypi:
+            if f"{_canon(a.name)}=={a.version}" not in have:
+                return f"PyPI package missing: {a.name}=={a.version}"
+    return None
+
+
+def _warn_filesystems(settings: Settings, warm: bool) -> None:
+    for label, path in (("cache root", settings.cache_root), ("project", settings.project_dir)):
+        if warm and on_container_layer(path):
+            say(f"⚠ WARNING: the {label} {path} is on the container's own writable layer, not a mounted "
+                "volume: it vanishes with the container. Mount a volume there (see compose/).")
+    if not same_filesystem(settings.cache_root, settings.project_dir):
+        say(f"⚠ WARNING: cache root and project are on different filesystems: files are copied, not "
+            f"hard-linked (slower, twice the disk). Put {settings.cache_root} and {settings.project_dir} "
+            "on one volume.")
+
+
+def _begin(settings: Settings, reason: str) -> None:
+    atomic_write_json(installing_path(settings), {"pid": os.getpid(), "reason": reason,
+                                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    record_path(settings).unlink(missing_ok=True)
+
+
+def _finish(settings: Settings, locked: lockfile.LockedEnv, installer: str, version: str) -> None:
+    atomic_write_json(record_path(settings), {
+        "lock_sha256": locked.sha256, "environment": locked.environment, "platform": locked.platform,
+        "installer": installer, "installer_version": version,
+        "conda": [a.cache_key for a in locked.conda],
+        "pypi": [f"{a.name}=={a.version}" for a in locked.pypi],
+        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    installing_path(settings).unlink(missing_ok=True)
+
+
+def _removed_pypi(settings: Settings, locked: lockfile.LockedEnv) -> list[str]:
+    rec = read_json(record_path(settings)) or {}
+    before = {p.split("==")[0] for p in rec.get("pypi", [])}
+    return sorted(before - {a.name for a in locked.pypi})
+
+
+def warm(settings: Settings) -> dict[str, Any]:
+    """Online: fetch everything the lock names into the cache root, install, write the manifest."""
+    backend = backends.get(settings.installer)
+    with exclusive(lock_path(settings), "warm", settings.lock_timeout):
+        locked = locked_env(settings)
+        _warn_filesystems(settings, warm=True)
+        bad = lockfile.non_wheel(locked)
+        if bad:
+            say(f"⚠ WARNING: {len(bad)} PyPI entries are not wheels ({', '.join(a.name for a in bad[:5])}): "
+                "they need a build, which cannot happen offline.")
+        with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s:
+            _begin(settings, "warm")
+            wheel_info = backend.warm(settings, locked, s)
+            _finish(settings, locked, backend.name, backend.version())
+            manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), wheel_info)
+            cache.write_manifest(settings, manifest)
+            s.note(f"manifest {settings.manifest_path}")
+        return manifest
+
+
+def install(settings: Settings) -> str:
+    """Offline-capable: refuse before touching anything unless the cache can do it all."""
+    backend = backends.get(settings.installer)
+    with exclusive(lock_path(settings), "install", settings.lock_timeout):
+        locked = locked_env(settings)
+        reason = health_check(settings, locked)
+        if reason is None:
+            say(f"✓ install: {settings.env_prefix} already matches pixi.lock; nothing to do")
+            return "up to date"
+        cache.preflight(settings, locked, backend.name)
+        _warn_filesystems(settings, warm=False)
+        repair = "interrupted" in reason or "missing" in reason or "unreadable" in reason
+        say(f"  install needed: {reason}")
+        with step(f"install: {len(locked.conda)} conda + {len(locked.pypi)} PyPI packages from the cache "
+                  f"with {backend.name}, offline") as s:
+            remove = _removed_pypi(settings, locked)
+            _begin(settings, reason)
+            backend.install(settings, locked, s, repair=repair, remove_pypi=remove)
+            _finish(settings, locked, backend.name, backend.version())
+            after = health_check(settings, locked)
+            if after is not None:
+                record_path(settings).unlink(missing_ok=True)
+                raise UserError(f"the environment is still not healthy after installing: {after}",
+                                where=str(settings.env_prefix), fix="see the install log in the workspace state")
+            s.note(f"{settings.env_prefix}")
+        return reason
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    rec = read_json(record_path(settings))
+    return {"prefix": str(settings.env_prefix), "record": rec,
+            "manifest": str(settings.manifest_path) if settings.manifest_path.exists() else None}
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2)

@@ -1,0 +1,26 @@
+"""Settings for task creators: loaded once per process from the env-var contract."""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from typing import Any
+
+from auto_infer import doitcfg
+from auto_infer import settings as _settings
+from auto_infer.errors import UserError
+from auto_infer.settings import Settings
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return _settings.load()
+
+
+def doit_config() -> dict[str, Any]:
+    """DOIT_CONFIG for dodo.py; a bad environment is one clear message and exit 1."""
+    try:
+        return doitcfg.config(settings())
+    except UserError as exc:
+        print(f"auto-infer: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,116 @@
+"""Task creators for template → warm → install → check: a few lines each, logic elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from doit.tools import config_changed
+
+from auto_infer import __version__, cache, check, environment, lockfile, template
+from auto_infer.doitcfg import action
+from auto_infer.errors import UserError
+from auto_infer.ui import say
+from auto_infer.tasks.common import settings
+
+
+def _installer_config() -> Any:
+    s = settings()
+    return config_changed({"tool": __version__, "installer": s.installer, "env": s.pixi_env,
+                           "platform": s.platform, "prefix": str(s.env_prefix)})
+
+
+def _lock_deps() -> list[str]:
+    s = settings()
+    return [str(s.project_dir / "pixi.lock"), str(s.project_dir / "pixi.toml")]
+
+
+def _do_template() -> None:
+    p = template.copy(settings())
+    for rel in p.skipped:
+        say(f"  not following symlink out of the template: {rel}")
+    say(f"  template: {p.action}: {p.reason}")
+
+
+def task_template() -> dict[str, Any]:
+    """Copy the Pixi template (pixi.toml + pixi.lock) into the project folder."""
+    return {"actions": [action(_do_template)],
+            "uptodate": [lambda: not template.needs_work(settings())],
+            "verbosity": 2}
+
+
+def _warm_uptodate() -> bool:
+    s = settings()
+    try:
+        locked = environment.locked_env(s)
+    except UserError:
+        return False
+    manifest = cache.read_manifest(s)
+    return (manifest is not None and manifest.get("lock_sha256") == locked.sha256
+            and manifest.get("installer", {}).get("name") == s.installer
+            and not cache.audit(s, locked, manifest, s.installer))
+
+
+def task_warm() -> dict[str, Any]:
+    """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
+    return {"actions": [action(environment.warm, settings())],
+            "task_dep": ["template"], "file_dep": _lock_deps(),
+            "uptodate": [_installer_config(), _warm_uptodate], "verbosity": 2}
+
+
+def task_install() -> dict[str, Any]:
+    """Offline-capable: install the environment from the caches only (refuses if they can't)."""
+    return {"actions": [action(environment.install, settings())],
+            "task_dep": ["template"], "file_dep": _lock_deps(),
+            "uptodate": [_installer_config(), lambda: _healthy()], "verbosity": 2}
+
+
+def _healthy() -> bool:
+    try:
+        return environment.health_check(settings()) is None
+    except UserError:
+        return False
+
+
+def _do_check() -> None:
+    data = check.run(settings())
+    print(check.summary(data), flush=True)
+
+
+def task_check() -> dict[str, Any]:
+    """Import check inside the environment: Python, torch, sglang, CUDA, cuDNN versions."""
+    return {"actions": [action(_do_check)], "task_dep": ["install"], "uptodate": [False], "verbosity": 2}
+
+
+def _do_env() -> None:
+    for name, value in settings().exports():
+        print(f"export {name}={_shell_quote(value)}")
+
+
+def _shell_quote(value: str) -> str:
+    import shlex
+    return shlex.quote(value)
+
+
+def task_env() -> dict[str, Any]:
+    """Print the resolved env-var contract as `export` lines (eval "$(auto-infer env)")."""
+    return {"actions": [action(_do_env)], "uptodate": [False], "verbosity": 2}
+
+
+def _do_lock() -> None:
+    from auto_infer import locking
+    locking.lock_template(settings())
+
+
+def task_lock() -> dict[str, Any]:
+    """Where pixi and the network are: run `pixi lock` for the template (once; the lock travels)."""
+    return {"actions": [action(_do_lock)], "uptodate": [False], "verbosity": 2}
+
+
+def _audit() -> None:
+    s = settings()
+    locked = environment.locked_env(s)
+    missing = cache.audit(s, locked, cache.read_manifest(s), s.installer)
+    print(f"{len(locked.artifacts) - len(missing)} of {len(locked.artifacts)} artifacts cached; "
+          f"{len(lockfile.non_wheel(locked))} non-wheel PyPI entries")
+    for m in missing[:20]:
+        print(f"  missing: {m.line()}")

@@ -1,0 +1,96 @@
+"""Fixtures: isolation from real workspaces, a real local conda channel, a mirror, a workspace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from auto_infer import channel, mirror
+from auto_infer.settings import CACHE_VARS, PROXY_VARS
+from tests.helpers import can_unshare, clean_env, small_channel_specs
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test can touch a real workspace or cache: the defaults point at a *file*."""
+    for name in list(os.environ):
+        if name in PROXY_VARS or name in CACHE_VARS or name.startswith("AUTO_INFER_"):
+            monkeypatch.delenv(name, raising=False)
+    trap = tmp_path_factory.getbasetemp() / "unusable-default-workspace"
+    trap.write_text("tests must use the `workspace` fixture\n")
+    monkeypatch.setenv("AUTO_INFER_WORKSPACE_DIR", str(trap))
+    monkeypatch.setenv("HOME", str(tmp_path_factory.getbasetemp() / "home"))
+
+
+@dataclass
+class Built:
+    channel: channel.BuiltChannel
+    port: int
+
+    @property
+    def template(self) -> Path:
+        return self.channel.project
+
+
+@pytest.fixture(scope="session")
+def built_channel(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = tmp_path_factory.mktemp("channel")
+    port = mirror.free_port()
+    conda, wheels = small_channel_specs()
+    return Built(channel.build(root, f"http://127.0.0.1:{port}", conda, wheels), port)
+
+
+@pytest.fixture
+def online(built_channel: Built) -> Iterator[mirror.Mirror]:
+    """The channel served on 127.0.0.1 for the length of one test."""
+    with mirror.Mirror(built_channel.channel.root, built_channel.port) as m:
+        yield m
+
+
+@dataclass
+class Workspace:
+    root: Path
+    template: Path
+    env: dict[str, str]
+
+    @property
+    def project(self) -> Path:
+        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"])
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.env["AUTO_INFER_SGLANG_CACHE_ROOT"])
+
+    @property
+    def prefix(self) -> Path:
+        return self.project / ".pixi" / "envs" / "default"
+
+    @property
+    def manifest(self) -> Path:
+        return self.cache_root / "cache-manifest.json"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, built_channel: Built) -> Workspace:
+    """A fresh workspace whose template is a private copy of the test channel's template."""
+    template = tmp_path / "template"
+    shutil.copytree(built_channel.template, template)
+    root = tmp_path / "ws"
+    env = clean_env({
+        "AUTO_INFER_WORKSPACE_DIR": str(root),
+        "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
+        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
+        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
+        "AUTO_INFER_INSTALLER": "rattler",
+        "AUTO_INFER_CHECK_MODULES": "demo_extras",
+        "HOME": str(tmp_path / "home"),
+    })
+    return Workspace(root=root, template=template, env=env)
+
+
+needs_netns = pytest.mark.skipif(not can_unshare(), reason="needs root and unshare -n")

@@ -1,0 +1,59 @@
+"""Shared test helpers: run the real CLI as a child process, offline via unshare -n."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from auto_infer import channel
+from auto_infer.settings import CACHE_VARS, PROXY_VARS
+
+CLI = [sys.executable, "-m", "auto_infer"]
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """os.environ without proxies, cache variables or AUTO_INFER_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in PROXY_VARS and k not in CACHE_VARS and not k.startswith("AUTO_INFER_")
+           and not k.startswith("PYTEST_")}
+    env.update(extra or {})
+    return env
+
+
+def can_unshare() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        return False
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+def offline(cmd: Sequence[str]) -> list[str]:
+    """Wrap ``cmd`` to run in a new network namespace: loopback only, no egress."""
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str], *, net: bool = True, timeout: float = 300,
+            cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [*CLI, *args]
+    if not net:
+        cmd = offline(cmd)
+    return subprocess.run(cmd, env=dict(env), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL, cwd=cwd or "/")
+
+
+def small_channel_specs(extra_files: int = 0) -> tuple[list[channel.CondaSpec], list[channel.WheelSpec]]:
+    """python (venv-style) + two conda packages + one wheel: enough to prove every path."""
+    big = {f"share/hello/f{i:04d}.txt": f"file {i}\n".encode() for i in range(extra_files)}
+    conda = [
+        channel.python_spec(),
+        channel.CondaSpec("hello", "1.0", {"bin/hello": b"#!/bin/sh\necho hello from conda\n",
+                                            "share/hello/big.bin": b"x" * 200_000, **big}),
+        channel.CondaSpec("demo-data", "2.0", {"share/demo/a.txt": b"a\n"}, subdir="noarch"),
+    ]
+    wheels = [channel.WheelSpec("demo-extras", "0.3",
+                                {"demo_extras/__init__.py": b"__version__ = '0.3'\n"})]
+    return conda, wheels
