@@ -31,11 +31,13 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
     lock = FileLock(str(lock_path))
     t0 = time.monotonic()
     next_note = 0.0
+    contended = False
     while True:
         try:
             lock.acquire(timeout=poll)
             break
         except Timeout:
+            contended = True
             waited = time.monotonic() - t0
             if waited >= next_note:
                 say(f"  … waiting for {_owner(owner_path)} ({fmt_secs(waited)})")
@@ -48,8 +50,8 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
     try:
         owner_path.write_text(json.dumps({"pid": os.getpid(), "what": what,
                                           "since": time.strftime("%H:%M:%S")}))
-        if waited > 1.0:
-            say(f"  another run held the lock; waited {fmt_secs(waited)}, now re-checking")
+        if contended:
+            say(f"  already running elsewhere: waited {fmt_secs(waited)} for it, now re-checking")
         yield waited
     finally:
         try:

@@ -88,6 +88,9 @@ def _project_hashes(project: Path, rels: list[str]) -> dict[str, str | None]:
 
 
 def plan(settings: Settings) -> Plan:
+    if settings.template_dir is None and all((settings.project_dir / n).is_file() for n in REQUIRED):
+        return Plan("skip", "AUTO_INFER_SGLANG_TEMPLATE_DIR is unset; using the project copy as it is",
+                    edited=["(no template mounted)"])
     root = validate_template(settings)
     files, skipped = template_files(root)
     project = settings.project_dir
@@ -110,22 +113,26 @@ def plan(settings: Settings) -> Plan:
         return Plan("refuse", f"the template changed ({', '.join(changed)}) and the project copy was edited "
                               f"({', '.join(edited)})", files, skipped, edited)
     if edited:
-        return Plan("skip", f"keeping your edits in the project copy ({', '.join(edited)})", files, skipped)
+        return Plan("skip", f"keeping your edits in the project copy ({', '.join(edited)})", files, skipped,
+                    edited)
     return Plan("copy", f"the template changed: {', '.join(changed)}", files, skipped)
 
 
 def needs_work(settings: Settings) -> bool:
     """doit uptodate helper: True when ``template`` has something to do (or to refuse)."""
     try:
-        return plan(settings).action != "skip"
+        p = plan(settings)
     except UserError:
         return True
+    return p.action != "skip" or bool(p.edited)   # a kept edit is worth a line each run
 
 
 def copy(settings: Settings) -> Plan:
     """Carry out the plan. Files are replaced one by one, atomically; the record goes last."""
     p = plan(settings)
     project = settings.project_dir
+    if p.action == "skip":
+        return p
     root = settings.require_template()
     if p.action == "refuse":
         raise UserError(
