@@ -55,7 +55,8 @@ def run(argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from auto_infer import doitcfg, settings as settings_mod
+    from auto_infer import doitcfg
+    from auto_infer import settings as settings_mod
     from auto_infer.locks import exclusive
 
     s = settings_mod.load()
@@ -75,6 +76,24 @@ def run(argv: list[str]) -> int:
         return go()
 
 
+def _demo_workspace(args: list[str]) -> list[str]:
+    """demo keeps everything, doit's own state included, in its workspace (a new temp dir by default)."""
+    import os
+    import tempfile
+
+    ws = ""
+    for i, a in enumerate(args):
+        if a == "--workspace" and i + 1 < len(args):
+            ws = args[i + 1]
+        elif a.startswith("--workspace="):
+            ws = a.split("=", 1)[1]
+    if not ws:
+        ws = tempfile.mkdtemp(prefix="auto-infer-demo-")
+        args = [*args, "--workspace", ws]
+    os.environ["AUTO_INFER_WORKSPACE_DIR"] = str(Path(ws).resolve())
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -85,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"auto-infer {__version__}")
         return 0
     signal.signal(signal.SIGTERM, _on_sigterm)
+    if args[0] == "demo":
+        args = _demo_workspace(args)
     t0 = time.monotonic()
     try:
         return run(args)

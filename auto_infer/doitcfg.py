@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from doit.dependency import FileChangedChecker, SqliteDB
@@ -89,11 +90,15 @@ class Reporter(ConsoleReporter):
             self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
 
 
-def action(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
-    """Wrap a doit-free function as a doit action with our three outcomes."""
-    def run() -> Any:
+def action(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """Wrap a doit-free function as a doit action with our three outcomes.
+
+    ``functools.wraps`` exposes ``fn``'s signature, so doit passes task params (``--json``,
+    positional args) whose names match ``fn``'s parameters."""
+    @functools.wraps(fn)
+    def run(**task_kwargs: Any) -> Any:
         try:
-            result = fn(*args, **kwargs)
+            result = fn(*args, **kwargs, **task_kwargs)
         except UserError as exc:
             return TaskFailed(str(exc))
         except Exception as exc:  # a bug: short line + crash log
@@ -106,8 +111,6 @@ def action(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], An
             CRASHED.append(str(path))
             return TaskError(f"internal error: {type(exc).__name__}: {exc} (traceback in {path})")
         return result if isinstance(result, dict) else None
-    run.__name__ = getattr(fn, "__name__", "action")
-    run.__doc__ = getattr(fn, "__doc__", None)
     return run
 
 

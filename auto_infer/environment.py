@@ -127,6 +127,11 @@ def _removed_pypi(settings: Settings, locked: lockfile.LockedEnv) -> list[str]:
     return sorted(before - {a.name for a in locked.pypi})
 
 
+def _needs_repair(reason: str) -> bool:
+    """Damage or an interrupted run: reinstall every package instead of trusting what is there."""
+    return any(word in reason for word in ("interrupted", "missing", "unreadable", "no complete install"))
+
+
 def warm(settings: Settings) -> dict[str, Any]:
     """Online: fetch everything the lock names into the cache root, install, write the manifest."""
     backend = backends.get(settings.installer)
@@ -138,8 +143,12 @@ def warm(settings: Settings) -> dict[str, Any]:
             say(f"⚠ WARNING: {len(bad)} PyPI entries are not wheels ({', '.join(a.name for a in bad[:5])}): "
                 "they need a build, which cannot happen offline.")
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s:
+            wheel_info = backend.fetch(settings, locked, s)
+            reason = health_check(settings, locked)
+            repair = reason is not None and _needs_repair(reason)
+            remove = _removed_pypi(settings, locked)
             _begin(settings, "warm")
-            wheel_info = backend.warm(settings, locked, s)
+            backend.install(settings, locked, s, online=True, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())
             manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), wheel_info)
             cache.write_manifest(settings, manifest)
@@ -158,13 +167,13 @@ def install(settings: Settings) -> str:
             return "up to date"
         cache.preflight(settings, locked, backend.name)
         _warn_filesystems(settings, warm=False)
-        repair = "interrupted" in reason or "missing" in reason or "unreadable" in reason
+        repair = _needs_repair(reason)
         say(f"  install needed: {reason}")
         with step(f"install: {len(locked.conda)} conda + {len(locked.pypi)} PyPI packages from the cache "
                   f"with {backend.name}, offline") as s:
             remove = _removed_pypi(settings, locked)
             _begin(settings, reason)
-            backend.install(settings, locked, s, repair=repair, remove_pypi=remove)
+            backend.install(settings, locked, s, online=False, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())
             after = health_check(settings, locked)
             if after is not None:

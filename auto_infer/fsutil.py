@@ -64,12 +64,12 @@ def same_filesystem(a: Path, b: Path) -> bool:
     return existing_parent(a).stat().st_dev == existing_parent(b).stat().st_dev
 
 
-def mount_of(path: Path) -> tuple[str, str]:
+def mount_of(path: Path, mountinfo: str | None = None) -> tuple[str, str]:
     """(mount point, fs type) of the mount holding ``path``, from /proc/self/mountinfo."""
-    target = os.path.realpath(existing_parent(path))
+    target = os.path.realpath(existing_parent(path)) if mountinfo is None else str(path)
     best = ("/", "unknown")
     try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+        lines = (Path("/proc/self/mountinfo").read_text() if mountinfo is None else mountinfo).splitlines()
     except OSError:
         return best
     for line in lines:
@@ -84,9 +84,9 @@ def mount_of(path: Path) -> tuple[str, str]:
     return best
 
 
-def on_container_layer(path: Path) -> bool:
+def on_container_layer(path: Path, mountinfo: str | None = None) -> bool:
     """True when ``path`` lives on the container's own writable layer (overlay root)."""
-    mnt, fstype = mount_of(path)
+    mnt, fstype = mount_of(path, mountinfo)
     return mnt == "/" and fstype in {"overlay", "overlayfs", "fuse-overlayfs", "aufs"}
 
 

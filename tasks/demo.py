@@ -1,17 +1,29 @@
-"""Task creator for demo (placeholder)."""
+"""Task creator for demo: the whole pipeline offline on an embedded default."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from auto_infer import demo
 from auto_infer.doitcfg import action
-from auto_infer.errors import UserError
 
 
-def _todo() -> None:
-    raise UserError("demo is not implemented yet")
+def _run(workspace: str, keep: bool, engine: str) -> None:
+    demo.run(Path(workspace) if workspace else None, keep, engine)
 
 
 def task_demo() -> dict[str, Any]:
     """Run the whole pipeline offline on an embedded demo (channel, lock, two demo servers)."""
-    return {"actions": [action(_todo)], "uptodate": [False]}
+    return {
+        "actions": [action(_run)],
+        "params": [
+            {"name": "workspace", "long": "workspace", "default": "",
+             "help": "workspace folder (default: a new temp folder)"},
+            {"name": "keep", "long": "keep", "type": bool, "default": False, "help": "leave the servers running"},
+            {"name": "engine", "long": "engine", "default": "demo",
+             "choices": [("demo", "built-in demo engine"), ("llama-cpp", "a real small model, if installed")],
+             "help": "which engine serves the demo"},
+        ],
+        "uptodate": [False], "verbosity": 2,
+    }

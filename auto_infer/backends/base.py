@@ -15,11 +15,11 @@ class Backend(Protocol):
     def version(self) -> str:
         """Installer name and version, recorded in the manifest and the install record."""
 
-    def warm(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
-        """Online: fetch every artifact of ``locked`` into the cache and install the environment.
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+        """Online, before the environment is touched: download what can be downloaded up front.
 
         Returns filename -> (sha256, size) of the PyPI files it measured (may be empty)."""
 
-    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, repair: bool,
+    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:
-        """Offline: install ``locked`` into settings.env_prefix from the cache only."""
+        """Install ``locked`` into settings.env_prefix; ``online=False``: from the cache only."""

@@ -42,12 +42,11 @@ class PixiBackend:
         run_logged(cmd, env=settings.tool_env(online=not offline), log=settings.state_dir / "install.log",
                    step=step, fix="see the log above; `pixi info` shows the cache dir pixi uses")
 
-    def warm(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
-        self._run(settings, step, offline=False)
-        return {}
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+        return {}   # pixi downloads while it installs
 
-    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, repair: bool,
+    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:
         # pixi >= 0.70.1 repairs interrupted installs itself; older ones need the env rebuilt,
         # which `pixi install` does when conda-meta no longer matches the lock.
-        self._run(settings, step, offline=True)
+        self._run(settings, step, offline=not online)

@@ -139,7 +139,7 @@ class RattlerBackend:
         run_logged(cmd, env=env, log=log, step=step)
 
     # ---- the interface ---------------------------------------------------------------
-    def warm(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
         measured: dict[str, tuple[str, int]] = {}
         store = WheelStore(settings.wheel_dir)
         for i, a in enumerate(locked.pypi, 1):
@@ -151,11 +151,10 @@ class RattlerBackend:
             step.note(f"wheel {i}/{len(locked.pypi)}: {a.filename} ({fmt_secs(step.elapsed)})")
             measured[a.filename] = _download(a, dest, step)
         store.save()
-        self._conda(settings, locked, step, reinstall=False)   # downloads into the shared cache
-        self._uv(settings, locked, step, reinstall=False, remove=[])
         return measured
 
-    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, repair: bool,
+    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:
+        # online (warm): rattler downloads missing conda packages into the shared cache as it links
         self._conda(settings, locked, step, reinstall=repair)
         self._uv(settings, locked, step, reinstall=repair, remove=remove_pypi)
