@@ -2,7 +2,8 @@
 
     template ──┬──> warm  (online: fill the caches, write the cache manifest)
                └──> install (offline: prove the cache, install frozen) ──> check (imports)
-                            └──> serve:NAME … ──> serve (ready → chat → report)
+                            └──> serve  (start every instance at once → ready → chat → report)
+                                 serve:NAME = the same for one instance
     boot = the gates AUTO_INFER_SGLANG_{CACHE_WARM,INSTALL,}_ON_BOOT → warm / install+check / serve
     chat · status · logs · stop act on running servers; env prints the contract; demo shows it all.
 
@@ -22,7 +23,7 @@ task_install = install.task_install      # offline-capable; after template; lock
 task_check = install.task_check          # after install; always runs
 
 # -- serving
-task_serve = serve.task_serve            # after install; serve:NAME per instance, then ready+chat+report
+task_serve = serve.task_serve            # after install; all instances at once; serve:NAME one
 task_chat = serve.task_chat              # a real chat with each running instance
 task_status = serve.task_status          # table or --json
 task_logs = serve.task_logs              # tail of an instance's log

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -83,7 +85,46 @@ def conda_entry_problem(pkgs: Path, a: Artifact) -> str | None:
         raw = b""
     if len(raw) >= 40 and a.sha256 and raw[8:40].hex() != a.sha256:
         return "cached under another sha256 (a different build of the same name)"
+    damage = extracted_damage(d)
+    return f"{DAMAGED}: {damage}" if damage else None
+
+
+DAMAGED = "damaged in the conda package cache"
+
+
+def extracted_damage(d: Path) -> str | None:
+    """What an extracted package lacks: unreadable metadata, a file missing or of the wrong size.
+
+    rattler re-downloads an entry whose metadata it cannot read (network, during an offline
+    install) and links a missing or truncated file as it is, or fails; so check before it runs.
+    Sizes only: same-size changes are not detected (hashing the whole cache costs too much)."""
+    try:
+        json.loads((d / "info" / "index.json").read_bytes())
+        paths = d / "info" / "paths.json"
+        entries = json.loads(paths.read_bytes())["paths"] if paths.exists() else []
+        for e in entries:
+            rel, kind, size = e["_path"], e.get("path_type"), e.get("size_in_bytes")
+            try:
+                st = os.lstat(d / rel)
+            except OSError:
+                return f"{rel} is missing"
+            if kind != "softlink" and size is not None and st.st_size != size:
+                return f"{rel} has {st.st_size} bytes, not {size}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its info/index.json or info/paths.json is unreadable"
     return None
+
+
+def evict_damaged(settings: Settings, locked: LockedEnv) -> list[str]:
+    """Online, before fetching: remove damaged entries so the installer downloads them again."""
+    removed = []
+    for a in locked.conda:
+        why = conda_entry_problem(settings.conda_pkgs_dir, a)
+        if why and why.startswith(DAMAGED):
+            shutil.rmtree(settings.conda_pkgs_dir / a.cache_key, ignore_errors=True)
+            (settings.conda_pkgs_dir / f"{a.cache_key}.lock").unlink(missing_ok=True)
+            removed.append(f"{a.cache_key} ({why[len(DAMAGED) + 2:]})")
+    return removed
 
 
 def _norm(name: str) -> str:
@@ -105,10 +146,11 @@ class WheelStore:
             st = path.stat()
         except OSError:
             return None
-        key = [st.st_size, st.st_mtime_ns, st.st_ino]
+        # ctime too: an in-place edit that puts the mtime back still moves the ctime
+        key = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         hit = self.record.get(filename)
-        if hit and hit[:3] == key:
-            return str(hit[3])
+        if hit and hit[:4] == key:
+            return str(hit[4])
         sha = sha256_file(path)
         self.record[filename] = [*key, sha]
         self.dirty = True

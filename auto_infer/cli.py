@@ -11,7 +11,8 @@ from typing import Any
 
 from auto_infer.errors import UserError, write_crash_log
 
-QUERY_TASKS = {"status", "logs", "env", "demo"}          # read-only (demo drives sub-processes)
+QUERY_TASKS = {"status", "logs", "env", "demo", "stop", "chat"}   # no run lock: read-only, or must not wait
+# behind a long serve (stop/chat act on running servers; demo drives sub-processes)
 DOIT_COMMANDS = {"list", "info", "help", "forget", "ignore", "dumpdb", "strace", "tabcompletion",
                  "reset-dep", "clean", "auto"}
 
@@ -40,12 +41,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt   # doit then saves its state before exiting (docker stop)
 
 
-def _needs_run_lock(argv: list[str]) -> str | None:
-    names = [a.split(":")[0] for a in argv if not a.startswith("-") and "=" not in a]
-    if not names or names[0] in DOIT_COMMANDS:
+def _needs_run_lock(argv: list[str], known: set[str]) -> str | None:
+    """The tasks this run executes that change state (they take the run lock), or None."""
+    if argv and argv[0] in DOIT_COMMANDS:
         return None
-    if names[0] == "run":
-        names = names[1:]
+    names = [a.split(":")[0] for a in argv if a.split(":")[0] in known]   # option values are not tasks
     if not names or all(n in QUERY_TASKS for n in names):
         return None
     return " ".join(names)
@@ -69,7 +69,8 @@ def run(argv: list[str]) -> int:
         code = int(Main(ModuleTaskLoader(pipeline), config_filenames=()).run(argv))
         return 3 if doitcfg.CRASHED else code
 
-    what = _needs_run_lock(argv)
+    known = {name[5:] for name in vars(pipeline) if name.startswith("task_")}
+    what = _needs_run_lock(argv, known)
     if what is None:
         return go()
     with exclusive(s.state_dir / "run.lock", what, s.lock_timeout):

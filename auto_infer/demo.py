@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ def _engine_spec() -> channel.CondaSpec:
     source = (Path(__file__).parent / "responder.py").read_bytes()
     site = channel.site_packages_rel()
     init = (b'"""auto-infer DEMO ENGINE: a tiny OpenAI-compatible responder. It is NOT a model; it answers '
-            b'with canned text so the pipeline can be shown without a GPU."""\n')
+            b'with canned text so the pipeline can be shown without a GPU."""\n__version__ = "0.1.0"\n')
     launcher = b'#!/bin/sh\nexec "$(dirname "$0")/python" -m auto_infer_demo_engine "$@"\n'
     return channel.CondaSpec(ENGINE_PKG, "0.1.0", {
         f"{site}/auto_infer_demo_engine/__init__.py": init,
@@ -141,6 +142,7 @@ def _env(paths: DemoPaths) -> dict[str, str]:
         "AUTO_INFER_INSTALLER": "rattler",
         "AUTO_INFER_CHECK_MODULES": "auto_infer_demo_engine,auto_infer_demo_client",
         "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+        "AUTO_INFER_LOCK_TIMEOUT": "120",   # a demo never waits an hour for another run
     })
     return env
 
@@ -156,24 +158,44 @@ def _offline_wrap(cmd: list[str], env: dict[str, str], use_netns: bool) -> tuple
 
 def run_step(label: str, args: list[str], env: dict[str, str], log: Path, *,
              offline: bool = False, use_netns: bool = False) -> str:
-    """Run `auto-infer ARGS` as its own process; print one line with its time; return stderr."""
+    """Run `auto-infer ARGS` as its own process; print one line with its time; return its output."""
     cmd = [sys.executable, "-m", "auto_infer", *args]
     if offline:
         cmd, env = _offline_wrap(cmd, env, use_netns)
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    elapsed = fmt_secs(time.monotonic() - t0)
     log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    lines: list[str] = []
     with open(log, "a") as fh:
-        fh.write(f"\n$ auto-infer {' '.join(args)}  (exit {proc.returncode}, {elapsed})\n{proc.stderr}{proc.stdout}")
-    skipped = f"-- {args[0]} (up to date" in proc.stderr
-    if proc.returncode != 0:
-        tail = "\n".join("      " + ln for ln in (proc.stderr + proc.stdout).strip().splitlines()[-12:])
-        say(f"  ✗ {label:<34} failed in {elapsed} (exit {proc.returncode})\n{tail}\n    full log: {log}")
+        fh.write(f"\n$ auto-infer {' '.join(args)}\n")
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        beat = threading.Thread(target=_heartbeat, args=(label, proc, lines, t0), daemon=True)
+        beat.start()
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            lines.append(line.rstrip())
+        code = proc.wait()
+        elapsed = fmt_secs(time.monotonic() - t0)
+        fh.write(f"(exit {code}, {elapsed})\n")
+    out = "\n".join(lines)
+    if code != 0:
+        tail = "\n".join("      " + ln for ln in lines[-12:])
+        say(f"  ✗ {label:<36} failed in {elapsed} (exit {code})\n{tail}\n    full log: {log}")
         raise UserError(f"demo step `{label}` failed", where=str(log), fix="read the log lines above")
-    note = "skipped: already done (incremental rerun)" if skipped else "done"
-    say(f"  ✓ {label:<34} {elapsed:>7}  {note}")
-    return proc.stderr + proc.stdout
+    skipped = f"-- {args[0]} (up to date" in out or "nothing to do" in out
+    say(f"  ✓ {label:<36} {elapsed:>7}  {'skipped: already done (incremental rerun)' if skipped else 'done'}")
+    return out
+
+
+def _heartbeat(label: str, proc: subprocess.Popen[str], lines: list[str], t0: float) -> None:
+    while True:
+        try:
+            proc.wait(timeout=10)
+            return
+        except subprocess.TimeoutExpired:
+            last = next((ln for ln in reversed(lines) if ln.strip()), "")
+            say(f"    … {label} still running ({fmt_secs(time.monotonic() - t0)}): {last[-100:]}")
 
 
 def _latest_report(workspace: Path) -> tuple[Path | None, dict | None]:

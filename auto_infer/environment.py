@@ -20,7 +20,13 @@ from typing import Any
 
 from auto_infer import backends, cache, lockfile
 from auto_infer.errors import UserError
-from auto_infer.fsutil import atomic_write_json, on_container_layer, read_json, same_filesystem
+from auto_infer.fsutil import (
+    atomic_write_json,
+    disk_full_is_a_user_error,
+    on_container_layer,
+    read_json,
+    same_filesystem,
+)
 from auto_infer.locks import exclusive
 from auto_infer.settings import Settings
 from auto_infer.ui import say, step
@@ -127,6 +133,16 @@ def _removed_pypi(settings: Settings, locked: lockfile.LockedEnv) -> list[str]:
     return sorted(before - {a.name for a in locked.pypi})
 
 
+def _drop_unreadable_records(settings: Settings) -> None:
+    """rattler writes conda-meta records in place: a run cut short (full disk, kill) can leave one
+    empty, and then rattler cannot even read the prefix (parse error, once a segfault). Remove
+    those records so a repair links their packages again."""
+    for rec in sorted((settings.env_prefix / "conda-meta").glob("*.json")):
+        if not isinstance(read_json(rec), dict):
+            rec.unlink(missing_ok=True)
+            say(f"  removed an unreadable conda-meta record (an earlier run was cut short): {rec.name}")
+
+
 def _needs_repair(reason: str) -> bool:
     """Damage or an interrupted run: reinstall every package instead of trusting what is there."""
     return any(word in reason for word in ("interrupted", "missing", "unreadable", "no complete install"))
@@ -142,11 +158,16 @@ def warm(settings: Settings) -> dict[str, Any]:
         if bad:
             say(f"⚠ WARNING: {len(bad)} PyPI entries are not wheels ({', '.join(a.name for a in bad[:5])}): "
                 "they need a build, which cannot happen offline.")
-        with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s:
+        for entry in cache.evict_damaged(settings, locked):
+            say(f"  removed a damaged package from the cache, to download it again: {entry}")
+        with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
+                disk_full_is_a_user_error(settings.cache_root):
             wheel_info = backend.fetch(settings, locked, s)
             reason = health_check(settings, locked)
             repair = reason is not None and _needs_repair(reason)
             remove = _removed_pypi(settings, locked)
+            if repair:
+                _drop_unreadable_records(settings)
             _begin(settings, "warm")
             backend.install(settings, locked, s, online=True, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())
@@ -170,8 +191,10 @@ def install(settings: Settings) -> str:
         repair = _needs_repair(reason)
         say(f"  install needed: {reason}")
         with step(f"install: {len(locked.conda)} conda + {len(locked.pypi)} PyPI packages from the cache "
-                  f"with {backend.name}, offline") as s:
+                  f"with {backend.name}, offline") as s, disk_full_is_a_user_error(settings.env_prefix):
             remove = _removed_pypi(settings, locked)
+            if repair:
+                _drop_unreadable_records(settings)
             _begin(settings, reason)
             backend.install(settings, locked, s, online=False, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())

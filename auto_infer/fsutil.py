@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from auto_infer.errors import UserError
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -61,7 +67,11 @@ def existing_parent(path: Path) -> Path:
 
 
 def same_filesystem(a: Path, b: Path) -> bool:
-    return existing_parent(a).stat().st_dev == existing_parent(b).stat().st_dev
+    """True when files can be hard-linked from ``a`` to ``b``: one device AND one mount
+    (two bind mounts of one filesystem share st_dev, but link() across them fails: EXDEV)."""
+    if existing_parent(a).stat().st_dev != existing_parent(b).stat().st_dev:
+        return False
+    return mount_of(a)[0] == mount_of(b)[0]
 
 
 def mount_of(path: Path, mountinfo: str | None = None) -> tuple[str, str]:
@@ -99,3 +109,30 @@ def tree_size(path: Path) -> int:
             except OSError:
                 pass
     return total
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path, detail: str) -> UserError:
+    """The message for a full filesystem (or quota): where, how much is free, what to do."""
+    try:
+        free = f"{shutil.disk_usage(existing_parent(path)).free // 1024} KiB free"
+    except OSError:
+        free = "free space unknown"
+    return UserError(f"no space left on the filesystem holding {path} (mounted at {mount_of(path)[0]}, "
+                     f"{free}): {detail}", where=str(path),
+                     fix="free space there, or give that volume more room, then rerun: a half-done "
+                         "install is never trusted, the next run redoes it")
+
+
+@contextmanager
+def disk_full_is_a_user_error(path: Path) -> Iterator[None]:
+    """A full disk is the user's to fix: one clear message, exit 1, not a crash log."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        written = exc.filename2 or exc.filename      # a copy names (source, destination)
+        raise disk_full(Path(written) if written else path, exc.strerror or str(exc)) from None

@@ -48,8 +48,11 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
                                 fix="wait for that run to finish, or raise AUTO_INFER_LOCK_TIMEOUT") from None
     waited = time.monotonic() - t0
     try:
-        owner_path.write_text(json.dumps({"pid": os.getpid(), "what": what,
-                                          "since": time.strftime("%H:%M:%S")}))
+        try:       # who holds it, for the others' waiting line: best effort (a full disk must not stop us here)
+            owner_path.write_text(json.dumps({"pid": os.getpid(), "what": what,
+                                              "since": time.strftime("%H:%M:%S")}))
+        except OSError:
+            pass
         if contended:
             say(f"  already running elsewhere: waited {fmt_secs(waited)} for it, now re-checking")
         yield waited

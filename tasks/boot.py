@@ -1,13 +1,28 @@
-"""The container boot hook: which steps run is decided by the plan's env-var gates."""
+"""The container boot task: which steps run is decided by the plan's env-var gates.
+
+doit runs a task's dependencies, but not in the order they are listed: once ``template`` is done,
+``warm`` and ``install`` may start in either order, and ``serve`` may start before ``check``. Boot
+needs a sequence (warm before install, the import check before serving), so each step it runs is a
+sub-task ``boot:STEP``: the step's own task (same actions, same up-to-date checks), made to wait
+for the step before it. The output and logging around it are the entry hook's
+(templates/hooks/auto-infer-boot.sh).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from doit.task import Task
+
+from auto_infer import serving
 from auto_infer.doitcfg import action
 from auto_infer.settings import Settings
+from auto_infer.tasks import install
 from auto_infer.tasks.common import settings
 from auto_infer.ui import say
+
+GATES = "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT"
 
 
 def boot_steps(s: Settings) -> list[str]:
@@ -21,15 +36,33 @@ def boot_steps(s: Settings) -> list[str]:
     return steps
 
 
+def _serve_task() -> dict[str, Any]:
+    return {"actions": [action(serving.serve, settings(), None)], "uptodate": [False], "verbosity": 2}
+
+
+STEP_TASKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "warm": install.task_warm, "install": install.task_install, "check": install.task_check, "serve": _serve_task}
+
+
 def _report(steps: list[str]) -> None:
     if not steps:
-        say("boot: no gate set (AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_INSTALL_ON_BOOT, "
-            "AUTO_INFER_SGLANG_ON_BOOT); nothing to do")
+        say(f"boot: no gate set ({GATES}); nothing to do")
     else:
         say(f"boot: done: {' → '.join(steps)}")
 
 
-def task_boot() -> dict[str, Any]:
+def _step(step: str, before: str | None, steps: list[str]) -> Task:
+    """``boot:STEP``: the step's task, after ``boot:BEFORE``; its deps on other steps point into the chain."""
+    d = dict(STEP_TASKS[step]())
+    deps = [f"boot:{t}" if t in steps else t for t in d.pop("task_dep", [])]
+    return Task(f"boot:{step}", task_dep=deps + ([f"boot:{before}"] if before else []), subtask_of="boot",
+                doc=f"boot step: {step}", **d)
+
+
+def task_boot() -> Iterator[Task]:
     """Container boot hook: warm / install+check / serve, as the AUTO_INFER_SGLANG_*_ON_BOOT gates say."""
     steps = boot_steps(settings())
-    return {"actions": [action(_report, steps)], "task_dep": steps, "uptodate": [False], "verbosity": 2}
+    yield Task("boot", [action(_report, steps)], task_dep=[f"boot:{steps[-1]}"] if steps else [],
+               uptodate=[False], has_subtask=bool(steps), verbosity=2, doc=task_boot.__doc__)
+    for i, step in enumerate(steps):
+        yield _step(step, steps[i - 1] if i else None, steps)

@@ -9,8 +9,8 @@ from doit.tools import config_changed
 from auto_infer import __version__, cache, check, environment, lockfile, template
 from auto_infer.doitcfg import action
 from auto_infer.errors import UserError
-from auto_infer.ui import say
 from auto_infer.tasks.common import settings
+from auto_infer.ui import say
 
 
 def _installer_config() -> Any:

@@ -1,37 +1,78 @@
-"""Task creators for serve / chat / status / logs / stop (placeholder until the serve work lands)."""
+"""Task creators for serve / chat / status / logs / stop: a few lines each, the work in
+auto_infer.serving (start, ready, chat, report) and auto_infer.instances (what runs now).
+
+``serve`` starts every enabled instance at once and follows them together; ``serve:NAME`` does the
+same for one instance. The sub-tasks are doit sub-tasks (``auto-infer list --all`` shows them) but
+not dependencies of ``serve``: running them one after the other would start the servers one after
+the other, and the whole point is to start them together.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+from doit.task import Task
+
+from auto_infer import config, instances, serving
 from auto_infer.doitcfg import action
 from auto_infer.errors import UserError
+from auto_infer.tasks.common import settings
 
 
-def _todo() -> None:
-    raise UserError("serving is not implemented yet")
+def _instance_names() -> list[str]:
+    """Enabled instances of the model config; none if it does not load (serve then says why)."""
+    try:
+        return [i.name for i in config.load(settings()).enabled()]
+    except UserError:
+        return []
 
 
-def task_serve() -> dict[str, Any]:
-    """Start the model config's servers (serve:NAME each), wait until ready, chat, write a report."""
-    return {"actions": [action(_todo)], "task_dep": ["install"], "uptodate": [False]}
+def task_serve() -> Iterator[Task]:
+    """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
+    s = settings()
+    yield Task("serve", [action(serving.serve, s, None)], task_dep=["install"], uptodate=[False],
+               has_subtask=True, verbosity=2, doc=task_serve.__doc__)
+    for name in _instance_names():
+        yield Task(f"serve:{name}", [action(serving.serve, s, [name])], task_dep=["install"], uptodate=[False],
+                   subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report")
+
+
+def _chat(names: list[str]) -> Any:
+    return action(instances.chat, settings(), names or None)()
 
 
 def task_chat() -> dict[str, Any]:
-    """Send a real chat completion to each running instance and keep request + response."""
-    return {"actions": [action(_todo)], "uptodate": [False]}
+    """Send a real chat completion to each running instance (or those named) and keep the evidence."""
+    return {"actions": [_chat], "pos_arg": "names", "uptodate": [False], "verbosity": 2}
+
+
+def _status(as_json: bool) -> Any:
+    return action(instances.status, settings(), as_json)()
 
 
 def task_status() -> dict[str, Any]:
-    """Show each instance: pid, port, GPUs, state, uptime, log (--json for JSON)."""
-    return {"actions": [action(_todo)], "uptodate": [False]}
+    """Show each instance: state, pid, port, GPUs, uptime, log (--json for JSON)."""
+    return {"actions": [_status], "uptodate": [False], "verbosity": 2,
+            "params": [{"name": "as_json", "long": "json", "type": bool, "default": False,
+                        "help": "print JSON instead of a table"}]}
+
+
+def _logs(names: list[str], lines: int) -> Any:
+    return action(instances.logs, settings(), names or None, lines)()
 
 
 def task_logs() -> dict[str, Any]:
-    """Print the tail of an instance's log: auto-infer logs NAME."""
-    return {"actions": [action(_todo)], "uptodate": [False]}
+    """Print the tail of instance logs: auto-infer logs [-n LINES] [NAME ...] (all when none is named)."""
+    return {"actions": [_logs], "pos_arg": "names", "uptodate": [False], "verbosity": 2,
+            "params": [{"name": "lines", "short": "n", "long": "lines", "type": int, "default": 50,
+                        "help": "how many lines"}]}
+
+
+def _stop(names: list[str]) -> Any:
+    return action(instances.stop, settings(), names or None)()
 
 
 def task_stop() -> dict[str, Any]:
-    """Stop all instances, or the ones named: SIGTERM to the group, grace, SIGKILL."""
-    return {"actions": [action(_todo)], "uptodate": [False]}
+    """Stop all instances, or those named: SIGTERM to the group, grace, SIGKILL."""
+    return {"actions": [_stop], "pos_arg": "names", "uptodate": [False], "verbosity": 2}

@@ -16,8 +16,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from auto_infer.cache import WheelStore
-from auto_infer.errors import UserError
-from auto_infer.fsutil import sha256_file
+from auto_infer.errors import SubprocessFailed, UserError
+from auto_infer.fsutil import disk_full, sha256_file
 from auto_infer.lockfile import Artifact, LockedEnv
 from auto_infer.settings import Settings
 from auto_infer.subproc import run_logged
@@ -83,6 +83,17 @@ def _download(a: Artifact, dest: Path, step: Step) -> tuple[str, int]:
         tmp.unlink(missing_ok=True)
 
 
+def _install_error(settings: Settings, exc: Exception) -> UserError:
+    """rattler's message is a chain ("…\nCaused by: …"): show the first line and the root cause."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+    cause = lines[-1].removeprefix("Caused by:").strip() if len(lines) > 1 else ""
+    what = f"{lines[0]}: {cause}" if cause else lines[0]
+    if "os error 28" in cause or "os error 122" in cause:      # ENOSPC, EDQUOT
+        return disk_full(settings.env_prefix, what)
+    return UserError(f"conda install into {settings.env_prefix} failed: {what}", where=str(settings.env_prefix),
+                     fix="if the disk is full, free space and rerun; otherwise rerun `warm` online")
+
+
 class RattlerBackend:
     name = "rattler"
 
@@ -100,10 +111,7 @@ class RattlerBackend:
                                 cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
                                 show_progress=False))
         except Exception as exc:
-            msg = str(exc).strip().splitlines()
-            raise UserError(f"conda install into {settings.env_prefix} failed: {msg[0] if msg else exc}",
-                            where=str(settings.env_prefix),
-                            fix="if the disk is full, free space and rerun; otherwise rerun `warm` online") from None
+            raise _install_error(settings, exc) from None
 
     # ---- pypi side -------------------------------------------------------------------
     def _python(self, settings: Settings) -> Path:
@@ -136,7 +144,14 @@ class RattlerBackend:
                "--no-deps", "--require-hashes", "--link-mode", "hardlink", "-r", str(req)]
         if reinstall:
             cmd.append("--reinstall")
-        run_logged(cmd, env=env, log=log, step=step)
+        try:
+            run_logged(cmd, env=env, log=log, step=step)
+        except SubprocessFailed as exc:
+            cause = next((ln.strip() for ln in reversed(str(exc).splitlines()) if "os error 28" in ln
+                          or "os error 122" in ln), None)      # ENOSPC, EDQUOT
+            if cause is None:
+                raise
+            raise disk_full(settings.env_prefix, f"uv could not install the wheels: {cause}") from None
 
     # ---- the interface ---------------------------------------------------------------
     def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:

@@ -1,0 +1,127 @@
+"""Measurements → report cases, with the issue's targets (reported against, never asserted)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench import install_cases as ic
+from bench.links import LinkStats
+from bench.report import Case, Row, Target, secs
+from bench.timing import Series, interleave, run
+
+NOOP_RAW = "py-rattler + uv no-op"
+INSTALL_RAW = "py-rattler + uv"
+OURS = "auto-infer install"
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def case_noop(w: ic.Warmed, series: dict[str, Series]) -> Case:
+    c = Case("1", f"No-op rerun ({w.wl.shape.label})",
+             "`auto-infer install` on an environment that already matches pixi.lock (doit graph, "
+             "content hash of the lock, health check of every package file), against py-rattler's own "
+             "no-op (`install()` given the installed PrefixRecords) followed by uv's no-op, and against "
+             "`python -c pass`, the floor for any Python command. All are fresh processes.")
+    c.rows = [Row(OURS, series[OURS], NOOP_RAW), Row(NOOP_RAW, series[NOOP_RAW], "python -c pass"),
+              Row("py-rattler no-op (conda only)", series["py-rattler no-op (conda only)"], "python -c pass"),
+              Row("python -c pass", series["python -c pass"])]
+    ratio, ours = c.ratio(OURS), series[OURS].median
+    c.targets = [Target("no-op within 1.5× of the raw installer's no-op", _fmt(ratio),
+                        None if ratio is None else ratio <= 1.5),
+                 Target("no-op under 0.5 s absolute", secs(ours), ours < 0.5)]
+    return c
+
+
+def _links_table(stats: dict[str, LinkStats]) -> tuple[list[str], list[list[str]]]:
+    head = ["run", "payload files hard-linked", "copied", "MB copied", "MB written (all)", "hard links only"]
+    rows = [[name, f"{s.linked}/{s.files - s.metadata}", str(s.copied), f"{s.bytes_copied / 1e6:.1f}",
+             f"{s.bytes_written / 1e6:.1f}", "yes" if s.hardlinks_only else "no"] for name, s in stats.items()]
+    return head, rows
+
+
+def case_install(w: ic.Warmed, res: ic.InstallResult) -> Case:
+    c = Case("2", f"Offline install from a warm cache into an empty environment ({w.wl.shape.label})",
+             "`auto-infer install` into a new project folder (template copy, lock read, cache audit, "
+             "py-rattler install, uv install of the wheels, health check, install record) against "
+             "bench/raw.py: py-rattler `install()` + `uv pip install --offline --no-index --no-deps "
+             "--require-hashes --link-mode hardlink` on the same lock and the same caches. The mirror is "
+             "stopped: any download would fail the run. Links are counted by comparing each file's inode "
+             "with the caches' (conda-meta/ and *.dist-info/ are the installers' own records, always written).")
+    c.rows = [Row(OURS, res.series[OURS], INSTALL_RAW), Row(INSTALL_RAW, res.series[INSTALL_RAW])]
+    c.tables.append(_links_table(res.stats))
+    ratio, ours = c.ratio(OURS), res.stats[OURS]
+    c.targets = [Target("offline install within 1.15× of the raw tools", _fmt(ratio),
+                        None if ratio is None else ratio <= 1.15),
+                 Target("hard links only", ours.summary(), ours.hardlinks_only)]
+    return c
+
+
+def case_tmpfs(w: ic.Warmed | None, res: ic.InstallResult | None, same_fs: Series | None,
+               skipped: str | None) -> Case:
+    c = Case("3", "The cache on another filesystem (tmpfs) than the environment",
+             "As case 2, with AUTO_INFER_SGLANG_CACHE_ROOT on a tmpfs the bench mounts (`mount -t tmpfs`) "
+             "and unmounts, and the project on the disk: nothing can be hard-linked, every file is "
+             "copied. The row \"same filesystem\" is case 2's `auto-infer install`, for the copy cost.")
+    if skipped or w is None or res is None:
+        c.skipped = skipped or "not run"
+        return c
+    c.rows = [Row(f"{OURS} (cache on tmpfs)", res.series[OURS], f"{INSTALL_RAW} (cache on tmpfs)"),
+              Row(f"{INSTALL_RAW} (cache on tmpfs)", res.series[INSTALL_RAW])]
+    if same_fs is not None:
+        c.rows.append(Row(f"{OURS} (same filesystem, case 2)", same_fs))
+        cost = res.series[OURS].median / same_fs.median
+        c.notes.append(f"copy cost: the install takes {cost:.2f}× as long as with the cache on the same "
+                       "filesystem, and writes every byte again (table below).")
+    c.tables.append(_links_table(res.stats))
+    line = next((ln.strip() for ln in res.stderr.splitlines() if ic.WARNING in ln), "(no warning)")
+    c.targets = [Target("the tool warns that the cache is on another filesystem", f"`{line[:160]}`",
+                        res.warned)]
+    return c
+
+
+def case_cli(env: dict[str, str], cli: list[str], warmup: int, repeats: int,
+             progress: Callable[[str], None]) -> Case:
+    status_rc: list[int] = []
+
+    def status() -> float:
+        t, proc = run([*cli, "status"], env, ok=(0, 1))
+        status_rc.append(proc.returncode)
+        return t
+
+    series = interleave({
+        "auto-infer --help": lambda: run([*cli, "--help"], env)[0],
+        "auto-infer --version": lambda: run([*cli, "--version"], env)[0],
+        "auto-infer status": status,
+        "python -c pass": lambda: run([ic.PY, "-c", "pass"], env)[0],
+    }, warmup=warmup, repeats=repeats, progress=progress)
+    c = Case("6", "CLI start-up",
+             "`auto-infer --help` (prints the task list: imports the pipeline module), `--version` and "
+             "`status` (runs the doit graph) as fresh processes, against `python -c pass`.")
+    c.rows = [Row(n, series[n], "python -c pass") for n in series if n != "python -c pass"]
+    c.rows.append(Row("python -c pass", series["python -c pass"]))
+    if any(status_rc):
+        c.rows[2].note = f"exit {max(status_rc)} (serving not implemented in this build)"
+    h = series["auto-infer --help"].median
+    c.targets = [Target("`--help` within 0.3 s", secs(h), h <= 0.3)]
+    return c
+
+
+def case_growth(points: list[tuple[ic.Warmed, dict[str, Series], ic.InstallResult]]) -> Case:
+    c = Case("7", "Growth: cases 1 and 2 at three sizes",
+             "The same measurements on the same kind of workload at ×1, ×3 and ×10 the files "
+             "(and packages); per-1000-files costs show whether a step grows faster than the environment.")
+    head = ["size", "conda pkgs", "files (+links)", "MB", "no-op ours", "no-op raw", "ratio",
+            "install ours", "install raw", "ratio", "ours ms / 1k files (no-op, install)"]
+    rows = []
+    for w, noop, inst in points:
+        s, files = w.stats, w.stats.files + w.stats.symlinks
+        n_ours, n_raw = noop[OURS].median, noop[NOOP_RAW].median
+        i_ours, i_raw = inst.series[OURS].median, inst.series[INSTALL_RAW].median
+        rows.append([w.wl.shape.label, str(w.wl.shape.packages + 1), f"{s.files} (+{s.symlinks})",
+                     f"{(s.bytes_linked + s.bytes_written) / 1e6:.0f}", secs(n_ours), secs(n_raw),
+                     f"{n_ours / n_raw:.2f}×", secs(i_ours), secs(i_raw), f"{i_ours / i_raw:.2f}×",
+                     f"{1000 * n_ours / files * 1000:.1f}, {1000 * i_ours / files * 1000:.0f}"])
+    c.tables.append((head, rows))
+    return c

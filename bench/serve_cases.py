@@ -1,0 +1,271 @@
+"""Cases 4 and 5 through the real `auto-infer serve` (probe.wait_ready, serving.run, procs.spawn).
+
+The servers are the test responder (auto_infer/responder.py) on free ports, run by the model
+config's ``command`` key. It writes the wall-clock moment it became ready (--ready-file); a crash
+is the responder's --crash-on-start run by bench/crasher.py, which writes the moment it died.
+"Reported" is the moment the `auto-infer serve` line about it reaches us on its stderr.
+The baseline is a plain loop that checks every second (GET /health, and whether the process is
+still alive), the way shell scripts and llama-swap's health check do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from auto_infer import mirror
+from bench.report import Case, Row, Target, secs
+from bench.timing import Failed, Series, interleave, run
+
+PY = sys.executable
+CRASHER = str(Path(__file__).with_name("crasher.py"))
+RESPONDER = [PY, "-m", "auto_infer.responder", "--host", "127.0.0.1", "--port", "{port}",
+             "--model", "{served_model_name}"]
+
+
+def available() -> str | None:
+    """None when the serving code is there; otherwise why not."""
+    try:
+        from auto_infer import probe, serving  # noqa: F401
+    except Exception as exc:  # absent, or half-written by its author right now
+        return f"the serving code does not import in this build ({type(exc).__name__}: {exc})"
+    return None
+
+
+def config(instances: dict[str, tuple[int, list[str]]], ready_timeout: float = 120) -> str:
+    """A model config: one `command` instance per name -> (port, argv)."""
+    out = [f"[master]\nenable = true\n\n[instance.control]\nready_timeout = {ready_timeout}\nstop_grace = 5\n",
+           '[instance.server]\nhost = "127.0.0.1"\n']
+    for name, (port, argv) in instances.items():
+        out.append(f"[instance.{name}.control]\ncommand = {json.dumps(argv)}\n\n"
+                   f"[instance.{name}.server]\nport = {port}\nserved_model_name = \"{name}\"\n")
+    return "\n".join(out)
+
+
+class Serving:
+    """One installed workspace, a model config file, and the real CLI."""
+
+    def __init__(self, env: dict[str, str], cli: list[str], work: Path):
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.config = work / "models.toml"
+        self.env = {**env, "AUTO_INFER_SGLANG_CONFIG": str(self.config)}
+        self.cli = cli
+        self.reports = Path(env["AUTO_INFER_WORKSPACE_DIR"]) / "reports"
+        self.n = 0
+
+    def path(self, stem: str) -> str:
+        self.n += 1
+        return str(self.work / f"{stem}-{self.n}")
+
+    def serve(self, name: str = "", ok: tuple[int, ...] = (0,)) -> tuple[float, list[tuple[float, str]], dict]:
+        """Run `auto-infer serve[:NAME]`; (spawn moment, stderr lines with arrival moments, report)."""
+        task = f"serve:{name}" if name else "serve"
+        t0 = time.time()
+        proc = subprocess.Popen([*self.cli, task], env=self.env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd="/")
+        lines: list[tuple[float, str]] = []
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append((time.time(), line.rstrip()))
+        code = proc.wait()
+        if code not in ok:
+            raise Failed(f"auto-infer {task} exited {code}:\n" + "\n".join(x for _, x in lines[-20:]))
+        report = json.loads((self.reports / "serve-latest.json").read_text())
+        return t0, lines, report
+
+    def stop(self) -> None:
+        run([*self.cli, "stop"], self.env, ok=(0, 1))
+
+
+def line_at(lines: list[tuple[float, str]], needle: str) -> float:
+    hit = next((t for t, line in lines if needle in line), None)
+    if hit is None:
+        raise Failed(f"no line with {needle!r} in:\n" + "\n".join(x for _, x in lines[-20:]))
+    return hit
+
+
+def read_moment(path: str) -> float:
+    return float(Path(path).read_text())
+
+
+def poll_every_second(argv: list[str], port: int, log: str, timeout: float = 120) -> tuple[str, float]:
+    """The baseline: spawn, then once a second: has it died? does /health answer 200?"""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return "died", time.time()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+                    if r.status == 200:
+                        return "ready", time.time()
+            except OSError:
+                pass
+            time.sleep(1.0)
+        raise Failed(f"baseline: {argv[:4]} neither ready nor dead after {timeout}s")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+# ---- case 4 ---------------------------------------------------------------------------------
+
+def readiness(s: Serving, slow: tuple[float, float], warmup: int, repeats: int,
+              progress: Callable[[str], None]) -> dict[str, Series]:
+    def responder(port: int, ready_file: str) -> list[str]:
+        delay = f"{random.uniform(*slow):.3f}"
+        return [a.format(port=port, served_model_name="r") for a in RESPONDER] + [
+            "--slow-start", delay, "--ready-file", ready_file]
+
+    def crasher(port: int, dead_file: str) -> list[str]:
+        return [PY, CRASHER, "--after", f"{random.uniform(*slow):.3f}", "--dead-file", dead_file, "--",
+                *(a.format(port=port, served_model_name="c") for a in RESPONDER), "--crash-on-start"]
+
+    def ours_ready() -> float:
+        port, f = mirror.free_port(), s.path("ready")
+        s.config.write_text(config({"r": (port, responder(port, f))}))
+        _, lines, _ = s.serve()
+        s.stop()
+        return line_at(lines, "✓ r ready") - read_moment(f)
+
+    def ours_crash() -> float:
+        port, f = mirror.free_port(), s.path("dead")
+        s.config.write_text(config({"c": (port, crasher(port, f))}))
+        _, lines, _ = s.serve(ok=(1,))
+        s.stop()
+        return line_at(lines, "✗ c:") - read_moment(f)
+
+    def loop_ready() -> float:
+        port, f = mirror.free_port(), s.path("ready")
+        what, at = poll_every_second(responder(port, f), port, s.path("loop.log"))
+        if what != "ready":
+            raise Failed(f"the responder died instead of becoming ready (log {s.work})")
+        return at - read_moment(f)
+
+    def loop_crash() -> float:
+        port, f = mirror.free_port(), s.path("dead")
+        what, at = poll_every_second(crasher(port, f), port, s.path("loop.log"))
+        if what != "died":
+            raise Failed("the crasher became ready instead of dying")
+        return at - read_moment(f)
+
+    return interleave({"ready: auto-infer serve": ours_ready, "ready: 1-s poll loop": loop_ready,
+                       "crash: auto-infer serve": ours_crash, "crash: 1-s poll loop": loop_crash},
+                      warmup=warmup, repeats=repeats, progress=progress)
+
+
+# ---- case 5 ---------------------------------------------------------------------------------
+
+def parallel(s: Serving, slows: tuple[float, ...], warmup: int, repeats: int,
+             progress: Callable[[str], None]) -> tuple[dict[str, Series], list[str]]:
+    names = [f"s{i + 1}" for i in range(len(slows))]
+    overlap: list[str] = []
+
+    def write() -> None:
+        s.config.write_text(config({n: (p := mirror.free_port(), [a.format(port=p, served_model_name=n)
+                                                                 for a in RESPONDER] + ["--slow-start", f"{d}"])
+                                    for n, d in zip(names, slows)}))
+
+    def at_once() -> float:
+        write()
+        t0, _, report = s.serve()
+        s.stop()
+        times = [i["times"] for i in report["instances"]]
+        if max(t["spawned"] for t in times) < min(t["ready"] for t in times):
+            overlap.append("yes")
+        return max(t["ready"] for t in times) - t0
+
+    def slowest_alone() -> float:
+        write()
+        t0, _, report = s.serve(names[-1])
+        s.stop()
+        return report["instances"][0]["times"]["ready"] - t0
+
+    def one_after_another() -> float:
+        write()
+        t0 = time.time()
+        for n in names:
+            _, _, report = s.serve(n)
+        s.stop()
+        return report["instances"][0]["times"]["ready"] - t0
+
+    series = interleave({"auto-infer serve (4 at once)": at_once,
+                         f"auto-infer serve:{names[-1]} (the slowest, alone)": slowest_alone,
+                         "auto-infer serve:s1 … serve:s4, one after another": one_after_another},
+                        warmup=warmup, repeats=repeats, progress=progress)
+    return series, overlap
+
+
+# ---- the report -----------------------------------------------------------------------------
+
+def case4(s: Serving, a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
+    try:
+        return _case4(s, available(), (0.3, 0.8) if a.quick else (1.0, 2.0), a, progress)
+    finally:
+        s.stop()
+
+
+def case5(s: Serving, a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
+    try:
+        return _case5(s, available(), (0.3, 0.4, 0.5, 0.6) if a.quick else (1.5, 2.0, 2.5, 3.0), a, progress)
+    finally:
+        s.stop()
+
+
+def _case4(s: Serving, why: str | None, slow: tuple[float, float], a: argparse.Namespace,
+           progress: Callable[[str], None]) -> Case:
+    c = Case("4", "Readiness and crash detection",
+             "Latency, not duration: from the moment the test responder became ready (it writes "
+             "the moment itself, `--ready-file`) to the moment `auto-infer serve` prints that it is "
+             "ready; and from the moment a server that crashes during start died (bench/crasher.py "
+             f"writes it) to the moment `auto-infer serve` reports the crash. Start-up delays are random in "
+             f"{slow[0]}–{slow[1]} s, so the poll loop's phase is random too. Baseline: a loop that checks "
+             "once a second whether the process is alive and whether GET /health answers 200.")
+    if why:
+        c.skipped = why
+        return c
+    series = readiness(s, slow, a.warmup, a.repeats, progress)
+    r, cr = "ready: auto-infer serve", "crash: auto-infer serve"
+    c.rows = [Row(r, series[r], "ready: 1-s poll loop"), Row("ready: 1-s poll loop", series["ready: 1-s poll loop"]),
+              Row(cr, series[cr], "crash: 1-s poll loop"), Row("crash: 1-s poll loop", series["crash: 1-s poll loop"])]
+    c.targets = [Target("readiness reported within 0.2 s of ready (median)", secs(series[r].median),
+                        series[r].median <= 0.2),
+                 Target("a crash during start reported within 0.5 s", secs(series[cr].median),
+                        series[cr].median <= 0.5)]
+    return c
+
+
+def _case5(s: Serving, why: str | None, slows: tuple[float, ...], a: argparse.Namespace,
+           progress: Callable[[str], None]) -> Case:
+    c = Case("5", "Parallel start of four slow servers",
+             f"Four responders that take {', '.join(f'{x:g}' for x in slows)} s to load. Time from "
+             "starting `auto-infer serve` to the last instance ready (its own report's times), against the "
+             "slowest one alone (`auto-infer serve:s4`), and against the four started one after another "
+             "(`auto-infer serve:s1`, then `serve:s2`, …). Each includes the CLI's start, the install "
+             "no-op (serve depends on install) and the config checks; the chat comes after and is not counted.")
+    if why:
+        c.skipped = why
+        return c
+    series, overlap = parallel(s, slows, a.warmup, max(1, a.repeats - 2), progress)
+    par, alone, seq = list(series)
+    c.rows = [Row(par, series[par], alone), Row(alone, series[alone]), Row(seq, series[seq], alone)]
+    ratio = c.ratio(par)
+    c.targets = [Target("parallel start within 1.2× of the slowest single server",
+                        "—" if ratio is None else f"{ratio:.2f}×", None if ratio is None else ratio <= 1.2)]
+    c.notes.append(f"all four were spawned before the first was ready in {len(overlap)} of "
+                   f"{len(series[par].samples) + a.warmup} runs (from the report's times).")
+    return c

