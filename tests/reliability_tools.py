@@ -151,8 +151,30 @@ def health(env: Mapping[str, str]) -> str | None:
         return f"user error: {exc.what}"
 
 
-def no_traceback(text: str) -> bool:
-    return "Traceback (most recent call last)" not in text and "internal error" not in text
+def no_traceback(text: str, server_log: bool = False) -> bool:
+    """No traceback of ours (nor an "internal error"). ``server_log``: the output quotes a server's
+    log tail, whose own traceback is evidence, not ours -- then only frames of our code count."""
+    if "internal error" in text:
+        return False
+    if server_log:
+        import re
+        return not re.search(r'File "[^"]*/(auto_infer/(?!responder\.py)|tasks/|doit/)', text)   # the responder is the server
+    return "Traceback (most recent call last)" not in text
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (e.g. "--port 41234"): orphan hunting."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
+                state = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if text.encode() in cmdline and state not in ("Z", "X"):
+                found.append(int(entry.name))
+    return found
 
 
 # ---- doit's state --------------------------------------------------------------------------
@@ -189,10 +211,10 @@ class CountingListener:
     proxy variables and goes to the network reaches this listener, so ``count`` must stay 0
     during steps that promise to be offline."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.port = int(self.sock.getsockname()[1])
         self.count = 0
@@ -240,6 +262,12 @@ def proxy_env(url: str, no_proxy: str = "") -> dict[str, str]:
 
 
 # ---- secrets -------------------------------------------------------------------------------
+
+def secret_words() -> tuple[str, str]:
+    """Two fresh sentinels, unlikely anywhere by chance (one with characters URLs must quote)."""
+    import secrets
+    return f"PXY-{secrets.token_hex(8)}-s3cr/t@!", f"sk-KEY{secrets.token_hex(10)}"
+
 
 def secret_forms(user: str, secret: str) -> list[bytes]:
     """The ways a secret could be written down: raw, URL-quoted, and inside Basic auth."""
@@ -296,6 +324,184 @@ def remount(path: Path, size: str, inodes: int | None = None) -> None:
 
 def can_mount() -> bool:
     return os.geteuid() == 0 and sys.platform.startswith("linux")
+
+
+# ---- hostile model configs ----------------------------------------------------------------
+
+RESPONDER_CMD = [sys.executable, "-m", "auto_infer.responder", "--host", "{host}", "--port", "{port}",
+                 "--model", "{served_model_name}"]
+
+
+@dataclass(frozen=True)
+class Hostile:
+    kind: str
+    text: bytes                  # the model config file
+    says: tuple[str, ...]        # the message must hold each (besides the file, unless overrides)
+    overrides: str = ""
+    note: str = ""
+
+
+def base_config(ports: tuple[int, int]) -> dict[str, Any]:
+    """A valid model config: two responder instances (the `command` engine) on ``ports``."""
+    def inst(name: str, port: int, gpu: str) -> dict[str, Any]:
+        return {"control": {"command": list(RESPONDER_CMD), "gpu_ids": gpu},
+                "server": {"port": port, "served_model_name": f"{name}-model"}}
+    return {"master": {"enable": True},
+            "instance": {"control": {"ready_timeout": 30, "stop_grace": 2}, "server": {"host": "127.0.0.1"},
+                         "alpha": inst("alpha", ports[0], "0"), "beta": inst("beta", ports[1], "1")}}
+
+
+def _toml(data: dict[str, Any]) -> bytes:
+    import tomlkit
+    return tomlkit.dumps(data).encode()
+
+
+WRONG_TYPES: dict[tuple[str, str], list[Any]] = {
+    ("master", "enable"): ["yes", 1, [True], {"a": 1}, 1.5],
+    ("master", "python_path"): [1, True, ["python"], {"a": 1}],
+    ("master", "server_module"): [3, False, ["sglang"]],
+    ("control", "enabled"): ["true", 0, [1]],
+    ("control", "background"): ["no", 2.5],
+    ("control", "log_dir"): [1, ["logs"], True],
+    ("control", "gpu_ids"): [True, 1.5, {"a": 1}, "0,x", "0,0", "-1", ""],
+    ("control", "ready_timeout"): ["soon", True, [60], {"s": 1}],
+    ("control", "stop_grace"): ["5s", [1], False],
+    ("control", "smoke_prompt"): [1, True, ["hi"]],
+    ("control", "api_key_env"): [1, ["KEY"], {"a": "b"}],
+    ("control", "env"): ["A=1", 1, [1], {"X": [1]}, {"X": {"y": 1}}],
+    ("control", "command"): ["python -m srv", 1, {"a": 1}, [1, 2], [], ["srv", "--port", "{prot}"],
+                             ["srv", "{port"]],
+    ("server", "port"): ["abc", True, 1.5, [1], {"a": 1}],
+    ("server", "host"): [5, True, [1]],
+    ("server", "tp_size"): ["two", 0, -1, 1.5],
+    ("server", "rope"): [[[1]], [[1, 2], [3]]],
+}
+HUGE: dict[tuple[str, str], list[Any]] = {
+    ("server", "port"): [0, -1, 65536, 70000, 2**63 - 1, -(2**63)],
+    ("control", "ready_timeout"): [0, -1, -1e308, float("nan"), float("-inf")],
+    ("control", "stop_grace"): [-1, float("nan"), float("-inf"), -1e-9],
+    ("server", "tp_size"): [10**12, 2**63 - 1, 3],          # more GPUs than gpu_ids gives
+    ("server", "mem_fraction_static"): [0, 1.5, -0.1, float("nan"), float("inf"), 1e308],
+    ("server", "nnodes"): [0, -2],
+}
+PATH_NAMES = ["../escape", "../../../../tmp/escape", "a/b", "/abs", "", ".", "..", "x\ny", "x\u0000y",
+              "n" * 300, "tab\there", "a/../../b"]
+SYNTAX = ["= 1", "key = ", 'key = "unclosed', "[instance.alpha", "[[instance]]", "key = 1 2", "k = [1, 2",
+          "k = {a = 1", 'k = "\\q"', "\x07bell = 1", "[master]\nenable = true",
+          "[instance.alpha.server]\nport = 1"]
+
+
+def _table(data: dict[str, Any], which: str, rng: Any) -> tuple[dict[str, Any], str]:
+    name = rng.choice(["alpha", "beta"])
+    if which == "master":
+        return data["master"], "[master]"
+    if which == "control":
+        return (data["instance"]["control"], "[instance.control]") if rng.random() < 0.3 else \
+            (data["instance"][name]["control"], f"[instance.{name}.control]")
+    return data["instance"][name]["server"], f"[instance.{name}.server]"
+
+
+def hostile_configs(n: int, ports: tuple[int, int], model_dir: Path, seed: int = 7) -> list[Hostile]:
+    """``n`` invalid model configs, round-robin over the kinds, each with one fault."""
+    import random
+    rng = random.Random(seed)
+    makers = [_wrong_type, _unknown_key, _duplicate_port, _duplicate_name, _gpu_overlap, _huge,
+              _path_name, _syntax, _overrides]
+    return [makers[i % len(makers)](rng, ports, model_dir) for i in range(n)]
+
+
+def _wrong_type(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    data = base_config(ports)
+    (which, key) = rng.choice(sorted(WRONG_TYPES))
+    table, where = _table(data, which, rng)
+    value = rng.choice(WRONG_TYPES[(which, key)])
+    table[key] = value
+    return Hostile("wrong type", _toml(data), (key,), note=f"{where} {key} = {value!r}")
+
+
+def _unknown_key(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    data = base_config(ports)
+    key = rng.choice(["readytimeout", "gpuids", "enabel", "comand", "log-dir", "ports", "x" + str(rng.randrange(999))])
+    where = rng.choice(["master", "control", "instance", "top"])
+    if where == "top":
+        data[key] = {"a": 1}
+    elif where == "instance":
+        data["instance"][rng.choice(["alpha", "beta"])][key] = {"port": 1}
+    else:
+        _table(data, where, rng)[0][key] = 1
+    return Hostile("unknown key", _toml(data), (key,), note=f"{where}: {key}")
+
+
+def _duplicate_port(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    data = base_config(ports)
+    how = rng.choice(["same", "shared default"])
+    if how == "same":
+        data["instance"]["beta"]["server"]["port"] = ports[0]
+    else:                                   # both inherit [instance.server] port
+        for name in ("alpha", "beta"):
+            del data["instance"][name]["server"]["port"]
+        data["instance"]["server"]["port"] = ports[0]
+    return Hostile("duplicate port", _toml(data), ("port", "alpha", "beta"), note=how)
+
+
+def _duplicate_name(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    text = _toml(base_config(ports)).decode()
+    extra = rng.choice(['[instance.alpha.server]\nport = 1\n', '[instance."alpha".control]\nenabled = true\n',
+                        '[instance.beta]\nserver = { port = 2 }\n'])
+    return Hostile("duplicate name", (text + "\n" + extra).encode(), ("line",), note=extra.splitlines()[0])
+
+
+def _gpu_overlap(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    data = base_config(ports)
+    data["master"].update(python_path=sys.executable, server_module="auto_infer.responder")
+    a, b = rng.choice([("0,1", "1,2"), ("0", "0"), ("all", "3"), ("2,3", "3")])
+    for name, gpus in (("alpha", a), ("beta", b)):
+        del data["instance"][name]["control"]["command"]
+        data["instance"][name]["control"]["gpu_ids"] = gpus
+        data["instance"][name]["server"]["model_path"] = str(model_dir)
+    mem = rng.choice([None, (0.6, 0.6), (0.5, None)])
+    if mem:
+        for name, m in zip(("alpha", "beta"), mem, strict=True):
+            if m is not None:
+                data["instance"][name]["server"]["mem_fraction_static"] = m
+    return Hostile("overlapping GPUs", _toml(data), ("share GPUs",), note=f"{a} / {b}, mem {mem}")
+
+
+def _huge(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    data = base_config(ports)
+    (which, key) = rng.choice(sorted(HUGE))
+    table, where = _table(data, which, rng)
+    value = rng.choice(HUGE[(which, key)])
+    table[key] = value
+    if key == "nnodes":
+        table.update(node_rank=0, dist_init_addr="10.0.0.1:5000")
+    return Hostile("huge or impossible number", _toml(data), (key,), note=f"{where} {key} = {value!r}")
+
+
+def _path_name(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    data = base_config(ports)
+    name = rng.choice(PATH_NAMES)
+    data["instance"][name] = data["instance"].pop("beta")
+    return Hostile("path trick in a name", _toml(data), ("instance",), note=repr(name))
+
+
+def _syntax(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    lines = _toml(base_config(ports)).decode().splitlines()
+    bad = rng.choice(SYNTAX)
+    at = rng.randrange(len(lines) + 1)
+    if rng.random() < 0.15:
+        return Hostile("TOML syntax", b"\xff\xfe" + "\n".join(lines).encode(), ("cannot be read",), note="not UTF-8")
+    lines[at:at] = bad.splitlines()
+    return Hostile("TOML syntax", ("\n".join(lines) + "\n").encode(), ("line",), note=f"line {at + 1}: {bad!r}")
+
+
+def _overrides(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
+    over = rng.choice(['{', '[1]', '"x"', '{"instance": 5}', '{"master": {"enable": "no"}}',
+                       '{"instance": {"alpha": {"server": {"port": "x"}}}}',
+                       json.dumps({"instance": {"beta": {"server": {"port": ports[0]}}}}),
+                       '{"instance": {"alpha": {"control": {"gpu_ids": [true]}}}}'])
+    return Hostile("hostile AUTO_INFER_SGLANG_OVERRIDES", _toml(base_config(ports)), ("AUTO_INFER_SGLANG_OVERRIDES",),
+                   overrides=over, note=over)
 
 
 # ---- workspaces on a shared, warmed cache -------------------------------------------------------

@@ -76,10 +76,10 @@ def test_install_on_a_full_project_volume(cache: Path, built_channel, tmp_path: 
     with tmpfs(mnt, "64m"):                                # how much a full install takes here
         assert run_cli(["install"], env_for(0)).returncode == 0
         need_bytes, need_inodes = _used(mnt)
-    n = count(6)
+    n = count(4)
     pages = [max(1, int(1 + i * (need_bytes // 4096 - 3) / max(1, n - 1))) for i in range(n)]
     tries = [(f"{p * 4}k", None) for p in pages]
-    tries += [("64m", max(2, need_inodes * (i + 1) // (count(2) + 1))) for i in range(count(2))]
+    tries += [("64m", max(2, need_inodes * (i + 1) // (count(1) + 1))) for i in range(count(1))]
     results = {f"{s}/{ino or '-'}": _attempt(env_for(i + 1), mnt, s, ino) for i, (s, ino) in enumerate(tries)}
     bad = {k: v for k, v in results.items() if v}
     record("disk-full-project", test="test_reliability_disk.py",

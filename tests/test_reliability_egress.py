@@ -63,7 +63,10 @@ def test_offline_steps_succeed_without_a_network(warmed: dict[str, str], tmp_pat
     cli = " ".join(shlex.quote(c) for c in CLI)
     script = " && ".join(f"{cli} {' '.join(step)} >>{tmp_path}/out.txt 2>>{tmp_path}/err.txt"
                          f" && echo {shlex.quote(' '.join(step))} >>{tmp_path}/done.txt" for step in OFFLINE_STEPS)
-    r = subprocess.run(offline(["sh", "-c", script]), env=env, capture_output=True, text=True, timeout=300)
+    try:
+        r = subprocess.run(offline(["sh", "-c", script]), env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        run_cli(["stop"], env)          # by pid: works from outside the namespace, and is fine twice
     done = (tmp_path / "done.txt").read_text().splitlines() if (tmp_path / "done.txt").exists() else []
     err = (tmp_path / "err.txt").read_text() if (tmp_path / "err.txt").exists() else ""
     ok = r.returncode == 0 and len(done) == len(OFFLINE_STEPS) and no_traceback(err) and health(env) is None
@@ -84,12 +87,15 @@ def test_offline_steps_make_no_connection_to_the_proxy(warmed: dict[str, str], t
                             AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1", **proxies)
         per_step = []
         failed = []
-        for step in OFFLINE_STEPS:
-            before = proxy.count
-            r = run_cli(step, env)
-            per_step.append(proxy.count - before)
-            if r.returncode != 0 or not no_traceback(r.stderr):
-                failed.append(f"{' '.join(step)}: exit {r.returncode}: {r.stderr[-300:]}")
+        try:
+            for step in OFFLINE_STEPS:
+                before = proxy.count
+                r = run_cli(step, env)
+                per_step.append(proxy.count - before)
+                if r.returncode != 0 or not no_traceback(r.stderr):
+                    failed.append(f"{' '.join(step)}: exit {r.returncode}: {r.stderr[-300:]}")
+        finally:
+            run_cli(["stop"], env)
         offline_connections = proxy.count
         # the control: warm is online and honours the proxy variables, so it does reach the listener
         w = run_cli(["warm"], dict(env, AUTO_INFER_SGLANG_CACHE_ROOT=str(tmp_path / "empty-cache")))
@@ -101,5 +107,5 @@ def test_offline_steps_make_no_connection_to_the_proxy(warmed: dict[str, str], t
            tried=len(OFFLINE_STEPS), ok=len(OFFLINE_STEPS) - len(failed) - sum(1 for n in per_step if n),
            connections=offline_connections, control_connections=control)
     assert not failed, failed
-    assert offline_connections == 0, dict(zip([" ".join(s) for s in OFFLINE_STEPS], per_step))
+    assert offline_connections == 0, dict(zip([" ".join(s) for s in OFFLINE_STEPS], per_step, strict=False))
     assert control > 0 and w.returncode == 1 and no_traceback(w.stderr), w.stderr
