@@ -51,6 +51,23 @@ def _needs_run_lock(argv: list[str], known: set[str]) -> str | None:
     return " ".join(names)
 
 
+def _check_state(db: Path) -> None:
+    """doit's state must be writable: say so clearly (disk full, read-only) instead of doit's exit 3."""
+    import sqlite3
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(db, timeout=60)
+        try:
+            conn.execute("create table if not exists doit (task_id text not null primary key, task_data json)")
+            conn.commit()
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise UserError(f"cannot write auto-infer's state {db}: {exc}", where="AUTO_INFER_WORKSPACE_DIR",
+                        fix="free space on that volume, or make it writable, then rerun") from None
+
+
 def run(argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
@@ -64,6 +81,8 @@ def run(argv: list[str]) -> int:
 
     class Main(DoitMain):  # type: ignore[misc]
         BIN_NAME = "auto-infer"
+
+    _check_state(s.doit_db)
 
     def go() -> int:
         code = int(Main(ModuleTaskLoader(pipeline), config_filenames=()).run(argv))

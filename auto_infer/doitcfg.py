@@ -46,7 +46,20 @@ def _patch_sqlite() -> None:
         orig_remove_all(self)
         self._conn.commit()
 
+    orig_dump = SqliteDB.dump
+
+    def dump(self: Any) -> None:
+        """Saving state must not turn a finished run into a failure: every task re-checks its own
+        health, so a lost record only costs a re-check next time (disk full, read-only volume)."""
+        import sqlite3
+        try:
+            orig_dump(self)
+        except sqlite3.Error as exc:
+            sys.stderr.write(f"⚠ WARNING: could not save doit's state ({exc}); the next run re-checks "
+                             "every task instead of skipping it. Free space on the workspace volume.\n")
+
     SqliteDB._sqlite3, SqliteDB.remove, SqliteDB.remove_all = _sqlite3, remove, remove_all  # type: ignore[method-assign]
+    SqliteDB.dump = dump  # type: ignore[method-assign]
     SqliteDB._auto_infer_patched = True  # type: ignore[attr-defined]
 
 

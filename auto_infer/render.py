@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "compose" / "templates"
 SERVICE = "stage-2"   # infer-dev's service (dockers/infer-dev/docker-compose.yml)
 COMPOSE_FILES = ("docker-compose.sglang-template.yml", "docker-compose.offline.yml", "env.example")
-BLOCK_FILES = ("docs/design.md",)   # files holding a rendered block between the markers below
+BLOCK_FILES = ("docs/design.md", "README.md")   # files holding a rendered block between the markers below
 BEGIN = "<!-- BEGIN env-table: rendered by `python -m auto_infer.render`, do not edit -->"
 END = "<!-- END env-table -->"
 
