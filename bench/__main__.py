@@ -16,6 +16,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import auto_infer
 from bench import cases, install_cases, serve_cases, workload
 from bench.report import Case, render
 from bench.timing import Failed
@@ -141,10 +142,10 @@ class Bench:
         return serve_cases.Serving(w.env, self.cli, self.work / "serve")
 
     def readiness_case(self) -> None:
-        self.cases.append(serve_cases.case4(self.serving(), self.a, self.progress("4 readiness")))
+        self.cases.append(cases.case_readiness(self.serving(), self.a, self.progress("4 readiness")))
 
     def parallel_case(self) -> None:
-        self.cases.append(serve_cases.case5(self.serving(), self.a, self.progress("5 parallel")))
+        self.cases.append(cases.case_parallel(self.serving(), self.a, self.progress("5 parallel")))
 
     def run(self) -> int:
         a = self.a
@@ -164,7 +165,8 @@ class Bench:
     def write(self) -> int:
         a = self.a
         header = {"mode": "quick (smoke run)" if a.quick else "full", "scale": f"{a.scale:g}",
-                  "rounds": f"{a.warmup} warm-up + {a.repeats} measured per case"}
+                  "rounds": f"{a.warmup} warm-up + {a.repeats} measured per case",
+                  "code under test": f"`{Path(auto_infer.__file__).parent}`"}
         findings = FINDINGS.read_text().strip().splitlines() if FINDINGS.exists() and not a.quick else []
         text = render(self.cases, header=header, workloads=self.workloads, method=METHOD, findings=findings)
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 from bench import install_cases as ic
+from bench import serve_cases as sc
 from bench.links import LinkStats
 from bench.report import Case, Row, Target, secs
 from bench.timing import Series, interleave, run
@@ -124,4 +126,63 @@ def case_growth(points: list[tuple[ic.Warmed, dict[str, Series], ic.InstallResul
                      f"{n_ours / n_raw:.2f}×", secs(i_ours), secs(i_raw), f"{i_ours / i_raw:.2f}×",
                      f"{1000 * n_ours / files * 1000:.1f}, {1000 * i_ours / files * 1000:.0f}"])
     c.tables.append((head, rows))
+    return c
+
+
+def case_readiness(s: sc.Serving, a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
+    try:
+        return _readiness(s, sc.available(), (0.3, 0.8) if a.quick else (1.0, 2.0), a, progress)
+    finally:
+        s.stop()
+
+
+def case_parallel(s: sc.Serving, a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
+    try:
+        return _parallel(s, sc.available(), (0.3, 0.4, 0.5, 0.6) if a.quick else (1.5, 2.0, 2.5, 3.0), a, progress)
+    finally:
+        s.stop()
+
+
+def _readiness(s: sc.Serving, why: str | None, slow: tuple[float, float], a: argparse.Namespace,
+           progress: Callable[[str], None]) -> Case:
+    c = Case("4", "Readiness and crash detection",
+             "Latency, not duration: from the moment the test responder became ready (it writes "
+             "the moment itself, `--ready-file`) to the moment `auto-infer serve` prints that it is "
+             "ready; and from the moment a server that crashes during start died (bench/crasher.py "
+             f"writes it) to the moment `auto-infer serve` reports the crash. Start-up delays are random in "
+             f"{slow[0]}–{slow[1]} s, so the poll loop's phase is random too. Baseline: a loop that checks "
+             "once a second whether the process is alive and whether GET /health answers 200.")
+    if why:
+        c.skipped = why
+        return c
+    series = sc.readiness(s, slow, a.warmup, a.repeats, progress)
+    r, cr = "ready: auto-infer serve", "crash: auto-infer serve"
+    c.rows = [Row(r, series[r], "ready: 1-s poll loop"), Row("ready: 1-s poll loop", series["ready: 1-s poll loop"]),
+              Row(cr, series[cr], "crash: 1-s poll loop"), Row("crash: 1-s poll loop", series["crash: 1-s poll loop"])]
+    c.targets = [Target("readiness reported within 0.2 s of ready (median)", secs(series[r].median),
+                        series[r].median <= 0.2),
+                 Target("a crash during start reported within 0.5 s", secs(series[cr].median),
+                        series[cr].median <= 0.5)]
+    return c
+
+
+def _parallel(s: sc.Serving, why: str | None, slows: tuple[float, ...], a: argparse.Namespace,
+           progress: Callable[[str], None]) -> Case:
+    c = Case("5", "Parallel start of four slow servers",
+             f"Four responders that take {', '.join(f'{x:g}' for x in slows)} s to load. Time from "
+             "starting `auto-infer serve` to the last instance ready (its own report's times), against the "
+             "slowest one alone (`auto-infer serve:s4`), and against the four started one after another "
+             "(`auto-infer serve:s1`, then `serve:s2`, …). Each includes the CLI's start, the install "
+             "no-op (serve depends on install) and the config checks; the chat comes after and is not counted.")
+    if why:
+        c.skipped = why
+        return c
+    series, overlap = sc.parallel(s, slows, a.warmup, max(1, a.repeats - 2), progress)
+    par, alone, seq = list(series)
+    c.rows = [Row(par, series[par], alone), Row(alone, series[alone]), Row(seq, series[seq], alone)]
+    ratio = c.ratio(par)
+    c.targets = [Target("parallel start within 1.2× of the slowest single server",
+                        "—" if ratio is None else f"{ratio:.2f}×", None if ratio is None else ratio <= 1.2)]
+    c.notes.append(f"all four were spawned before the first was ready in {len(overlap)} of "
+                   f"{len(series[par].samples) + a.warmup} runs (from the report's times).")
     return c

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from rattler import LockFile
 
     env = LockFile.from_path(a.lock).environment(a.environment)
+    assert env is not None, f"no environment {a.environment!r} in {a.lock}"
     plat = next(p for p in env.platforms() if p.name == a.platform)
     records = env.conda_repodata_records_for_platform(plat) or []
     _conda(list(records), a.prefix, a.cache_root / "pixi" / "pkgs", a.mode == "noop")

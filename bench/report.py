@@ -68,9 +68,13 @@ def machine() -> dict[str, str]:
                    if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    repo = str(Path(__file__).parents[1])
     try:
-        commit = subprocess.run(["git", "-C", str(Path(__file__).parents[1]), "rev-parse", "--short", "HEAD"],
+        commit = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, timeout=10).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "auto_infer", "tasks", "dodo.py"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit += " + uncommitted changes" if dirty else ""
     except (OSError, subprocess.SubprocessError):
         commit = "?"
     return {"cores": str(os.cpu_count()), "cpu": cpu, "kernel": platform.release(),

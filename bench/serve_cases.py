@@ -10,7 +10,6 @@ still alive), the way shell scripts and llama-swap's health check do.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -23,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from auto_infer import mirror
-from bench.report import Case, Row, Target, secs
 from bench.timing import Failed, Series, interleave, run
 
 PY = sys.executable
@@ -176,9 +174,12 @@ def parallel(s: Serving, slows: tuple[float, ...], warmup: int, repeats: int,
     overlap: list[str] = []
 
     def write() -> None:
-        s.config.write_text(config({n: (p := mirror.free_port(), [a.format(port=p, served_model_name=n)
-                                                                 for a in RESPONDER] + ["--slow-start", f"{d}"])
-                                    for n, d in zip(names, slows)}))
+        servers = {}
+        for name, delay in zip(names, slows, strict=True):
+            port = mirror.free_port()
+            servers[name] = (port, [a.format(port=port, served_model_name=name) for a in RESPONDER]
+                             + ["--slow-start", f"{delay}"])
+        s.config.write_text(config(servers))
 
     def at_once() -> float:
         write()
@@ -208,64 +209,3 @@ def parallel(s: Serving, slows: tuple[float, ...], warmup: int, repeats: int,
                          "auto-infer serve:s1 … serve:s4, one after another": one_after_another},
                         warmup=warmup, repeats=repeats, progress=progress)
     return series, overlap
-
-
-# ---- the report -----------------------------------------------------------------------------
-
-def case4(s: Serving, a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
-    try:
-        return _case4(s, available(), (0.3, 0.8) if a.quick else (1.0, 2.0), a, progress)
-    finally:
-        s.stop()
-
-
-def case5(s: Serving, a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
-    try:
-        return _case5(s, available(), (0.3, 0.4, 0.5, 0.6) if a.quick else (1.5, 2.0, 2.5, 3.0), a, progress)
-    finally:
-        s.stop()
-
-
-def _case4(s: Serving, why: str | None, slow: tuple[float, float], a: argparse.Namespace,
-           progress: Callable[[str], None]) -> Case:
-    c = Case("4", "Readiness and crash detection",
-             "Latency, not duration: from the moment the test responder became ready (it writes "
-             "the moment itself, `--ready-file`) to the moment `auto-infer serve` prints that it is "
-             "ready; and from the moment a server that crashes during start died (bench/crasher.py "
-             f"writes it) to the moment `auto-infer serve` reports the crash. Start-up delays are random in "
-             f"{slow[0]}–{slow[1]} s, so the poll loop's phase is random too. Baseline: a loop that checks "
-             "once a second whether the process is alive and whether GET /health answers 200.")
-    if why:
-        c.skipped = why
-        return c
-    series = readiness(s, slow, a.warmup, a.repeats, progress)
-    r, cr = "ready: auto-infer serve", "crash: auto-infer serve"
-    c.rows = [Row(r, series[r], "ready: 1-s poll loop"), Row("ready: 1-s poll loop", series["ready: 1-s poll loop"]),
-              Row(cr, series[cr], "crash: 1-s poll loop"), Row("crash: 1-s poll loop", series["crash: 1-s poll loop"])]
-    c.targets = [Target("readiness reported within 0.2 s of ready (median)", secs(series[r].median),
-                        series[r].median <= 0.2),
-                 Target("a crash during start reported within 0.5 s", secs(series[cr].median),
-                        series[cr].median <= 0.5)]
-    return c
-
-
-def _case5(s: Serving, why: str | None, slows: tuple[float, ...], a: argparse.Namespace,
-           progress: Callable[[str], None]) -> Case:
-    c = Case("5", "Parallel start of four slow servers",
-             f"Four responders that take {', '.join(f'{x:g}' for x in slows)} s to load. Time from "
-             "starting `auto-infer serve` to the last instance ready (its own report's times), against the "
-             "slowest one alone (`auto-infer serve:s4`), and against the four started one after another "
-             "(`auto-infer serve:s1`, then `serve:s2`, …). Each includes the CLI's start, the install "
-             "no-op (serve depends on install) and the config checks; the chat comes after and is not counted.")
-    if why:
-        c.skipped = why
-        return c
-    series, overlap = parallel(s, slows, a.warmup, max(1, a.repeats - 2), progress)
-    par, alone, seq = list(series)
-    c.rows = [Row(par, series[par], alone), Row(alone, series[alone]), Row(seq, series[seq], alone)]
-    ratio = c.ratio(par)
-    c.targets = [Target("parallel start within 1.2× of the slowest single server",
-                        "—" if ratio is None else f"{ratio:.2f}×", None if ratio is None else ratio <= 1.2)]
-    c.notes.append(f"all four were spawned before the first was ready in {len(overlap)} of "
-                   f"{len(series[par].samples) + a.warmup} runs (from the report's times).")
-    return c

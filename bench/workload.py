@@ -163,7 +163,7 @@ def build(root: Path, shape: Shape) -> Workload:
     asyncio.run(index_fs(chan, write_zst=False, write_shards=False, force=True))
     template = root / "template"
     light = [channel.WheelSpec(w.name, w.version, {}) for w in wheels]
-    channel.write_lock(template, chan, base_url, zip(light, paths))
+    channel.write_lock(template, chan, base_url, zip(light, paths, strict=True))
     names = [py] + [channel.CondaSpec(package_name(i), f"1.{i}.0", {}) for i in range(shape.packages)]
     channel.write_manifest_toml(template, f"bench-{shape.label}", base_url, names, light)
     return Workload(shape, root, port, template, time.monotonic() - t0)

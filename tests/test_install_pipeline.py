@@ -166,3 +166,12 @@ def test_auto_infer_env_prints_the_contract_for_eval(workspace: Workspace) -> No
     assert lines["RATTLER_CACHE_DIR"] == str(root / "conda" / "rattler")
     assert lines["UV_CACHE_DIR"] == str(root / "pypi" / "uv")
     assert lines["XDG_CACHE_HOME"] == str(root / "xdg")
+
+
+def test_check_names_a_missing_module_and_the_environment(workspace: Workspace, online: object) -> None:
+    warm(workspace)
+    env = dict(workspace.env, AUTO_INFER_CHECK_MODULES="demo_extras,no_such_module_xyz")
+    r = run_cli(["check"], env)
+    assert r.returncode == 1
+    assert "no_such_module_xyz: ModuleNotFoundError" in r.stderr and str(workspace.prefix) in r.stderr
+    assert "Traceback" not in r.stderr

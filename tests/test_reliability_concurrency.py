@@ -3,7 +3,6 @@ work is done once, the environment is healthy and doit's state intact afterwards
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -63,7 +62,6 @@ def _round(w: WarmedCache, root: Path, n: int, mixed: bool) -> list[str]:
     again = run_cli(["check"], env)
     if again.returncode != 0 or "-- install (up to date" not in again.stderr:
         problems.append(f"a following run: exit {again.returncode}: {again.stderr[-300:]}")
-    shutil.rmtree(root, ignore_errors=True)
     return problems
 
 
@@ -128,8 +126,8 @@ def _copy_in_children(env: dict[str, str], n: int) -> list[str]:
 
 def test_template_copies_at_once_do_not_trip_over_each_other(workspace, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Regression: the copy used one fixed temp name, so one run could rename another's temp
-    file away (FileNotFoundError, exit 3) when two copied at once (1 in ~30 rounds of 4 runs)."""
-    rounds = count(40)
+    file away (FileNotFoundError, exit 3) when two copied at once (in 6 of 40 rounds of 4 at once)."""
+    rounds = count(25)
     bad = []
     for i in range(rounds):
         env = dict(workspace.env, AUTO_INFER_SGLANG_PROJECT_DIR=str(tmp_path / f"p{i}"))

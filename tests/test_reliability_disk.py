@@ -96,7 +96,7 @@ def test_full_workspace_volume_recovers(cache: Path, built_channel, tmp_path: Pa
     """Everything on one volume (the default layout), filled up leaving little room. Recovery is
     required; a clean message is not yet (doit's sqlite state and the run lock live there too:
     those failures print doit's traceback / 'internal error' -- reported, see docs/reliability.md)."""
-    n = count(4)
+    n = count(3)
     recovered, clean = 0, 0
     problems: list[str] = []
     for i, free_k in enumerate([0, 16, 48, 96, 160, 240, 320, 480][:n] if n <= 8 else range(0, n * 40, 40)):

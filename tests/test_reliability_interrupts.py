@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
@@ -67,7 +66,7 @@ def _wait_for(proc, until: float, files: int, hello: Path) -> None:  # type: ign
                     return
             except OSError:
                 pass
-        time.sleep(0.002)
+        time.sleep(0.01)
 
 
 def _kill_and_recover(w: WarmedCache, root: Path, sig: signal.Signals, kind: str, frac: float) -> dict[str, object]:
@@ -98,7 +97,6 @@ def _kill_and_recover(w: WarmedCache, root: Path, sig: signal.Signals, kind: str
     for reason in (health(env), complete(env, EXTRA_FILES), doit_db_problem(root / ".auto-infer" / "doit.sqlite")):
         if reason:
             problems.append(reason)
-    shutil.rmtree(root, ignore_errors=True)
     return {"phase": phase, "code": code, "problems": problems}
 
 
@@ -224,7 +222,6 @@ def test_warm_killed_part_way_next_warm_completes(two_locks, tmp_path: Path, sig
         if r.returncode != 0 or "up to date" not in r.stderr:
             problems.append(f"install after warm: exit {r.returncode}: {r.stderr[-300:]}")
         results.append({"code": code, "exited_first": exited, "problems": problems})
-        shutil.rmtree(tmp_path / f"w{i}", ignore_errors=True)
     bad = [r for r in results if r["problems"]]
     record(f"warm-killed-{sig.name}", test="test_reliability_interrupts.py",
            what=f"`warm` (lock A warmed, now lock B) killed with {sig.name} part-way, then `warm` again: "

@@ -54,8 +54,7 @@ port = {port}
         env = workspace_env(tmp_path / "ws", template, AUTO_INFER_SGLANG_CONFIG=str(config),
                             RELIABILITY_API_KEY=api_secret, AUTO_INFER_SGLANG_ON_BOOT="1",
                             **proxy_env(proxy.proxy_url(PROXY_USER, proxy_secret), "127.0.0.1,localhost"))
-        steps = [["template"], ["warm"], ["boot"], ["chat"], ["status", "--json"], ["status"], ["logs"],
-                 ["env"], ["check"], ["stop"]]
+        steps = [["warm"], ["boot"], ["chat"], ["status", "--json"], ["logs"], ["env"], ["stop"]]
         failed = []
         try:
             with mirror.Mirror(built_channel.channel.root, built_channel.port):
@@ -76,8 +75,8 @@ port = {port}
     searched, hits = find_secrets(roots, needles)
     printed = [n.decode() for n in needles for out in outputs if n.decode() in out]
     record("secrets", test="test_reliability_secrets.py",
-           what="sentinels in HTTP(S)_PROXY credentials and the API key variable; template, warm, boot "
-                "(install, check, serve), chat, status, logs, env, check, stop, and a warm failing through "
+           what="sentinels in HTTP(S)_PROXY credentials and the API key variable; warm (with template), boot "
+                "(install, check, serve), chat, status, logs, env, stop, and a warm failing through "
                 "the proxy; every file under workspace + cache root searched (raw, URL-quoted, Basic auth "
                 "forms) and every line printed: files searched = tried, files without a hit = ended well",
            tried=searched, ok=searched - len({h.split(': ')[0] for h in hits}), hits=hits[:5],
