@@ -1,5 +1,3 @@
-import sys
+from auto_infer.cli import entry
 
-from auto_infer.cli import main
-
-sys.exit(main())
+entry()

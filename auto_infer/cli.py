@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -37,8 +38,12 @@ def tasks_help(pipeline: ModuleType) -> str:
             "docs: README.md, docs/design.md\n")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop): unwinds like Ctrl-C, so doit saves its state, and we exit 130."""
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt   # doit then saves its state before exiting (docker stop)
+    raise Terminated()
 
 
 def _needs_run_lock(argv: list[str], known: set[str]) -> str | None:
@@ -148,9 +153,19 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
-def entry(*_: Any) -> None:  # pragma: no cover - console_scripts shim
-    sys.exit(main())
+def entry(*_: Any) -> None:
+    """Console-script entry: run, flush, exit.
+
+    py-rattler 0.28 can crash in CPython's finalization (SIGSEGV / "PyGILState_Release") when its
+    runtime threads are torn down after an install (bench/findings.md); by then all our state is
+    written, so once rattler was loaded we leave with os._exit and skip the interpreter teardown."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if "rattler" in sys.modules:
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

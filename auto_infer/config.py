@@ -10,6 +10,7 @@ defaults for every instance; every other key of ``[instance]`` is one server, na
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,14 @@ from types import MappingProxyType
 from typing import Any
 
 import tomlkit
-from tomlkit.exceptions import ParseError
+from tomlkit.exceptions import ParseError, TOMLKitError
 
 from auto_infer import config_checks
 from auto_infer.config_checks import is_kind
 from auto_infer.errors import UserError
 from auto_infer.settings import Settings
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # an instance name becomes a folder name
 
 DEFAULT_MODULE = "sglang.launch_server"
 DEFAULT_PROMPT = "Say hello in one short sentence."
@@ -117,6 +120,19 @@ def read_toml(path: Path) -> dict[str, Any]:
     except ParseError as exc:
         raise UserError(f"TOML syntax error: {exc}", where=f"{path}, line {exc.line}",
                         fix="correct the TOML syntax at that line") from None
+    except TOMLKitError as exc:    # e.g. KeyAlreadyPresent: a key repeated inside a table (no line given)
+        raise UserError(f"TOML error: {exc}", where=f"{path}{_repeat_line(text, str(exc))}",
+                        fix="each key may appear once per table: remove the repeated one") from None
+
+
+def _repeat_line(text: str, message: str) -> str:
+    """', line N' of the second assignment of the key a KeyAlreadyPresent message names."""
+    m = re.search(r'Key "([^"]+)" already exists', message)
+    if not m:
+        return ""
+    key = re.compile(rf'^\s*["\']?{re.escape(m.group(1))}["\']?\s*=')
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if key.match(line)]
+    return f", line {hits[1]}" if len(hits) > 1 else ""
 
 
 def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,6 +223,10 @@ def _instances(ctx: _Ctx, table: dict[str, Any]) -> tuple[Instance, ...]:
         if name in ("control", "server"):
             continue
         where, ctl, srv = f"[instance.{name}]", f"[instance.{name}.control]", f"[instance.{name}.server]"
+        if not NAME_RE.fullmatch(name):
+            raise ctx.error(f"instance name {name!r} is not allowed: it names folders and files", f"[instance] {name!r}",
+                            "use letters, digits, '_', '-' and '.', starting with a letter or digit, "
+                            "at most 64 characters (e.g. qwen2_vl_7b)")
         if not isinstance(body, Mapping):
             raise ctx.error(f"{where} must be a table with control/server sub-tables", where,
                             f"write {srv} (and optionally {ctl})")

@@ -136,7 +136,7 @@ def _removed_pypi(settings: Settings, locked: lockfile.LockedEnv) -> list[str]:
 def _drop_unreadable_records(settings: Settings) -> None:
     """rattler writes conda-meta records in place: a run cut short (full disk, kill) can leave one
     empty, and then rattler cannot even read the prefix (parse error, once a segfault). Remove
-    those records so a repair links their packages again."""
+    those records (of any package, locked or not) so their packages are linked again."""
     for rec in sorted((settings.env_prefix / "conda-meta").glob("*.json")):
         if not isinstance(read_json(rec), dict):
             rec.unlink(missing_ok=True)
@@ -166,8 +166,7 @@ def warm(settings: Settings) -> dict[str, Any]:
             reason = health_check(settings, locked)
             repair = reason is not None and _needs_repair(reason)
             remove = _removed_pypi(settings, locked)
-            if repair:
-                _drop_unreadable_records(settings)
+            _drop_unreadable_records(settings)
             _begin(settings, "warm")
             backend.install(settings, locked, s, online=True, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())
@@ -193,8 +192,7 @@ def install(settings: Settings) -> str:
         with step(f"install: {len(locked.conda)} conda + {len(locked.pypi)} PyPI packages from the cache "
                   f"with {backend.name}, offline") as s, disk_full_is_a_user_error(settings.env_prefix):
             remove = _removed_pypi(settings, locked)
-            if repair:
-                _drop_unreadable_records(settings)
+            _drop_unreadable_records(settings)
             _begin(settings, reason)
             backend.install(settings, locked, s, online=False, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())

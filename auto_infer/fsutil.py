@@ -126,6 +126,16 @@ def disk_full(path: Path, detail: str) -> UserError:
                          "install is never trusted, the next run redoes it")
 
 
+def nearly_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Less than ``margin`` bytes (or no inode) left for ``path``: a tool failing now failed of that,
+    even when its message only shows a consequence (an empty file it could not write, read back)."""
+    try:
+        st = os.statvfs(existing_parent(path))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin or (st.f_files > 0 and st.f_favail == 0)
+
+
 @contextmanager
 def disk_full_is_a_user_error(path: Path) -> Iterator[None]:
     """A full disk is the user's to fix: one clear message, exit 1, not a crash log."""

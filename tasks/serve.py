@@ -24,7 +24,7 @@ def _instance_names() -> list[str]:
     """Enabled instances of the model config; none if it does not load (serve then says why)."""
     try:
         return [i.name for i in config.load(settings()).enabled()]
-    except UserError:
+    except Exception:   # noqa: BLE001 - any config problem: no sub-tasks; `serve` itself says why
         return []
 
 

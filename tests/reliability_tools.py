@@ -98,9 +98,10 @@ def render(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
-    return text.replace("|", "\\|")
+def _short(value: Any, limit: int = 240) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False) if not isinstance(value, str) else value
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 # ---- child processes -----------------------------------------------------------------------
@@ -363,7 +364,7 @@ WRONG_TYPES: dict[tuple[str, str], list[Any]] = {
     ("control", "enabled"): ["true", 0, [1]],
     ("control", "background"): ["no", 2.5],
     ("control", "log_dir"): [1, ["logs"], True],
-    ("control", "gpu_ids"): [True, 1.5, {"a": 1}, "0,x", "0,0", "-1", ""],
+    ("control", "gpu_ids"): [True, 1.5, {"a": 1}, "0,x", "0,0", "-1", "0,,1"],
     ("control", "ready_timeout"): ["soon", True, [60], {"s": 1}],
     ("control", "stop_grace"): ["5s", [1], False],
     ("control", "smoke_prompt"): [1, True, ["hi"]],
@@ -414,6 +415,9 @@ def _wrong_type(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
     data = base_config(ports)
     (which, key) = rng.choice(sorted(WRONG_TYPES))
     table, where = _table(data, which, rng)
+    if key in ("command", "gpu_ids"):       # every instance sets its own: a bad default would be unused
+        name = rng.choice(["alpha", "beta"])
+        table, where = data["instance"][name]["control"], f"[instance.{name}.control]"
     value = rng.choice(WRONG_TYPES[(which, key)])
     table[key] = value
     return Hostile("wrong type", _toml(data), (key,), note=f"{where} {key} = {value!r}")
@@ -492,7 +496,8 @@ def _syntax(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
     if rng.random() < 0.15:
         return Hostile("TOML syntax", b"\xff\xfe" + "\n".join(lines).encode(), ("cannot be read",), note="not UTF-8")
     lines[at:at] = bad.splitlines()
-    return Hostile("TOML syntax", ("\n".join(lines) + "\n").encode(), ("line",), note=f"line {at + 1}: {bad!r}")
+    says = ("instance",) if bad == "[[instance]]" else ("line",)   # may parse: then [instance] is a list
+    return Hostile("TOML syntax", ("\n".join(lines) + "\n").encode(), says, note=f"line {at + 1}: {bad!r}")
 
 
 def _overrides(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:

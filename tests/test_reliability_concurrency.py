@@ -65,6 +65,7 @@ def _round(w: WarmedCache, root: Path, n: int, mixed: bool) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 4])
 def test_installs_at_once_end_well_and_work_is_done_once(warmed: WarmedCache, tmp_path: Path, n: int) -> None:
     rounds = count(1)       # 2 at once: CLI runs only, then alternating; 4 at once: mixed, then alternating

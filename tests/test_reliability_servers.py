@@ -159,6 +159,7 @@ def test_port_taken_between_validation_and_start(env: dict[str, str]) -> None:
     assert not bad, bad
 
 
+@pytest.mark.slow
 def test_boot_racing_a_manual_serve(env: dict[str, str]) -> None:
     """`boot` (with AUTO_INFER_SGLANG_ON_BOOT=1) and `serve` started together on one workspace."""
     rounds = count(2)

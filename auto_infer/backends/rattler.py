@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlparse
 
 from auto_infer.cache import WheelStore
 from auto_infer.errors import SubprocessFailed, UserError
-from auto_infer.fsutil import disk_full, sha256_file
+from auto_infer.fsutil import disk_full, nearly_full, sha256_file
 from auto_infer.lockfile import Artifact, LockedEnv
 from auto_infer.settings import Settings
 from auto_infer.subproc import run_logged
@@ -88,7 +88,7 @@ def _install_error(settings: Settings, exc: Exception) -> UserError:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
     cause = lines[-1].removeprefix("Caused by:").strip() if len(lines) > 1 else ""
     what = f"{lines[0]}: {cause}" if cause else lines[0]
-    if "os error 28" in cause or "os error 122" in cause:      # ENOSPC, EDQUOT
+    if "os error 28" in cause or "os error 122" in cause or nearly_full(settings.env_prefix):   # ENOSPC, EDQUOT
         return disk_full(settings.env_prefix, what)
     return UserError(f"conda install into {settings.env_prefix} failed: {what}", where=str(settings.env_prefix),
                      fix="if the disk is full, free space and rerun; otherwise rerun `warm` online")
