@@ -102,10 +102,11 @@ def extracted_damage(d: Path) -> str | None:
         json.loads((d / "info" / "index.json").read_bytes())
         paths = d / "info" / "paths.json"
         entries = json.loads(paths.read_bytes())["paths"] if paths.exists() else []
+        base = f"{d}/"                       # str, not pathlib: 20,000 joins cost more than the lstat
         for e in entries:
             rel, kind, size = e["_path"], e.get("path_type"), e.get("size_in_bytes")
             try:
-                st = os.lstat(d / rel)
+                st = os.lstat(base + rel)
             except OSError:
                 return f"{rel} is missing"
             if kind != "softlink" and size is not None and st.st_size != size:

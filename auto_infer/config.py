@@ -17,9 +17,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import tomlkit
-from tomlkit.exceptions import ParseError, TOMLKitError
-
 from auto_infer import config_checks
 from auto_infer.config_checks import is_kind
 from auto_infer.errors import UserError
@@ -115,6 +112,9 @@ def read_toml(path: Path) -> dict[str, Any]:
                             "(model-configs/example.toml shows the format)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"the model config cannot be read: {exc}", where=str(path)) from None
+    import tomlkit
+    from tomlkit.exceptions import ParseError, TOMLKitError
+
     try:
         return dict(tomlkit.parse(text).unwrap())
     except ParseError as exc:

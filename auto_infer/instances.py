@@ -13,8 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from auto_infer import probe, procs, secrets
 from auto_infer.errors import UserError
 from auto_infer.fsutil import atomic_write_json
@@ -45,6 +43,8 @@ def _running(rec: dict[str, Any]) -> bool:
 
 
 def _row(rec: dict[str, Any]) -> dict[str, Any]:
+    import requests
+
     running = _running(rec)
     state, detail = rec.get("state", "unknown"), rec.get("reason") or ""
     if running:

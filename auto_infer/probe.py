@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 from auto_infer import procs
 from auto_infer.ui import fmt_secs, say
@@ -50,6 +51,8 @@ class Readiness:
 
 def session() -> requests.Session:
     """An HTTP session for our own servers: never through a proxy (HTTP_PROXY is for the internet)."""
+    import requests
+
     s = requests.Session()
     s.trust_env = False
     return s
@@ -85,6 +88,8 @@ def check_once(target: Target, session: requests.Session, timeout: float = HEALT
 def wait_ready(target: Target, handle: procs.Handle, log: Path, timeout: float,
                interval: float = INTERVAL, note: Callable[[str], None] = say) -> Readiness:
     """Poll until ready, the process ends, or ``timeout`` seconds pass."""
+    import requests
+
     out = Readiness()
     t0 = time.monotonic()
     next_note, seen = PROGRESS_FIRST, ""
@@ -137,6 +142,8 @@ def chat(target: Target, model: str, prompt: str, timeout: float = 600.0, max_to
     """A real POST /v1/chat/completions; success needs a non-empty answer."""
     request: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": prompt}],
                "max_tokens": max_tokens, "temperature": 0}
+    import requests
+
     out = Chat(request=request)
     t0 = time.monotonic()
     try:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from auto_infer import config, config_checks, probe, procs, report, secrets
 from auto_infer.config import Instance, ModelConfig
 from auto_infer.errors import UserError
@@ -105,6 +103,8 @@ def plan(settings: Settings, launches: list[Launch]) -> list[Result]:
 
 
 def healthy(target: probe.Target) -> bool:
+    import requests
+
     try:
         with probe.session() as session:
             return probe.check_once(target, session)[0]

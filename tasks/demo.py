@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from auto_infer import demo
 from auto_infer.doitcfg import action
 
 
 def _run(workspace: str, keep: bool, engine: str) -> None:
+    from auto_infer import demo
+
     demo.run(Path(workspace) if workspace else None, keep, engine)
 
 

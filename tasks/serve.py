@@ -16,7 +16,6 @@ from doit.task import Task
 
 from auto_infer import config, instances, serving
 from auto_infer.doitcfg import action
-from auto_infer.errors import UserError
 from auto_infer.tasks.common import settings
 
 
