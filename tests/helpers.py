@@ -57,3 +57,11 @@ def small_channel_specs(extra_files: int = 0) -> tuple[list[channel.CondaSpec], 
     wheels = [channel.WheelSpec("demo-extras", "0.3",
                                 {"demo_extras/__init__.py": b"__version__ = '0.3'\n"})]
     return conda, wheels
+
+
+def realworld(name: str) -> Path:
+    """A file of shared/realworld/: beside the checkout (CI's layout) or in /work/shared."""
+    for base in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+        if (base / "realworld" / name).exists():
+            return base / "realworld" / name
+    return Path("/work/shared/realworld") / name

@@ -10,10 +10,11 @@ import pytest
 
 from auto_infer import config, config_checks, settings, sglang_args
 from auto_infer.errors import UserError
+from tests.helpers import realworld
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((REPO / "model-configs").glob("*.toml"))
-REALWORLD = Path("/work/shared/realworld/sglang-glm-4.7-tp8.toml")
+REALWORLD = realworld("sglang-glm-4.7-tp8.toml")
 SCHEMA = REPO / "auto_infer" / "data" / "model-config.schema.json"
 
 

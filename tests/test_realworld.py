@@ -10,11 +10,9 @@ import pytest
 
 from auto_infer import cache, lockfile
 from auto_infer.settings import load
-from tests.helpers import clean_env, run_cli
+from tests.helpers import clean_env, realworld, run_cli
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "realworld" / "sglang-infer"
-if not REAL.exists():
-    REAL = Path("/work/shared/realworld/sglang-infer")
+REAL = realworld("sglang-infer")
 
 pytestmark = pytest.mark.skipif(not (REAL / "pixi.lock").exists(), reason="shared/realworld not present")
 

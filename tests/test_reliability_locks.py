@@ -14,10 +14,10 @@ import pytest
 
 from auto_infer import lockfile, mirror
 from auto_infer.errors import UserError
-from tests.helpers import run_cli
+from tests.helpers import realworld, run_cli
 from tests.reliability_tools import count, doit_db_problem, health, no_traceback, record, workspace_env
 
-REAL = Path("/work/shared/realworld/sglang-infer/pixi.lock")
+REAL = realworld("sglang-infer/pixi.lock")
 
 
 def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:

@@ -24,7 +24,7 @@ import requests
 
 from auto_infer import instances, mirror, procs
 from auto_infer.settings import load
-from tests.helpers import clean_env, run_cli
+from tests.helpers import clean_env, realworld, run_cli
 
 RESPONDER = [sys.executable, "-m", "auto_infer.responder", "--host", "{host}", "--port", "{port}",
              "--model", "{served_model_name}"]
@@ -337,7 +337,7 @@ def test_master_disabled_launches_nothing(serve: Serve) -> None:
 
 
 def test_realworld_config_is_read_unchanged(serve: Serve) -> None:
-    real = Path("/work/shared/realworld/sglang-glm-4.7-tp8.toml")
+    real = realworld("sglang-glm-4.7-tp8.toml")
     if not real.exists():
         pytest.skip("shared/realworld not present")
     r = serve.cli("serve", AUTO_INFER_SGLANG_CONFIG=str(real))
