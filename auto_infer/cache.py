@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from typing import Any
 from auto_infer import __version__
 from auto_infer.errors import UserError
 from auto_infer.fsutil import atomic_write_json, read_json, sha256_file
-from auto_infer.lockfile import Artifact, LockedEnv
+from auto_infer.lockfile import Artifact, LockedEnv, canonical_name
 from auto_infer.secrets import redact_env, redact_url
 from auto_infer.settings import PROXY_VARS, Settings
 
@@ -128,9 +127,6 @@ def evict_damaged(settings: Settings, locked: LockedEnv) -> list[str]:
     return removed
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
 
 class WheelStore:
     """The pixi-free backend's wheel files, with a stat-keyed record of verified hashes."""
@@ -166,7 +162,7 @@ class WheelStore:
 def pixi_wheel_cached(settings: Settings, a: Artifact) -> bool:
     """Best effort: does pixi's uv cache hold this wheel? (layout is uv-version dependent)."""
     root = settings.pixi_cache_dir / "uv-cache"
-    name = _norm(a.name)
+    name = canonical_name(a.name)
     for bucket in root.glob("wheels-v*"):
         for cand in bucket.glob(f"*/{name}") or ():
             if any(a.version in p.name for p in cand.iterdir()):

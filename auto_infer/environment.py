@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -55,9 +54,6 @@ def locked_env(settings: Settings) -> lockfile.LockedEnv:
     return lockfile.read(lock, settings.pixi_env, settings.platform)
 
 
-def _canon(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
 
 def _installed_dists(prefix: Path) -> set[str]:
     found: set[str] = set()
@@ -65,7 +61,7 @@ def _installed_dists(prefix: Path) -> set[str]:
         for d in sp.glob("*.dist-info"):
             stem = d.name[: -len(".dist-info")]
             name, _, version = stem.partition("-")
-            found.add(f"{_canon(name)}=={version}")
+            found.add(f"{lockfile.canonical_name(name)}=={version}")
     return found
 
 
@@ -133,7 +129,7 @@ def _missing_pypi(prefix: Path, pins: list[str]) -> str | None:
     have = _installed_dists(prefix)
     for pin in pins:
         name, _, version = pin.partition("==")
-        if f"{_canon(name)}=={version}" not in have:
+        if f"{lockfile.canonical_name(name)}=={version}" not in have:
             return f"PyPI package missing: {pin}"
     return None
 

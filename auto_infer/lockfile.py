@@ -111,6 +111,11 @@ def read(path: Path, environment: str, platform: str) -> LockedEnv:
                      platform=platform, conda=conda, pypi=tuple(pypi), raw_records=tuple(records))
 
 
+def canonical_name(name: str) -> str:
+    """PEP 503 normalized distribution name: runs of -_. become one -, lower case."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def non_wheel(env: LockedEnv) -> list[Artifact]:
     """PyPI entries that are not wheels (sdists, paths, git): they cannot install offline."""
     return [a for a in env.pypi if not a.filename.endswith(".whl")]
