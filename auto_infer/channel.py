@@ -18,7 +18,6 @@ import io
 import json
 import os
 import sys
-import sysconfig
 import tarfile
 import zipfile
 from collections.abc import Iterable
@@ -204,7 +203,3 @@ def build(root: Path, base_url: str, conda: list[CondaSpec], wheels: list[WheelS
 
 def site_packages_rel() -> str:
     return SITE
-
-
-def purelib() -> str:
-    return sysconfig.get_paths()["purelib"]

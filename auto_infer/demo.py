@@ -81,7 +81,7 @@ def build_template(paths: DemoPaths) -> int:
 def write_config(paths: DemoPaths, command: list[str]) -> tuple[int, int]:
     """Two servers with different (pretend) GPU ids, on free ports (kept across runs if free)."""
     old = read_json(paths.workspace / ".auto-infer" / "demo-ports.json") or []
-    ports = [p if _free(p) else mirror.free_port() for p in (old + [0, 0])[:2]]
+    ports = [p if p and mirror.port_is_free("127.0.0.1", p) else mirror.free_port() for p in (old + [0, 0])[:2]]
     while ports[0] == ports[1]:
         ports[1] = mirror.free_port()
     cmd = ", ".join(json.dumps(c) for c in command)
@@ -115,22 +115,15 @@ served_model_name = "demo-b"
     return ports[0], ports[1]
 
 
-def _free(port: int) -> bool:
-    import socket
-    if not port:
-        return False
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def can_unshare() -> bool:
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         return False
     return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+def offline_command(cmd: list[str]) -> list[str]:
+    """``cmd`` in a new network namespace: loopback only, no egress (compose's network_mode: none)."""
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
 
 
 def _env(paths: DemoPaths) -> dict[str, str]:
@@ -149,7 +142,7 @@ def _env(paths: DemoPaths) -> dict[str, str]:
 
 def _offline_wrap(cmd: list[str], env: dict[str, str], use_netns: bool) -> tuple[list[str], dict[str, str]]:
     if use_netns:
-        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd], env
+        return offline_command(cmd), env
     dead = "http://127.0.0.1:9"   # discard port: any egress attempt fails at once
     env = dict(env, HTTP_PROXY=dead, HTTPS_PROXY=dead, ALL_PROXY=dead, http_proxy=dead, https_proxy=dead,
                all_proxy=dead, NO_PROXY="", no_proxy="")

@@ -11,7 +11,6 @@ must be installed in place):
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -238,13 +237,3 @@ def install(settings: Settings) -> str:
                                 where=str(settings.env_prefix), fix="see the install log in the workspace state")
             s.note(f"{settings.env_prefix}")
         return reason
-
-
-def describe(settings: Settings) -> dict[str, Any]:
-    rec = read_json(record_path(settings))
-    return {"prefix": str(settings.env_prefix), "record": rec,
-            "manifest": str(settings.manifest_path) if settings.manifest_path.exists() else None}
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2)

@@ -100,17 +100,6 @@ def on_container_layer(path: Path, mountinfo: str | None = None) -> bool:
     return mnt == "/" and fstype in {"overlay", "overlayfs", "fuse-overlayfs", "aufs"}
 
 
-def tree_size(path: Path) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 

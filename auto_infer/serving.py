@@ -8,7 +8,6 @@ then the smoke chat), so one slow or broken server never delays the report on th
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from auto_infer.config import Instance, ModelConfig
 from auto_infer.errors import UserError
 from auto_infer.fsutil import atomic_write_json
 from auto_infer.launch import Launch, build_launches
+from auto_infer.mirror import port_is_free
 from auto_infer.settings import Settings
 from auto_infer.ui import fmt_secs, say
 
@@ -112,24 +112,13 @@ def healthy(target: probe.Target) -> bool:
         return False
 
 
-def port_free(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host or "0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> None:
     """Ports of instances to start must be free (a restarted one's own old process frees it first)."""
     recs = procs.records(settings)
     for r in plans:
         inst = r.launch.inst
         old_port = recs.get(inst.name, {}).get("port")
-        if r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_free(inst.host, inst.port):
+        if r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
             continue
         holder = next((n for n, rec in recs.items() if rec.get("port") == inst.port and rec.get("pid")
                        and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))), None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from auto_infer import __version__, cache, check, environment, lockfile, template
+from auto_infer import __version__, cache, check, environment, template
 from auto_infer.doitcfg import action
 from auto_infer.errors import UserError
 from auto_infer.tasks.common import settings
@@ -104,13 +104,3 @@ def _do_lock() -> None:
 def task_lock() -> dict[str, Any]:
     """Where pixi and the network are: run `pixi lock` for the template (once; the lock travels)."""
     return {"actions": [action(_do_lock)], "uptodate": [False], "verbosity": 2}
-
-
-def _audit() -> None:
-    s = settings()
-    locked = environment.locked_env(s)
-    missing = cache.audit(s, locked, cache.read_manifest(s), s.installer)
-    print(f"{len(locked.artifacts) - len(missing)} of {len(locked.artifacts)} artifacts cached; "
-          f"{len(lockfile.non_wheel(locked))} non-wheel PyPI entries")
-    for m in missing[:20]:
-        print(f"  missing: {m.line()}")

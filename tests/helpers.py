@@ -30,7 +30,8 @@ def can_unshare() -> bool:
 
 def offline(cmd: Sequence[str]) -> list[str]:
     """Wrap ``cmd`` to run in a new network namespace: loopback only, no egress."""
-    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
+    from auto_infer.demo import offline_command
+    return offline_command(list(cmd))
 
 
 def run_cli(args: Sequence[str], env: Mapping[str, str], *, net: bool = True, timeout: float = 300,
