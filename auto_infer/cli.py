@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from auto_infer.errors import UserError, write_crash_log
+from auto_infer.core.errors import UserError, write_crash_log
 
 QUERY_TASKS = {"status", "logs", "env", "demo", "stop", "chat"}   # no run lock: read-only, or must not wait
 # behind a long serve (stop/chat act on running servers; demo drives sub-processes)
@@ -19,8 +19,9 @@ DOIT_COMMANDS = {"list", "info", "help", "forget", "ignore", "dumpdb", "strace",
 
 
 def _pipeline() -> ModuleType:
-    from auto_infer.tasks import pipeline
-    return pipeline
+    """The graph: tasks/dodo.py, installed as auto_infer.tasks.dodo; the repo's dodo.py links to it."""
+    from auto_infer.tasks import dodo
+    return dodo
 
 
 def tasks_help(pipeline: ModuleType) -> str:
@@ -77,9 +78,9 @@ def run(argv: list[str]) -> int:
     from doit.cmd_base import ModuleTaskLoader
     from doit.doit_cmd import DoitMain
 
-    from auto_infer import doitcfg
-    from auto_infer import settings as settings_mod
-    from auto_infer.locks import exclusive
+    from auto_infer.core import settings as settings_mod
+    from auto_infer.core.runlock import exclusive
+    from auto_infer.tasks import glue
 
     s = settings_mod.load()
     pipeline = _pipeline()
@@ -91,7 +92,7 @@ def run(argv: list[str]) -> int:
 
     def go() -> int:
         code = int(Main(ModuleTaskLoader(pipeline), config_filenames=()).run(argv))
-        return 3 if doitcfg.CRASHED else code
+        return 3 if glue.CRASHED else code
 
     known = {name[5:] for name in vars(pipeline) if name.startswith("task_")}
     what = _needs_run_lock(argv, known)
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug
         state: Path | None = None
         try:
-            from auto_infer.settings import load
+            from auto_infer.core.settings import load
             state = load().state_dir
         except Exception:
             pass

@@ -1,6 +1,6 @@
-"""Cases 4 and 5 through the real `auto-infer serve` (probe.wait_ready, serving.run, procs.spawn).
+"""Cases 4 and 5 through the real `auto-infer serve` (probe.wait_ready, orchestrator.run, procs.spawn).
 
-The servers are the test responder (auto_infer/responder.py) on free ports, run by the model
+The servers are the test responder (auto_infer/demo/driver/responder.py) on free ports, run by the model
 config's ``command`` key. It writes the wall-clock moment it became ready (--ready-file); a crash
 is the responder's --crash-on-start run by bench/crasher.py, which writes the moment it died.
 "Reported" is the moment the `auto-infer serve` line about it reaches us on its stderr.
@@ -21,19 +21,19 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from auto_infer import mirror
+from auto_infer.core.net import free_port
 from bench.timing import Failed, Series, interleave, run
 
 PY = sys.executable
 CRASHER = str(Path(__file__).with_name("crasher.py"))
-RESPONDER = [PY, "-m", "auto_infer.responder", "--host", "127.0.0.1", "--port", "{port}",
+RESPONDER = [PY, "-m", "auto_infer.demo.responder", "--host", "127.0.0.1", "--port", "{port}",
              "--model", "{served_model_name}"]
 
 
 def available() -> str | None:
     """None when the serving code is there; otherwise why not."""
     try:
-        from auto_infer import probe, serving  # noqa: F401
+        from auto_infer.serve import orchestrator  # noqa: F401
     except Exception as exc:  # absent, or half-written by its author right now
         return f"the serving code does not import in this build ({type(exc).__name__}: {exc})"
     return None
@@ -134,28 +134,28 @@ def readiness(s: Serving, slow: tuple[float, float], warmup: int, repeats: int,
                 *(a.format(port=port, served_model_name="c") for a in RESPONDER), "--crash-on-start"]
 
     def ours_ready() -> float:
-        port, f = mirror.free_port(), s.path("ready")
+        port, f = free_port(), s.path("ready")
         s.config.write_text(config({"r": (port, responder(port, f))}))
         _, lines, _ = s.serve()
         s.stop()
         return line_at(lines, "✓ r ready") - read_moment(f)
 
     def ours_crash() -> float:
-        port, f = mirror.free_port(), s.path("dead")
+        port, f = free_port(), s.path("dead")
         s.config.write_text(config({"c": (port, crasher(port, f))}))
         _, lines, _ = s.serve(ok=(1,))
         s.stop()
         return line_at(lines, "✗ c:") - read_moment(f)
 
     def loop_ready() -> float:
-        port, f = mirror.free_port(), s.path("ready")
+        port, f = free_port(), s.path("ready")
         what, at = poll_every_second(responder(port, f), port, s.path("loop.log"))
         if what != "ready":
             raise Failed(f"the responder died instead of becoming ready (log {s.work})")
         return at - read_moment(f)
 
     def loop_crash() -> float:
-        port, f = mirror.free_port(), s.path("dead")
+        port, f = free_port(), s.path("dead")
         what, at = poll_every_second(crasher(port, f), port, s.path("loop.log"))
         if what != "died":
             raise Failed("the crasher became ready instead of dying")
@@ -176,7 +176,7 @@ def parallel(s: Serving, slows: tuple[float, ...], warmup: int, repeats: int,
     def write() -> None:
         servers = {}
         for name, delay in zip(names, slows, strict=True):
-            port = mirror.free_port()
+            port = free_port()
             servers[name] = (port, [a.format(port=port, served_model_name=name) for a in RESPONDER]
                              + ["--slow-start", f"{delay}"])
         s.config.write_text(config(servers))

@@ -4,8 +4,8 @@ Shape (at ×10, ``--scale 1``): ~300 conda packages whose names start with the o
 SGLang cu128 lock (shared/realworld), ~20,000 package files (Zipf-distributed over packages:
 a few packages hold most files, like torch and the CUDA libraries do), a handful of large shared
 libraries, lib symlinks, and a few wheels (torch-, sglang-, sgl-kernel-shaped) of ~2,000 files.
-Everything is built with :mod:`auto_infer.channel` (the packages in parallel, one per core) and
-warmed with the real `auto-infer warm` from a :class:`auto_infer.mirror.Mirror` on 127.0.0.1.
+Everything is built with :mod:`auto_infer.demo.channel` (the packages in parallel, one per core) and
+warmed with the real `auto-infer warm` from a :class:`auto_infer.demo.mirror.Mirror` on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from auto_infer import channel, mirror
-from auto_infer.settings import CACHE_VARS, PROXY_VARS
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import CACHE_VARS, PROXY_VARS
+from auto_infer.demo import channel, mirror
 
 REAL_NAMES = (
     "_openmp_mutex attr bzip2 ca-certificates cuda-cudart cuda-cudart_linux-64 cuda-libraries cuda-nvrtc "
@@ -149,7 +150,7 @@ class Workload:
 def build(root: Path, shape: Shape) -> Workload:
     """Channel + wheels + template for ``shape`` under ``root`` (packages built in parallel)."""
     t0 = time.monotonic()
-    port = mirror.free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     chan = root / "channel"
     wheels = wheel_specs(shape)

@@ -15,12 +15,12 @@ from typing import Any
 
 from doit.task import Task
 
-from auto_infer import serving
-from auto_infer.doitcfg import action
-from auto_infer.settings import Settings
+from auto_infer.core.progress import say
+from auto_infer.core.settings import Settings
+from auto_infer.serve import orchestrator
 from auto_infer.tasks import install
 from auto_infer.tasks.common import settings
-from auto_infer.ui import say
+from auto_infer.tasks.glue import action
 
 GATES = "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT"
 
@@ -37,7 +37,7 @@ def boot_steps(s: Settings) -> list[str]:
 
 
 def _serve_task() -> dict[str, Any]:
-    return {"actions": [action(serving.serve, settings(), None)], "uptodate": [False], "verbosity": 2}
+    return {"actions": [action(orchestrator.serve, settings(), None)], "uptodate": [False], "verbosity": 2}
 
 
 STEP_TASKS: dict[str, Callable[[], dict[str, Any]]] = {

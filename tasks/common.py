@@ -6,10 +6,10 @@ import sys
 from functools import lru_cache
 from typing import Any
 
-from auto_infer import doitcfg
-from auto_infer import settings as _settings
-from auto_infer.errors import UserError
-from auto_infer.settings import Settings
+from auto_infer.core import settings as _settings
+from auto_infer.core.errors import UserError
+from auto_infer.core.settings import Settings
+from auto_infer.tasks import glue
 
 
 @lru_cache(maxsize=1)
@@ -20,7 +20,7 @@ def settings() -> Settings:
 def doit_config() -> dict[str, Any]:
     """DOIT_CONFIG for dodo.py; a bad environment is one clear message and exit 1."""
     try:
-        return doitcfg.config(settings())
+        return glue.config(settings())
     except UserError as exc:
         print(f"auto-infer: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from auto_infer.doitcfg import action
+from auto_infer.tasks.glue import action
 
 
 def _run(workspace: str, keep: bool, engine: str) -> None:
-    from auto_infer import demo
+    from auto_infer.demo import driver
 
-    demo.run(Path(workspace) if workspace else None, keep, engine)
+    driver.run(Path(workspace) if workspace else None, keep, engine)
 
 
 def task_demo() -> dict[str, Any]:

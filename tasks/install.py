@@ -6,11 +6,12 @@ from typing import Any
 
 from doit.tools import config_changed
 
-from auto_infer import __version__, cache, check, environment, template
-from auto_infer.doitcfg import action
-from auto_infer.errors import UserError
+from auto_infer import __version__
+from auto_infer.core.errors import UserError
+from auto_infer.core.progress import say
+from auto_infer.install import cache, check, environment, template
 from auto_infer.tasks.common import settings
-from auto_infer.ui import say
+from auto_infer.tasks.glue import action
 
 
 def _installer_config() -> Any:
@@ -97,8 +98,8 @@ def task_env() -> dict[str, Any]:
 
 
 def _do_lock() -> None:
-    from auto_infer import locking
-    locking.lock_template(settings())
+    from auto_infer.install import pixi_lock
+    pixi_lock.lock_template(settings())
 
 
 def task_lock() -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Task creators for serve / chat / status / logs / stop: a few lines each, the work in
-auto_infer.serving (start, ready, chat, report) and auto_infer.instances (what runs now).
+auto_infer.serve.orchestrator (start, ready, chat, report) and auto_infer.serve.actions (what runs now).
 
 ``serve`` starts every enabled instance at once and follows them together; ``serve:NAME`` does the
 same for one instance. The sub-tasks are doit sub-tasks (``auto-infer list --all`` shows them) but
@@ -14,9 +14,9 @@ from typing import Any
 
 from doit.task import Task
 
-from auto_infer import config, instances, serving
-from auto_infer.doitcfg import action
+from auto_infer.serve import actions, config, orchestrator
 from auto_infer.tasks.common import settings
+from auto_infer.tasks.glue import action
 
 
 def _instance_names() -> list[str]:
@@ -30,15 +30,15 @@ def _instance_names() -> list[str]:
 def task_serve() -> Iterator[Task]:
     """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
     s = settings()
-    yield Task("serve", [action(serving.serve, s, None)], task_dep=["install"], uptodate=[False],
+    yield Task("serve", [action(orchestrator.serve, s, None)], task_dep=["install"], uptodate=[False],
                has_subtask=True, verbosity=2, doc=task_serve.__doc__)
     for name in _instance_names():
-        yield Task(f"serve:{name}", [action(serving.serve, s, [name])], task_dep=["install"], uptodate=[False],
+        yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"], uptodate=[False],
                    subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report")
 
 
 def _chat(names: list[str]) -> Any:
-    return action(instances.chat, settings(), names or None)()
+    return action(actions.chat, settings(), names or None)()
 
 
 def task_chat() -> dict[str, Any]:
@@ -47,7 +47,7 @@ def task_chat() -> dict[str, Any]:
 
 
 def _status(as_json: bool) -> Any:
-    return action(instances.status, settings(), as_json)()
+    return action(actions.status, settings(), as_json)()
 
 
 def task_status() -> dict[str, Any]:
@@ -58,7 +58,7 @@ def task_status() -> dict[str, Any]:
 
 
 def _logs(names: list[str], lines: int) -> Any:
-    return action(instances.logs, settings(), names or None, lines)()
+    return action(actions.logs, settings(), names or None, lines)()
 
 
 def task_logs() -> dict[str, Any]:
@@ -69,7 +69,7 @@ def task_logs() -> dict[str, Any]:
 
 
 def _stop(names: list[str]) -> Any:
-    return action(instances.stop, settings(), names or None)()
+    return action(actions.stop, settings(), names or None)()
 
 
 def task_stop() -> dict[str, Any]:

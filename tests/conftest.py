@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import channel, mirror
-from auto_infer.settings import CACHE_VARS, PROXY_VARS
-from tests.helpers import can_unshare, clean_env, small_channel_specs
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import CACHE_VARS, PROXY_VARS
+from auto_infer.demo import channel, mirror
+from auto_infer.core.netns import can_unshare
+from tests.helpers import clean_env, small_channel_specs
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +42,7 @@ class Built:
 @pytest.fixture(scope="session")
 def built_channel(tmp_path_factory: pytest.TempPathFactory) -> Built:
     root = tmp_path_factory.mktemp("channel")
-    port = mirror.free_port()
+    port = free_port()
     conda, wheels = small_channel_specs()
     return Built(channel.build(root, f"http://127.0.0.1:{port}", conda, wheels), port)
 

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from auto_infer import channel
-from auto_infer.settings import CACHE_VARS, PROXY_VARS
+from auto_infer.core.netns import offline_command
+from auto_infer.core.settings import CACHE_VARS, PROXY_VARS
+from auto_infer.demo import channel
 
 CLI = [sys.executable, "-m", "auto_infer"]
 
@@ -23,14 +24,8 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def can_unshare() -> bool:
-    from auto_infer.demo import can_unshare as probe
-    return probe()
-
-
 def offline(cmd: Sequence[str]) -> list[str]:
     """Wrap ``cmd`` to run in a new network namespace: loopback only, no egress."""
-    from auto_infer.demo import offline_command
     return offline_command(list(cmd))
 
 

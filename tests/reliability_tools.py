@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from auto_infer import environment
-from auto_infer.errors import UserError
-from auto_infer.settings import load as load_settings
+from auto_infer.core.errors import UserError
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import load as load_settings
+from auto_infer.install import environment
 from tests.helpers import CLI, offline
 
 SCALE_VAR = "AUTO_INFER_RELIABILITY_SCALE"
@@ -159,7 +160,7 @@ def no_traceback(text: str, server_log: bool = False) -> bool:
         return False
     if server_log:
         import re
-        return not re.search(r'File "[^"]*/(auto_infer/(?!responder\.py)|tasks/|doit/)', text)   # the responder is the server
+        return not re.search(r'File "[^"]*/(auto_infer/(?!demo/responder\.py)|tasks/|doit/)', text)   # the responder is the server
     return "Traceback (most recent call last)" not in text
 
 
@@ -329,7 +330,7 @@ def can_mount() -> bool:
 
 # ---- hostile model configs ----------------------------------------------------------------
 
-RESPONDER_CMD = [sys.executable, "-m", "auto_infer.responder", "--host", "{host}", "--port", "{port}",
+RESPONDER_CMD = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
                  "--model", "{served_model_name}"]
 
 
@@ -457,7 +458,7 @@ def _duplicate_name(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostil
 
 def _gpu_overlap(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
     data = base_config(ports)
-    data["master"].update(python_path=sys.executable, server_module="auto_infer.responder")
+    data["master"].update(python_path=sys.executable, server_module="auto_infer.demo.responder")
     a, b = rng.choice([("0,1", "1,2"), ("0", "0"), ("all", "3"), ("2,3", "3")])
     for name, gpus in (("alpha", a), ("beta", b)):
         del data["instance"][name]["control"]["command"]
@@ -543,11 +544,11 @@ def warmed_cache(base: Path, extra_files: int) -> WarmedCache:
     """Build + warm once per test session (the mirror is stopped afterwards: the rest is offline)."""
     if extra_files in _WARMED:
         return _WARMED[extra_files]
-    from auto_infer import channel, mirror
+    from auto_infer.demo import channel, mirror
     from tests.helpers import run_cli, small_channel_specs
 
     root = base / f"warmed-{extra_files}"
-    port = mirror.free_port()
+    port = free_port()
     conda, wheels = small_channel_specs(extra_files=extra_files)
     built = channel.build(root / "channel", f"http://127.0.0.1:{port}", conda, wheels)
     cache_root = root / "cache"

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from auto_infer.backends import pixi
-from auto_infer.settings import PROXY_VARS, load
+from auto_infer.core.settings import PROXY_VARS, load
+from auto_infer.install.backends import pixi
 from tests.conftest import Workspace
 from tests.helpers import clean_env, run_cli
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import channel, mirror
+from auto_infer.core.net import free_port
+from auto_infer.demo import channel, mirror
 from tests.conftest import Workspace
 from tests.helpers import CLI, clean_env, run_cli, small_channel_specs
 
@@ -19,7 +20,7 @@ from tests.helpers import CLI, clean_env, run_cli, small_channel_specs
 def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[channel.BuiltChannel, int]:
     """Like the small channel, with 6000 files in one package: installs take long enough to kill."""
     root = tmp_path_factory.mktemp("bigchannel")
-    port = mirror.free_port()
+    port = free_port()
     conda, wheels = small_channel_specs(extra_files=6000)
     return channel.build(root, f"http://127.0.0.1:{port}", conda, wheels), port
 

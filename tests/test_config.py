@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import config, config_checks, settings, sglang_args
-from auto_infer.errors import UserError
+from auto_infer.core import settings
+from auto_infer.core.errors import UserError
+from auto_infer.serve import config, sglang_args, validate
 from tests.helpers import realworld
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,7 +126,7 @@ def test_invalid_config_names_file_instance_and_key(case: Bad, tmp_path: Path) -
     with pytest.raises(UserError) as err:
         cfg = load_text(tmp_path, render(case, model, 31999), case.overrides)
         assert case.host_check, "load() accepted an invalid config"
-        config_checks.check_paths(cfg, cfg.enabled())
+        validate.check_paths(cfg, cfg.enabled())
     message = str(err.value)
     assert all(s in message for s in case.says), message
     if not case.id.startswith("overrides-") or case.id == "overrides-make-it-bad":

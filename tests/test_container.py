@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from auto_infer import render, settings
-from auto_infer.settings import PROXY_VARS, VARIABLES
+from auto_infer.core import settings
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import PROXY_VARS, VARIABLES
 from tests.conftest import Workspace, needs_netns
 from tests.helpers import clean_env, offline, run_cli
+from tools import render
 
 REPO = Path(__file__).resolve().parent.parent
 HOOK = REPO / "templates" / "hooks" / "auto-infer-boot.sh"
@@ -44,15 +46,15 @@ BASE = """services:
 
 def test_rendered_files_are_current() -> None:
     stale = render.stale(render.outputs())
-    assert not stale, f"re-render with `python -m auto_infer.render`: {stale}"
+    assert not stale, f"re-render with `python -m tools.render`: {stale}"
 
 
 def test_render_check_cli_reports_stale_output(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "auto_infer.render"]
-    assert subprocess.run([*cmd, "--check"], cwd=tmp_path).returncode == 0
-    r = subprocess.run([*cmd, "--check", "--out", str(tmp_path)], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "tools.render"]          # a dev tool: run from the repo
+    assert subprocess.run([*cmd, "--check"], cwd=REPO).returncode == 0
+    r = subprocess.run([*cmd, "--check", "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1 and "stale:" in r.stderr and "env.example" in r.stderr
-    r = subprocess.run([*cmd, "--out", str(tmp_path), "--service", "sglang"], capture_output=True, text=True)
+    r = subprocess.run([*cmd, "--out", str(tmp_path), "--service", "sglang"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "\n  sglang:\n" in (tmp_path / "docker-compose.offline.yml").read_text()
 
@@ -397,8 +399,8 @@ def test_entry_snippet_lets_the_container_start_when_boot_fails(workspace: Works
 
 
 def responder_config(path: Path, port: int) -> Path:
-    """A model config whose one instance is the test responder (auto_infer/responder.py) on ``port``."""
-    command = ", ".join(f'"{t}"' for t in [sys.executable, "-m", "auto_infer.responder", "--host", "{host}",
+    """A model config whose one instance is the test responder (auto_infer/demo/driver/responder.py) on ``port``."""
+    command = ", ".join(f'"{t}"' for t in [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}",
                                             "--port", "{port}", "--model", "{served_model_name}"])
     path.write_text(f"""[master]
 enable = true
@@ -424,11 +426,10 @@ served_model_name = "booted-model"
 @pytest.mark.netns
 def test_hook_serve_gate_installs_checks_and_serves_offline(workspace: Workspace, online: object,
                                                              tmp_path: Path) -> None:
-    from auto_infer import mirror
 
     assert run_cli(["warm"], workspace.env).returncode == 0
     online.stop()  # type: ignore[attr-defined]
-    config = responder_config(tmp_path / "models.toml", mirror.free_port())
+    config = responder_config(tmp_path / "models.toml", free_port())
     env = hook_env(workspace, tmp_path, AUTO_INFER_SGLANG_ON_BOOT="1", AUTO_INFER_SGLANG_CONFIG=str(config))
     try:
         r = run_hook(env, net=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from auto_infer.fsutil import atomic_write_json, on_container_layer, read_json
-from auto_infer.secrets import redact_argv, redact_env, redact_url
+from auto_infer.core.fsutil import atomic_write_json, on_container_layer, read_json
+from auto_infer.core.redact import redact_argv, redact_env, redact_url
 
 DOCKER_MOUNTINFO = """\
 1100 1000 0:50 / / rw,relatime master:1 - overlay overlay rw,lowerdir=/var/lib/docker/l/A,upperdir=/u,workdir=/w

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import config, engines, launch, mirror, settings
+from auto_infer.core import settings
+from auto_infer.core.net import free_port
+from auto_infer.demo import engines
+from auto_infer.serve import config, launch
 from tests.conftest import Workspace
 from tests.helpers import run_cli
 
@@ -64,7 +67,7 @@ def cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subproces
 
 
 def group_members(pgid: int) -> list[int]:
-    """Live processes of process group ``pgid``, read from /proc (independently of auto_infer.procs)."""
+    """Live processes of process group ``pgid``, read from /proc (independently of auto_infer.serve.procs)."""
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -108,7 +111,7 @@ def test_llamacpp_command_loads_as_a_command_engine_and_keeps_odd_paths(tmp_path
 def test_llamacpp_smollm2_through_serve_chat_and_stop(workspace: Workspace, online: object,
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     python, gguf = engine(monkeypatch)
-    config, port = tmp_path / "llama.toml", mirror.free_port()
+    config, port = tmp_path / "llama.toml", free_port()
     write_config(config, engines.llamacpp_command(python, gguf), port)
     env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
     cli(["warm"], env)                                  # `serve` runs `install` first: it needs the caches

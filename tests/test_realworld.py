@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import cache, lockfile
-from auto_infer.settings import load
+from auto_infer.core.settings import load
+from auto_infer.install import cache, lockfile
 from tests.helpers import clean_env, realworld, run_cli
 
 REAL = realworld("sglang-infer")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import mirror
+from auto_infer.demo import mirror
 from tests.helpers import run_cli
 from tests.reliability_tools import (
     CountingListener,

@@ -102,7 +102,8 @@ def _copy_in_children(env: dict[str, str], n: int) -> list[str]:
     """Fork ``n`` processes that call template.copy at the same moment; their failures."""
     import multiprocessing as mp
 
-    from auto_infer import settings, template
+    from auto_infer.core import settings
+    from auto_infer.install import template
 
     ctx = mp.get_context("fork")
     barrier, errors = ctx.Barrier(n), ctx.Queue()

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import config, config_checks, mirror, procs
-from auto_infer import settings as settings_mod
-from auto_infer.errors import UserError
+from auto_infer.core import settings as settings_mod
+from auto_infer.core.errors import UserError
+from auto_infer.core.net import free_port
+from auto_infer.demo import mirror
+from auto_infer.serve import config, procs, validate
 from tests.helpers import run_cli
 from tests.reliability_tools import (
     PATH_NAMES,
@@ -38,7 +40,7 @@ def _validate(h: Hostile, tmp: Path) -> tuple[str, str, Path]:
            "AUTO_INFER_SGLANG_OVERRIDES": h.overrides}
     try:
         cfg = config.load(settings_mod.load(env))
-        config_checks.check_paths(cfg, cfg.enabled())
+        validate.check_paths(cfg, cfg.enabled())
         return "accepted", "", path
     except UserError as exc:
         return "user error", str(exc), path
@@ -127,7 +129,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory, built_channel) -> dict[s
 
 def test_hostile_configs_through_serve_launch_nothing(installed: dict[str, str], tmp_path: Path,
                                                       model_dir: Path) -> None:
-    ports = (mirror.free_port(), mirror.free_port())
+    ports = (free_port(), free_port())
     per_kind: dict[str, list[Hostile]] = {}
     for h in hostile_configs(count(1) * 9 * 3, ports, model_dir, seed=13):
         if h.kind != "path trick in a name" and len(per_kind.setdefault(h.kind, [])) < count(1):

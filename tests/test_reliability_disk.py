@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import mirror
+from auto_infer.demo import mirror
 from tests.helpers import run_cli
 from tests.reliability_tools import (
     can_mount,
@@ -137,8 +137,8 @@ def test_a_consequence_of_a_full_disk_is_still_called_a_full_disk(tmp_path: Path
     """Regression (found at 232 KiB in a scale-5 run): rattler sometimes reports only a consequence
     ("failed to determine the currently installed packages: EOF while parsing", an empty record it
     could not write), without "os error 28". With the filesystem full, the message says so."""
-    from auto_infer.backends.rattler import _install_error
-    from auto_infer.settings import load
+    from auto_infer.core.settings import load
+    from auto_infer.install.backends.rattler import _install_error
 
     with tmpfs(tmp_path / "full", "64k") as mnt:
         with open(mnt / "filler", "wb") as fh:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import mirror
+from auto_infer.core.net import free_port
+from auto_infer.demo import mirror
 from tests.conftest import needs_netns
 from tests.helpers import CLI, offline, run_cli
 from tests.reliability_tools import (
@@ -24,7 +25,7 @@ from tests.reliability_tools import (
     workspace_env,
 )
 
-RESPONDER = [sys.executable, "-m", "auto_infer.responder", "--host", "{host}", "--port", "{port}",
+RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
              "--model", "{served_model_name}"]
 
 
@@ -58,7 +59,7 @@ def test_offline_steps_succeed_without_a_network(warmed: dict[str, str], tmp_pat
     live in it, so `chat`, `status` and `stop` run in it too."""
     env = workspace_env(tmp_path / "ws", Path(warmed["AUTO_INFER_SGLANG_TEMPLATE_DIR"]),
                         Path(warmed["AUTO_INFER_SGLANG_CACHE_ROOT"]),
-                        AUTO_INFER_SGLANG_CONFIG=str(responder_config(tmp_path / "m.toml", "nons", mirror.free_port())),
+                        AUTO_INFER_SGLANG_CONFIG=str(responder_config(tmp_path / "m.toml", "nons", free_port())),
                         AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1")
     cli = " ".join(shlex.quote(c) for c in CLI)
     script = " && ".join(f"{cli} {' '.join(step)} >>{tmp_path}/out.txt 2>>{tmp_path}/err.txt"
@@ -83,7 +84,7 @@ def test_offline_steps_make_no_connection_to_the_proxy(warmed: dict[str, str], t
         proxies = proxy_env(proxy.proxy_url("user", "pw"))          # NO_PROXY empty: even 127.0.0.1 goes there
         env = workspace_env(tmp_path / "ws", Path(warmed["AUTO_INFER_SGLANG_TEMPLATE_DIR"]),
                             Path(warmed["AUTO_INFER_SGLANG_CACHE_ROOT"]),
-                            AUTO_INFER_SGLANG_CONFIG=str(responder_config(tmp_path / "m.toml", "prox", mirror.free_port())),
+                            AUTO_INFER_SGLANG_CONFIG=str(responder_config(tmp_path / "m.toml", "prox", free_port())),
                             AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1", **proxies)
         per_step = []
         failed = []

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import channel, mirror
-from auto_infer.fsutil import sha256_file
+from auto_infer.core.fsutil import sha256_file
+from auto_infer.core.net import free_port
+from auto_infer.demo import channel, mirror
 from tests.helpers import run_cli, small_channel_specs
 from tests.reliability_tools import (
     WarmedCache,
@@ -168,7 +169,7 @@ class ManifestWatcher:
 def two_locks(tmp_path_factory: pytest.TempPathFactory, built_channel) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Lock A (the small test channel) warmed once: its manifest; lock B a bigger channel."""
     root = tmp_path_factory.mktemp("warmkill")
-    port = mirror.free_port()
+    port = free_port()
     conda, wheels = small_channel_specs(extra_files=3000)
     big = channel.build(root / "b", f"http://127.0.0.1:{port}", conda, wheels)
     env_a = workspace_env(root / "a", built_channel.template)

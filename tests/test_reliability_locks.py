@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from auto_infer import lockfile, mirror
-from auto_infer.errors import UserError
+from auto_infer.core.errors import UserError
+from auto_infer.demo import mirror
+from auto_infer.install import lockfile
 from tests.helpers import realworld, run_cli
 from tests.reliability_tools import count, doit_db_problem, health, no_traceback, record, workspace_env
 

@@ -10,7 +10,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from auto_infer import mirror
+from auto_infer.core.net import free_port
+from auto_infer.demo import mirror
 from tests.helpers import run_cli
 from tests.reliability_tools import (
     CountingListener,
@@ -32,11 +33,11 @@ def test_no_secret_is_written_anywhere(built_channel, tmp_path: Path) -> None:  
     shutil.copytree(built_channel.template, template)
     model = tmp_path / "tiny-model"
     model.mkdir()
-    port = mirror.free_port()
+    port = free_port()
     config = tmp_path / "models.toml"
     config.write_text(f"""[master]
 python_path = "{sys.executable}"
-server_module = "auto_infer.responder"
+server_module = "auto_infer.demo.responder"
 
 [instance.control]
 api_key_env = "RELIABILITY_API_KEY"

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from auto_infer import mirror, procs
-from auto_infer.settings import load
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import load
+from auto_infer.demo import mirror
+from auto_infer.serve import procs
 from tests.helpers import CLI, run_cli
 from tests.reliability_tools import (
     RESPONDER_CMD,
@@ -75,7 +77,7 @@ def leftovers(env: dict[str, str], name: str, port: int) -> list[str]:
 
 def _fault(env: dict[str, str], kind: str, i: int) -> list[str]:
     """One fault, end to end; the problems found (empty: it ended well)."""
-    name, port = f"{kind.replace('-', '')}{i}", mirror.free_port()
+    name, port = f"{kind.replace('-', '')}{i}", free_port()
     specs = {
         "crash-at-start": {"flags": ["--crash-on-start"], "control": "ready_timeout = 600"},
         "hang-before-ready": {"flags": ["--never-ready", "--spawn-child"], "control": "ready_timeout = 1.5\nstop_grace = 1"},
@@ -133,7 +135,7 @@ def test_port_taken_between_validation_and_start(env: dict[str, str]) -> None:
     n = count(1)
     bad = []
     for i in range(n):
-        name, port = f"late{i}", mirror.free_port()
+        name, port = f"late{i}", free_port()
         write_config(env, {name: {"port": port, "flags": ["--slow-start", "1.5"]}})
         proc = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True, cwd="/")
@@ -165,7 +167,7 @@ def test_boot_racing_a_manual_serve(env: dict[str, str]) -> None:
     rounds = count(2)
     bad = []
     for i in range(rounds):
-        ports = {f"race{i}a": mirror.free_port(), f"race{i}b": mirror.free_port()}
+        ports = {f"race{i}a": free_port(), f"race{i}b": free_port()}
         write_config(env, {n: {"port": p, "flags": ["--slow-start", "0.5"]} for n, p in ports.items()})
         boot_env = dict(env, AUTO_INFER_SGLANG_ON_BOOT="1")
         procs_ = [subprocess.Popen([*CLI, *args], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,8 +1,8 @@
 """serve / chat / status / logs / stop through the real CLI: real processes, real HTTP on 127.0.0.1.
 
-The servers are the test responder (auto_infer/responder.py) on free ports, run through the model
+The servers are the test responder (auto_infer/demo/driver/responder.py) on free ports, run through the model
 config's `command` key, or through the SGLang path (`python -m <server_module> <flags>`) with
-server_module = auto_infer.responder. One installed workspace per module (warm once); every test
+server_module = auto_infer.demo.responder. One installed workspace per module (warm once); every test
 writes its own model config, uses its own instance names and ports, and stops what it started.
 """
 
@@ -22,11 +22,13 @@ from typing import Any
 import pytest
 import requests
 
-from auto_infer import instances, mirror, procs
-from auto_infer.settings import load
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import load
+from auto_infer.demo import mirror
+from auto_infer.serve import actions, procs
 from tests.helpers import clean_env, realworld, run_cli
 
-RESPONDER = [sys.executable, "-m", "auto_infer.responder", "--host", "{host}", "--port", "{port}",
+RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
              "--model", "{served_model_name}"]
 
 
@@ -103,7 +105,7 @@ def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
     yield s
     started = [n for n in procs.records(load(s.env)) if n not in before]
     if started:
-        instances.stop(load(s.env), started)
+        actions.stop(load(s.env), started)
 
 
 def responder_config(instances_: dict[str, dict[str, Any]], *, defaults: str = "") -> str:
@@ -133,7 +135,7 @@ def listening(port: int) -> bool:
 
 
 def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serve) -> None:
-    pa, pb = mirror.free_port(), mirror.free_port()
+    pa, pb = free_port(), free_port()
     serve.write(responder_config({
         "alpha": {"port": pa, "flags": ["--slow-start", "1"], "control": 'gpu_ids = "0"'},
         "beta": {"port": pb, "flags": ["--slow-start", "1"],
@@ -172,7 +174,7 @@ def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serv
 
 
 def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path: Path) -> None:
-    port, ready_file = mirror.free_port(), tmp_path / "ready-at"
+    port, ready_file = free_port(), tmp_path / "ready-at"
     serve.write(responder_config({"warm": {"port": port, "flags": ["--warmup", "3", "--ready-file", str(ready_file)]}}))
     r = serve.ok("serve")
     inst = serve.report()["instances"][0]
@@ -185,7 +187,7 @@ def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path:
 
 
 def test_crash_is_reported_at_once_with_log_tail_while_the_other_serves(serve: Serve) -> None:
-    good, bad = mirror.free_port(), mirror.free_port()
+    good, bad = free_port(), free_port()
     serve.write(responder_config({"good": {"port": good},
                                   "bad": {"port": bad, "flags": ["--crash-on-start"], "control": "ready_timeout = 600"}}))
     t0 = time.monotonic()
@@ -203,7 +205,7 @@ def test_crash_is_reported_at_once_with_log_tail_while_the_other_serves(serve: S
 
 
 def test_never_ready_fails_at_its_timeout_and_is_stopped_while_the_other_stays_up(serve: Serve) -> None:
-    up, stuck = mirror.free_port(), mirror.free_port()
+    up, stuck = free_port(), free_port()
     serve.write(responder_config({"up": {"port": up},
                                   "stuck": {"port": stuck, "flags": ["--never-ready", "--spawn-child"],
                                             "control": "ready_timeout = 1.5\nstop_grace = 1"}}))
@@ -217,7 +219,7 @@ def test_never_ready_fails_at_its_timeout_and_is_stopped_while_the_other_stays_u
 
 
 def test_stop_ends_a_server_that_ignores_sigterm_and_its_whole_group(serve: Serve) -> None:
-    port = mirror.free_port()
+    port = free_port()
     serve.write(responder_config({"stubborn": {"port": port, "flags": ["--ignore-sigterm", "--spawn-child"],
                                                "control": "stop_grace = 0.5"}}))
     serve.ok("serve")
@@ -239,7 +241,7 @@ def test_stop_ends_a_server_that_ignores_sigterm_and_its_whole_group(serve: Serv
 
 
 def test_rerun_leaves_healthy_alone_and_restarts_only_the_changed_one(serve: Serve) -> None:
-    pa, pb = mirror.free_port(), mirror.free_port()
+    pa, pb = free_port(), free_port()
     spec = {"keep": {"port": pa}, "change": {"port": pb}}
     serve.write(responder_config(spec))
     listed = serve.ok("list", "--all").stdout
@@ -267,7 +269,7 @@ def test_rerun_leaves_healthy_alone_and_restarts_only_the_changed_one(serve: Ser
 
 
 def test_overrides_are_deep_merged_before_anything_else(serve: Serve) -> None:
-    file_port, real_port = mirror.free_port(), mirror.free_port()
+    file_port, real_port = free_port(), free_port()
     serve.write(responder_config({"ov": {"port": file_port}}))
     overrides = json.dumps({"instance": {"ov": {"server": {"port": real_port},
                                                 "control": {"env": {"FROM_OVERRIDES": "1"}}}}})
@@ -280,11 +282,11 @@ def test_api_key_is_sent_but_never_written_and_openai_client_talks(serve: Serve,
     """The SGLang path (python -m <server_module> <flags>), with the responder standing in for SGLang."""
     import openai
 
-    key, port, model_dir = "sk-test-5ecret-value-42", mirror.free_port(), tmp_path / "tiny-model"
+    key, port, model_dir = "sk-test-5ecret-value-42", free_port(), tmp_path / "tiny-model"
     model_dir.mkdir()
     serve.write(f"""[master]
 python_path = "{sys.executable}"
-server_module = "auto_infer.responder"
+server_module = "auto_infer.demo.responder"
 
 [instance.control]
 api_key_env = "TEST_SERVE_KEY"
@@ -306,7 +308,7 @@ extra_args = ["--warmup", "0.5"]
     serve.ok("serve", TEST_SERVE_KEY=key)
     inst = serve.report()["instances"][0]
     assert inst["base_url"] == f"http://127.0.0.1:{port}" and inst["model_id"] == "guarded-model"
-    assert inst["argv"][:3] == [sys.executable, "-m", "auto_infer.responder"]
+    assert inst["argv"][:3] == [sys.executable, "-m", "auto_infer.demo.responder"]
     assert inst["argv"][3:] == ["--host", "0.0.0.0", "--trust-remote-code", "--model-path", str(model_dir),
                                 "--served-model-name", "guarded-model", "--port", str(port), "--tp-size", "1",
                                 "--warmup", "0.5", "--api-key", "***"]
@@ -329,7 +331,7 @@ extra_args = ["--warmup", "0.5"]
 
 
 def test_master_disabled_launches_nothing(serve: Serve) -> None:
-    port = mirror.free_port()
+    port = free_port()
     serve.write(responder_config({"off": {"port": port}}).replace("enable = true", "enable = false"))
     r = serve.ok("serve")
     assert "master.enable = false" in r.stderr and "no server is launched" in r.stderr

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from auto_infer import mirror, procs
-from auto_infer.settings import load
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import load
+from auto_infer.serve import procs
 from tests.helpers import run_cli
 from tests.test_config import BAD, Bad, render
 from tests.test_serve import Installed, listening, make_installed
@@ -33,7 +34,7 @@ def busy_port() -> Iterator[int]:
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
 def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Installed, tmp_path: Path,
                                                      busy_port: int) -> None:
-    model, port = tmp_path / "model", mirror.free_port()
+    model, port = tmp_path / "model", free_port()
     model.mkdir()
     path = tmp_path / "models.toml"
     path.write_text(render(case, model, port, busy_port))

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from auto_infer import mirror, probe, procs
+from auto_infer.core.net import free_port
+from auto_infer.serve import probe, procs
 
-RESPONDER = Path(__file__).resolve().parents[1] / "auto_infer" / "responder.py"
+RESPONDER = Path(__file__).resolve().parents[1] / "auto_infer" / "demo" / "responder.py"
 
 
 def py(code: str) -> list[str]:
@@ -91,7 +92,7 @@ def test_the_log_filter_is_in_the_group_and_dies_with_it(tmp_path: Path) -> None
 
 
 def test_probe_reports_an_exit_at_once_with_the_log_tail(tmp_path: Path) -> None:
-    port = mirror.free_port()
+    port = free_port()
     log = tmp_path / "crash.log"
     handle = procs.spawn([sys.executable, str(RESPONDER), "--port", str(port), "--crash-on-start"],
                          env=dict(os.environ), log=log, cwd=tmp_path, secrets=[])
@@ -110,7 +111,7 @@ def test_responder_is_a_standalone_stdlib_file(tmp_path: Path) -> None:
     copy.parent.mkdir()
     shutil.copy(RESPONDER, copy)
     base = getattr(sys, "_base_executable", sys.executable)       # an interpreter without auto_infer
-    port = mirror.free_port()
+    port = free_port()
     proc = subprocess.Popen([base, "-I", str(copy), "--port", str(port), "--served-model-name", "solo",
                              "--api-key", "k", "--tp-size", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -142,7 +143,7 @@ def _answers(url: str) -> bool:
     (["--empty-answer"], 200, ""),
 ])
 def test_responder_misbehaves_on_request(flags: list[str], health: int, content: str | None, tmp_path: Path) -> None:
-    port = mirror.free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, str(RESPONDER), "--port", str(port), *flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

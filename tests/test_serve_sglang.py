@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from auto_infer import config, settings, sglang_args
+from auto_infer.core import settings
+from auto_infer.serve import config, sglang_args
 from tests.helpers import run_cli
 from tests.test_config import EXAMPLES, REALWORLD
 from tests.test_serve import make_installed

@@ -1,0 +1,137 @@
+"""Small filesystem helpers: atomic writes, hashing, filesystem facts."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from auto_infer.core.errors import UserError
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temp file beside ``path``, fsync, then os.replace: old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any | None:
+    """Parsed JSON, or None when the file is missing or not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def existing_parent(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def same_filesystem(a: Path, b: Path) -> bool:
+    """True when files can be hard-linked from ``a`` to ``b``: one device AND one mount
+    (two bind mounts of one filesystem share st_dev, but link() across them fails: EXDEV)."""
+    if existing_parent(a).stat().st_dev != existing_parent(b).stat().st_dev:
+        return False
+    return mount_of(a)[0] == mount_of(b)[0]
+
+
+def mount_of(path: Path, mountinfo: str | None = None) -> tuple[str, str]:
+    """(mount point, fs type) of the mount holding ``path``, from /proc/self/mountinfo."""
+    target = os.path.realpath(existing_parent(path)) if mountinfo is None else str(path)
+    best = ("/", "unknown")
+    try:
+        lines = (Path("/proc/self/mountinfo").read_text() if mountinfo is None else mountinfo).splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        if len(fields) < 5 or not right:
+            continue
+        mnt = fields[4].replace("\\040", " ")
+        fstype = right.split()[0]
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+            best = (mnt, fstype)
+    return best
+
+
+def on_container_layer(path: Path, mountinfo: str | None = None) -> bool:
+    """True when ``path`` lives on the container's own writable layer (overlay root)."""
+    mnt, fstype = mount_of(path, mountinfo)
+    return mnt == "/" and fstype in {"overlay", "overlayfs", "fuse-overlayfs", "aufs"}
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: Path, detail: str) -> UserError:
+    """The message for a full filesystem (or quota): where, how much is free, what to do."""
+    try:
+        free = f"{shutil.disk_usage(existing_parent(path)).free // 1024} KiB free"
+    except OSError:
+        free = "free space unknown"
+    return UserError(f"no space left on the filesystem holding {path} (mounted at {mount_of(path)[0]}, "
+                     f"{free}): {detail}", where=str(path),
+                     fix="free space there, or give that volume more room, then rerun: a half-done "
+                         "install is never trusted, the next run redoes it")
+
+
+def nearly_full(path: Path, margin: int = 1 << 20) -> bool:
+    """Less than ``margin`` bytes (or no inode) left for ``path``: a tool failing now failed of that,
+    even when its message only shows a consequence (an empty file it could not write, read back)."""
+    try:
+        st = os.statvfs(existing_parent(path))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin or (st.f_files > 0 and st.f_favail == 0)
+
+
+@contextmanager
+def disk_full_is_a_user_error(path: Path) -> Iterator[None]:
+    """A full disk is the user's to fix: one clear message, exit 1, not a crash log."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in NO_SPACE:
+            raise
+        written = exc.filename2 or exc.filename      # a copy names (source, destination)
+        raise disk_full(Path(written) if written else path, exc.strerror or str(exc)) from None

@@ -1,0 +1,64 @@
+"""One file lock around work that must not run twice at once, with a bounded, visible wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.progress import fmt_secs, say
+
+
+def _owner(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return f"pid {info.get('pid')} running `{info.get('what')}` since {info.get('since')}"
+    except (OSError, ValueError):
+        return "another auto-infer process"
+
+
+@contextmanager
+def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> Iterator[float]:
+    """Hold ``lock_path``; yield how long we waited. Say who holds it while waiting."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    owner_path = lock_path.with_suffix(lock_path.suffix + ".owner")
+    lock = FileLock(str(lock_path))
+    t0 = time.monotonic()
+    next_note = 0.0
+    contended = False
+    while True:
+        try:
+            lock.acquire(timeout=poll)
+            break
+        except Timeout:
+            contended = True
+            waited = time.monotonic() - t0
+            if waited >= next_note:
+                say(f"  … waiting for {_owner(owner_path)} ({fmt_secs(waited)})")
+                next_note = waited + 10.0
+            if waited >= timeout:
+                raise UserError(f"gave up waiting for the lock after {fmt_secs(waited)}: held by {_owner(owner_path)}",
+                                where=str(lock_path),
+                                fix="wait for that run to finish, or raise AUTO_INFER_LOCK_TIMEOUT") from None
+    waited = time.monotonic() - t0
+    try:
+        try:       # who holds it, for the others' waiting line: best effort (a full disk must not stop us here)
+            owner_path.write_text(json.dumps({"pid": os.getpid(), "what": what,
+                                              "since": time.strftime("%H:%M:%S")}))
+        except OSError:
+            pass
+        if contended:
+            say(f"  already running elsewhere: waited {fmt_secs(waited)} for it, now re-checking")
+        yield waited
+    finally:
+        try:
+            owner_path.unlink()
+        except OSError:
+            pass
+        lock.release()

@@ -1,0 +1,205 @@
+"""Build a small, real conda channel + wheels + pixi.lock on local disk.
+
+Used by the tests, ``demo`` and ``bench``: packages are real ``.tar.bz2`` conda archives
+(info/index.json, info/paths.json), indexed by py-rattler, locked with py-rattler's LockFile,
+and served over HTTP on 127.0.0.1 by :mod:`auto_infer.demo.mirror`.
+
+The environment's interpreter is a "venv-style" ``python`` package: ``bin/python`` is a
+symlink to this machine's CPython and ``pyvenv.cfg`` makes the prefix its own venv, so code
+installed into the environment really runs inside it, without shipping a whole CPython.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from auto_infer.core.fsutil import atomic_write_text, sha256_file
+
+PY_VER = f"{sys.version_info.major}.{sys.version_info.minor}"
+SITE = f"lib/python{PY_VER}/site-packages"
+MTIME = 1_700_000_000
+
+
+@dataclass
+class Symlink:
+    target: str
+
+
+@dataclass
+class CondaSpec:
+    name: str
+    version: str
+    files: dict[str, bytes | Symlink]
+    build: str = "0"
+    subdir: str = "linux-64"
+    depends: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WheelSpec:
+    name: str          # distribution name, e.g. "demo-extras"
+    version: str
+    files: dict[str, bytes]   # paths inside the wheel (package files)
+
+
+@dataclass(frozen=True)
+class BuiltChannel:
+    root: Path            # what the mirror serves: channel/ and wheels/
+    project: Path         # pixi.toml + pixi.lock (a template folder)
+    base_url: str
+    conda_files: tuple[Path, ...]
+    wheel_files: tuple[Path, ...]
+
+
+def build_conda(out_dir: Path, spec: CondaSpec) -> Path:
+    index = {"name": spec.name, "version": spec.version, "build": spec.build, "build_number": 0,
+             "subdir": spec.subdir, "depends": spec.depends, "license": "MIT", "timestamp": MTIME * 1000}
+    if spec.subdir == "noarch":
+        index["noarch"] = "generic"
+    paths = []
+    for path, content in sorted(spec.files.items()):
+        if isinstance(content, Symlink):
+            paths.append({"_path": path, "path_type": "softlink", "size_in_bytes": len(content.target)})
+        else:
+            paths.append({"_path": path, "path_type": "hardlink",
+                          "sha256": hashlib.sha256(content).hexdigest(), "size_in_bytes": len(content)})
+    meta = {"info/index.json": json.dumps(index).encode(),
+            "info/paths.json": json.dumps({"paths": paths, "paths_version": 1}).encode(),
+            "info/files": ("\n".join(sorted(spec.files)) + "\n").encode()}
+    out = out_dir / spec.subdir / f"{spec.name}-{spec.version}-{spec.build}.tar.bz2"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:bz2") as tf:
+        for path, content in list(sorted(spec.files.items())) + list(meta.items()):
+            info = tarfile.TarInfo(path)
+            info.mtime = MTIME
+            if isinstance(content, Symlink):
+                info.type = tarfile.SYMTYPE
+                info.linkname = content.target
+                tf.addfile(info)
+                continue
+            info.size = len(content)
+            info.mode = 0o755 if path.startswith("bin/") else 0o644
+            tf.addfile(info, io.BytesIO(content))
+    return out
+
+
+def build_wheel(out_dir: Path, spec: WheelSpec) -> Path:
+    dist = spec.name.replace("-", "_")
+    info = f"{dist}-{spec.version}.dist-info"
+    files = dict(spec.files)
+    files[f"{info}/METADATA"] = (f"Metadata-Version: 2.1\nName: {spec.name}\nVersion: {spec.version}\n"
+                                 "Summary: auto-infer test wheel\n").encode()
+    files[f"{info}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: auto-infer\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, content in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(content).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(content)}")
+    record.append(f"{info}/RECORD,,")
+    files[f"{info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    out = out_dir / f"{dist}-{spec.version}-py3-none-any.whl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, content in files.items():
+            zi = zipfile.ZipInfo(path, date_time=(2023, 11, 14, 0, 0, 0))
+            zi.external_attr = 0o644 << 16
+            zf.writestr(zi, content)
+    return out
+
+
+def python_spec() -> CondaSpec:
+    """A venv-style interpreter package for this machine's CPython."""
+    real = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    home = os.path.dirname(real)
+    cfg = f"home = {home}\ninclude-system-site-packages = false\nversion = {sys.version.split()[0]}\n"
+    return CondaSpec(
+        name="python", version=sys.version.split()[0], build="venv_0",
+        files={"bin/python": Symlink(real), "bin/python3": Symlink("python"),
+               f"bin/python{PY_VER}": Symlink("python"), "pyvenv.cfg": cfg.encode(),
+               f"{SITE}/_auto_infer_venv_python.pth": b""})
+
+
+def _index(channel_dir: Path) -> None:
+    from rattler.index import index_fs
+
+    (channel_dir / "noarch").mkdir(parents=True, exist_ok=True)
+    asyncio.run(index_fs(channel_dir, write_zst=False, write_shards=False, force=True))
+
+
+def _add_wheel_hashes(lock_text: str, hashes: dict[str, str]) -> str:
+    """py-rattler's add_pypi_package takes no hash: add ``sha256:`` to each pypi entry."""
+    out, current = [], None
+    for line in lock_text.splitlines():
+        if line.startswith("- pypi: "):
+            current = line[len("- pypi: "):].strip()
+        elif line.startswith("- "):
+            current = None
+        out.append(line)
+        if current and line.startswith("  version:") and current in hashes:
+            out.append(f"  sha256: {hashes[current]}")
+    return "\n".join(out) + "\n"
+
+
+def write_lock(project: Path, channel_dir: Path, base_url: str, wheels: Iterable[tuple[WheelSpec, Path]],
+               platform: str = "linux-64", environment: str = "default") -> Path:
+    from rattler import Channel, LockChannel, LockFile, LockPlatform, RepoData
+
+    chan_url = f"{base_url}/channel/"
+    plat = LockPlatform(platform)
+    lock = LockFile([plat])
+    lock.set_channels(environment, [LockChannel(chan_url)])
+    for sub in (platform, "noarch"):
+        repodata = channel_dir / sub / "repodata.json"
+        if repodata.exists():
+            for record in RepoData.from_path(repodata).into_repo_data(Channel(chan_url)):
+                lock.add_conda_package(environment, plat, record)
+    hashes = {}
+    for spec, path in wheels:
+        url = f"{base_url}/wheels/{path.name}"
+        lock.add_pypi_package(environment, plat, spec.name, spec.version, url)
+        hashes[url] = sha256_file(path)
+    project.mkdir(parents=True, exist_ok=True)
+    target = project / "pixi.lock"
+    lock.to_path(target)
+    atomic_write_text(target, _add_wheel_hashes(target.read_text(), hashes))
+    return target
+
+
+def write_manifest_toml(project: Path, name: str, base_url: str, conda: list[CondaSpec],
+                        wheels: list[WheelSpec], platform: str = "linux-64") -> Path:
+    deps = "\n".join(f'{c.name} = "=={c.version}"' for c in conda)
+    pypi = "\n".join(f'{w.name} = "=={w.version}"' for w in wheels)
+    text = (f'[workspace]\nname = "{name}"\nchannels = ["{base_url}/channel/"]\nplatforms = ["{platform}"]\n\n'
+            f"[dependencies]\n{deps}\n\n[pypi-options]\nindex-url = \"{base_url}/simple\"\n\n"
+            f"[pypi-dependencies]\n{pypi}\n")
+    path = project / "pixi.toml"
+    atomic_write_text(path, text)
+    return path
+
+
+def build(root: Path, base_url: str, conda: list[CondaSpec], wheels: list[WheelSpec],
+          name: str = "auto-infer-test", platform: str = "linux-64") -> BuiltChannel:
+    """Build channel + wheels under ``root`` and a template (pixi.toml + pixi.lock) in root/template."""
+    channel_dir = root / "channel"
+    conda_files = tuple(build_conda(channel_dir, spec) for spec in conda)
+    _index(channel_dir)
+    built_wheels = [(spec, build_wheel(root / "wheels", spec)) for spec in wheels]
+    project = root / "template"
+    write_lock(project, channel_dir, base_url, built_wheels, platform=platform)
+    write_manifest_toml(project, name, base_url, conda, wheels, platform=platform)
+    return BuiltChannel(root=root, project=project, base_url=base_url, conda_files=conda_files,
+                        wheel_files=tuple(p for _, p in built_wheels))
+
+
+def site_packages_rel() -> str:
+    return SITE

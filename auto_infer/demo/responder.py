@@ -1,0 +1,215 @@
+"""A test responder: a tiny OpenAI-compatible server that behaves like an SGLang server would.
+
+Stdlib only and self-contained, so the file can be copied into any Python environment (the demo
+ships it inside a conda package). It answers ``/v1/models``, ``/health``, ``/health_generate``,
+``/v1/chat/completions`` and ``/debug/env`` (its environment and argv, so tests can check what an
+instance was given), and can misbehave on request::
+
+    python -m auto_infer.demo.responder --host 127.0.0.1 --port 30000 --model demo \
+        [--slow-start S] [--warmup S] [--crash-on-start] [--never-ready] [--empty-answer] \
+        [--ignore-sigterm] [--die-after S] [--ready-file PATH] [--api-key KEY] [--spawn-child]
+
+It also takes SGLang's spelling (``--served-model-name``, ``--model-path``) and ignores other
+flags, so ``master.server_module = "auto_infer.demo.responder"`` stands in for ``sglang.launch_server``.
+
+--slow-start S   sleep S seconds before listening (connections are refused meanwhile)
+--warmup S       listen, answer /v1/models, but /health* answer 503 for S seconds (SGLang's warmup)
+--crash-on-start print a traceback-like message and exit 3 before listening
+--never-ready    listen, answer /v1/models, /health* answer 503 forever
+--empty-answer   chat completions come back with empty content
+--ignore-sigterm SIGTERM is ignored (only SIGKILL ends it), in the child too
+--die-after S    exit 1 S seconds after becoming ready
+--ready-file P   write the wall-clock time (time.time()) at which it became ready to P
+--api-key KEY    require ``Authorization: Bearer KEY`` on /v1/* (not on /health*, as SGLang)
+--spawn-child    start a child process in the same process group (like SGLang's scheduler)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def log(message: str) -> None:
+    print(f"[responder {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class State:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.ready = False
+        self.requests = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "auto-infer-responder/1"
+    state: State
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        print(f"[http] {self.address_string()} {format % args}", flush=True)
+
+    def _send(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        key = self.state.args.api_key
+        if not key or self.path.startswith("/health"):
+            return True
+        if self.headers.get("Authorization", "") == f"Bearer {key}":
+            return True
+        self._send(401, {"error": "Unauthorized"})
+        return False
+
+    def do_GET(self) -> None:  # noqa: N802
+        if not self._authorized():
+            return
+        args = self.state.args
+        path = self.path.split("?", 1)[0]
+        if path == "/v1/models":
+            self._send(200, {"object": "list", "data": [
+                {"id": args.model, "object": "model", "created": int(time.time()), "owned_by": "responder"}]})
+        elif path in ("/health", "/health_generate"):
+            if self.state.ready:
+                self._send(200, {"status": "ok"})
+            else:
+                self._send(503, {"status": "starting"})
+        elif path == "/debug/env":
+            self._send(200, {"env": dict(os.environ), "argv": sys.argv, "pid": os.getpid(),
+                             "pgid": os.getpgid(0), "cwd": os.getcwd()})
+        else:
+            self._send(404, {"error": f"no route {path}"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._authorized():
+            return
+        if self.path.split("?", 1)[0] != "/v1/chat/completions":
+            self._send(404, {"error": f"no route {self.path}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            request = json.loads(self.rfile.read(length) or b"{}")
+        except (ValueError, json.JSONDecodeError):
+            self._send(400, {"error": "body is not JSON"})
+            return
+        if request.get("stream"):
+            self._send(400, {"error": "streaming is not supported by the test responder"})
+            return
+        self._send(200, self.completion(request))
+
+    def completion(self, request: dict[str, Any]) -> dict[str, Any]:
+        args = self.state.args
+        self.state.requests += 1
+        messages = request.get("messages") or [{}]
+        last = str(messages[-1].get("content", ""))
+        content = "" if args.empty_answer else f"Hello from {args.model}. You said: {last[:200]}"
+        return {
+            "id": f"chatcmpl-{os.getpid()}-{self.state.requests}", "object": "chat.completion",
+            "created": int(time.time()), "model": request.get("model") or args.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(last.split()), "completion_tokens": len(content.split()),
+                      "total_tokens": len(last.split()) + len(content.split())},
+        }
+
+
+def become_ready(state: State) -> None:
+    args = state.args
+    if args.warmup:
+        log(f"warming up for {args.warmup}s (/v1/models answers, /health is 503)")
+        time.sleep(args.warmup)
+    if args.never_ready:
+        log("never ready: /health stays 503")
+        return
+    state.ready = True
+    moment = time.time()
+    if args.ready_file:
+        tmp = f"{args.ready_file}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(f"{moment:.6f}\n")
+        os.replace(tmp, args.ready_file)
+    log("The server is fired up and ready to roll!")
+    if args.die_after is not None:
+        time.sleep(args.die_after)
+        log(f"dying on purpose after {args.die_after}s")
+        os._exit(1)
+
+
+def spawn_child(ignore_sigterm: bool) -> subprocess.Popen[bytes]:
+    code = ("import signal, time\n"
+            + ("signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if ignore_sigterm else "")
+            + "time.sleep(10**6)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL)
+
+
+def on_sigterm(signum: int, frame: Any) -> None:
+    log("SIGTERM: shutting down")
+    os._exit(0)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="responder", description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--model", "--served-model-name", dest="model", default=None)
+    p.add_argument("--model-path", default=None, help="as SGLang: the model id when no name is given")
+    p.add_argument("--slow-start", type=float, default=0.0)
+    p.add_argument("--warmup", type=float, default=0.0)
+    p.add_argument("--crash-on-start", action="store_true")
+    p.add_argument("--never-ready", action="store_true")
+    p.add_argument("--empty-answer", action="store_true")
+    p.add_argument("--ignore-sigterm", action="store_true")
+    p.add_argument("--die-after", type=float, default=None)
+    p.add_argument("--ready-file", default=None)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--spawn-child", action="store_true")
+    args, ignored = p.parse_known_args(argv)   # other SGLang flags (--tp-size ...) are accepted
+    args.model = args.model or args.model_path or "responder"
+    args.ignored = ignored
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    log(f"starting: model={args.model} port={args.port} pid={os.getpid()}"
+        + (f" (ignoring {' '.join(args.ignored)})" if args.ignored else ""))
+    log(f"server_args={vars(args)}")    # as SGLang does: secrets included, the launcher must mask them
+    if args.ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log("ignoring SIGTERM")
+    else:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    if args.crash_on_start:
+        print("Traceback (most recent call last):\n  File \"responder\", line 1, in <module>\n"
+              "RuntimeError: crash on start, as asked (--crash-on-start)", file=sys.stderr, flush=True)
+        return 3
+    child = spawn_child(args.ignore_sigterm) if args.spawn_child else None
+    if child is not None:
+        log(f"child process {child.pid}")
+    if args.slow_start:
+        log(f"loading the model for {args.slow_start}s")
+        time.sleep(args.slow_start)
+    state = State(args)
+    handler = type("BoundHandler", (Handler,), {"state": state})
+    server = ThreadingHTTPServer((args.host, args.port), handler)
+    server.daemon_threads = True
+    log(f"Uvicorn running on http://{args.host}:{args.port}")
+    threading.Thread(target=become_ready, args=(state,), daemon=True).start()
+    server.serve_forever(poll_interval=0.05)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The installer interface (pre-commit's languages/*.py, as a Protocol)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from auto_infer.core.progress import Step
+from auto_infer.core.settings import Settings
+from auto_infer.install.lockfile import LockedEnv
+
+
+class Backend(Protocol):
+    name: str
+
+    def version(self) -> str:
+        """Installer name and version, recorded in the manifest and the install record."""
+
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+        """Online, before the environment is touched: download what can be downloaded up front.
+
+        Returns filename -> (sha256, size) of the PyPI files it measured (may be empty)."""
+
+    def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
+                remove_pypi: list[str]) -> None:
+        """Install ``locked`` into settings.env_prefix; ``online=False``: from the cache only."""

@@ -1,0 +1,221 @@
+"""The cache manifest (what warm put into the cache) and the audit (is it all still there?)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from auto_infer import __version__
+from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import atomic_write_json, read_json, sha256_file
+from auto_infer.core.redact import redact_env, redact_url
+from auto_infer.core.settings import PROXY_VARS, Settings
+from auto_infer.install.lockfile import Artifact, LockedEnv, canonical_name
+
+SCHEMA = 1
+
+
+def build_manifest(settings: Settings, locked: LockedEnv, installer: str, installer_version: str,
+                   wheel_info: Mapping[str, tuple[str, int]] | None = None,
+                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``wheel_info``: filename -> (sha256, size) measured at warm (fills gaps the lock leaves)."""
+    env = os.environ if environ is None else environ
+    toml = settings.project_dir / "pixi.toml"
+    artifacts = []
+    for a in locked.artifacts:
+        item = a.to_json()
+        item["url"] = redact_url(a.url)
+        if wheel_info and a.filename in wheel_info:
+            item["sha256"] = item["sha256"] or wheel_info[a.filename][0]
+            item["size"] = wheel_info[a.filename][1]
+        artifacts.append(item)
+    proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
+    return {
+        "schema": SCHEMA,
+        "tool": f"auto-infer {__version__}",
+        "lock_sha256": locked.sha256,
+        "lock_version": locked.version,
+        "pixi_toml_sha256": sha256_file(toml) if toml.is_file() else None,
+        "environment": locked.environment,
+        "platform": locked.platform,
+        "installer": {"name": installer, "version": installer_version},
+        "warmed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "proxies_used": redact_env(proxies),
+        "counts": {"conda": len(locked.conda), "pypi": len(locked.pypi)},
+        "artifacts": artifacts,
+    }
+
+
+def write_manifest(settings: Settings, manifest: dict[str, Any]) -> Path:
+    atomic_write_json(settings.manifest_path, manifest)
+    return settings.manifest_path
+
+
+def read_manifest(settings: Settings) -> dict[str, Any] | None:
+    data = read_json(settings.manifest_path)
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+
+# ---- audit -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Missing:
+    artifact: Artifact
+    why: str
+
+    def line(self) -> str:
+        return f"{self.artifact.name} {self.artifact.version} ({self.artifact.kind}): {self.why}"
+
+
+def conda_entry_problem(pkgs: Path, a: Artifact) -> str | None:
+    d = pkgs / a.cache_key
+    if not (d / "info" / "index.json").is_file():
+        return "not in the conda package cache"
+    lock = pkgs / f"{a.cache_key}.lock"
+    try:
+        raw = lock.read_bytes()
+    except OSError:
+        raw = b""
+    if len(raw) >= 40 and a.sha256 and raw[8:40].hex() != a.sha256:
+        return "cached under another sha256 (a different build of the same name)"
+    damage = extracted_damage(d)
+    return f"{DAMAGED}: {damage}" if damage else None
+
+
+DAMAGED = "damaged in the conda package cache"
+
+
+def extracted_damage(d: Path) -> str | None:
+    """What an extracted package lacks: unreadable metadata, a file missing or of the wrong size.
+
+    rattler re-downloads an entry whose metadata it cannot read (network, during an offline
+    install) and links a missing or truncated file as it is, or fails; so check before it runs.
+    Sizes only: same-size changes are not detected (hashing the whole cache costs too much)."""
+    try:
+        json.loads((d / "info" / "index.json").read_bytes())
+        paths = d / "info" / "paths.json"
+        entries = json.loads(paths.read_bytes())["paths"] if paths.exists() else []
+        base = f"{d}/"                       # str, not pathlib: 20,000 joins cost more than the lstat
+        for e in entries:
+            rel, kind, size = e["_path"], e.get("path_type"), e.get("size_in_bytes")
+            try:
+                st = os.lstat(base + rel)
+            except OSError:
+                return f"{rel} is missing"
+            if kind != "softlink" and size is not None and st.st_size != size:
+                return f"{rel} has {st.st_size} bytes, not {size}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its info/index.json or info/paths.json is unreadable"
+    return None
+
+
+def evict_damaged(settings: Settings, locked: LockedEnv) -> list[str]:
+    """Online, before fetching: remove damaged entries so the installer downloads them again."""
+    removed = []
+    for a in locked.conda:
+        why = conda_entry_problem(settings.conda_pkgs_dir, a)
+        if why and why.startswith(DAMAGED):
+            shutil.rmtree(settings.conda_pkgs_dir / a.cache_key, ignore_errors=True)
+            (settings.conda_pkgs_dir / f"{a.cache_key}.lock").unlink(missing_ok=True)
+            removed.append(f"{a.cache_key} ({why[len(DAMAGED) + 2:]})")
+    return removed
+
+
+
+class WheelStore:
+    """The pixi-free backend's wheel files, with a stat-keyed record of verified hashes."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        self.record_path = directory / ".verified.json"
+        self.record: dict[str, list[Any]] = read_json(self.record_path) or {}
+        self.dirty = False
+
+    def verified_sha(self, filename: str) -> str | None:
+        path = self.dir / filename
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        # ctime too: an in-place edit that puts the mtime back still moves the ctime
+        key = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        hit = self.record.get(filename)
+        if hit and hit[:4] == key:
+            return str(hit[4])
+        sha = sha256_file(path)
+        self.record[filename] = [*key, sha]
+        self.dirty = True
+        return sha
+
+    def save(self) -> None:
+        if self.dirty and self.dir.is_dir():
+            atomic_write_json(self.record_path, self.record)
+            self.dirty = False
+
+
+def pixi_wheel_cached(settings: Settings, a: Artifact) -> bool:
+    """Best effort: does pixi's uv cache hold this wheel? (layout is uv-version dependent)."""
+    root = settings.pixi_cache_dir / "uv-cache"
+    name = canonical_name(a.name)
+    for bucket in root.glob("wheels-v*"):
+        for cand in bucket.glob(f"*/{name}") or ():
+            if any(a.version in p.name for p in cand.iterdir()):
+                return True
+        for cand in bucket.glob(f"index/*/{name}"):
+            if any(a.version in p.name for p in cand.iterdir()):
+                return True
+    return False
+
+
+def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | None,
+          installer: str) -> list[Missing]:
+    missing: list[Missing] = []
+    for a in locked.conda:
+        why = conda_entry_problem(settings.conda_pkgs_dir, a)
+        if why:
+            missing.append(Missing(a, why))
+    expected = {x["filename"]: x for x in (manifest or {}).get("artifacts", []) if x.get("kind") == "pypi"}
+    store = WheelStore(settings.wheel_dir)
+    for a in locked.pypi:
+        if installer == "pixi":
+            if not pixi_wheel_cached(settings, a):
+                missing.append(Missing(a, "not in pixi's uv cache"))
+            continue
+        want = a.sha256 or (expected.get(a.filename) or {}).get("sha256")
+        got = store.verified_sha(a.filename)
+        if got is None:
+            missing.append(Missing(a, f"wheel not in {settings.wheel_dir}"))
+        elif want and got != want:
+            missing.append(Missing(a, f"wheel content changed: sha256 {got[:12]}… != {want[:12]}…"))
+    store.save()
+    return missing
+
+
+def preflight(settings: Settings, locked: LockedEnv, installer: str) -> dict[str, Any]:
+    """Prove the cache can do the install, or raise a UserError that says what to run."""
+    manifest = read_manifest(settings)
+    run_warm = ("run `auto-infer warm` (or `doit warm`) where the network is, with the same "
+                "AUTO_INFER_SGLANG_CACHE_ROOT, then install again")
+    if manifest is None:
+        raise UserError(f"no cache manifest at {settings.manifest_path}: the cache was never warmed "
+                        f"({len(locked.artifacts)} artifacts needed)",
+                        where="AUTO_INFER_SGLANG_CACHE_ROOT", fix=run_warm)
+    if manifest.get("lock_sha256") != locked.sha256:
+        missing = audit(settings, locked, None, installer)
+        raise UserError(
+            f"the cache was warmed for another pixi.lock: sha256 {str(manifest.get('lock_sha256'))[:12]}… "
+            f"!= {locked.sha256[:12]}… ({len(missing)} of {len(locked.artifacts)} artifacts not cached)",
+            where=str(settings.manifest_path), fix=run_warm)
+    missing = audit(settings, locked, manifest, installer)
+    if missing:
+        shown = "\n".join(f"    - {m.line()}" for m in missing[:8])
+        more = f"\n    … and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise UserError(f"{len(missing)} of {len(locked.artifacts)} artifacts are missing from the cache:\n"
+                        f"{shown}{more}", where=str(settings.cache_root), fix=run_warm)
+    return manifest

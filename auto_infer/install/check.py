@@ -1,0 +1,79 @@
+"""The import check, run by the environment's own Python: versions, CUDA, cuDNN."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import atomic_write_json
+from auto_infer.core.settings import Settings
+
+# Runs inside the environment; stdlib only. Prints one JSON object.
+PROBE = r"""
+import importlib, json, sys, platform
+required = [m for m in sys.argv[1].split(",") if m]
+out = {"python": platform.python_version(), "executable": sys.executable, "modules": {}, "missing": {}}
+for name in dict.fromkeys(required + ["torch", "sglang", "sgl_kernel", "flashinfer"]):
+    try:
+        mod = importlib.import_module(name)
+        out["modules"][name] = getattr(mod, "__version__", "unknown")
+    except Exception as exc:
+        if name in required:
+            out["missing"][name] = f"{type(exc).__name__}: {exc}"[:300]
+torch = sys.modules.get("torch")
+if torch is not None:
+    try:
+        out["cuda_available"] = bool(torch.cuda.is_available())
+        out["cuda_version"] = getattr(torch.version, "cuda", None)
+        out["cudnn_version"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        out["gpu_count"] = torch.cuda.device_count() if out["cuda_available"] else 0
+    except Exception as exc:
+        out["cuda_error"] = str(exc)[:300]
+print(json.dumps(out))
+"""
+
+
+def result_path(settings: Settings) -> Path:
+    return settings.state_dir / "check.json"
+
+
+def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
+    py = settings.env_prefix / "bin" / "python"
+    if not py.exists():
+        raise UserError(f"no Python in the environment: {py}", where=str(settings.env_prefix),
+                        fix="run `auto-infer install` first")
+    env = settings.tool_env(online=False)
+    try:
+        proc = subprocess.run([str(py), "-c", PROBE, ",".join(settings.check_modules)], capture_output=True,
+                              text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"the import check did not finish within {timeout:.0f}s", where=str(py)) from None
+    try:
+        data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise UserError(f"the import check crashed (exit {proc.returncode}): {' | '.join(tail)}",
+                        where=str(py)) from None
+    data["environment"] = str(settings.env_prefix)
+    data["required"] = list(settings.check_modules)
+    data["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    atomic_write_json(result_path(settings), data)
+    if data["missing"]:
+        lines = "\n".join(f"    - {k}: {v}" for k, v in data["missing"].items())
+        raise UserError(f"required modules do not import in {settings.env_prefix}:\n{lines}",
+                        where="AUTO_INFER_CHECK_MODULES",
+                        fix="check the template's dependencies, or change AUTO_INFER_CHECK_MODULES")
+    return data
+
+
+def summary(data: dict[str, Any]) -> str:
+    mods = ", ".join(f"{k} {v}" for k, v in data.get("modules", {}).items())
+    line = f"python {data.get('python')}; {mods or 'no modules'}"
+    if "cuda_available" in data:
+        line += (f"; torch.cuda.is_available()={data['cuda_available']}; CUDA {data.get('cuda_version')}; "
+                 f"cuDNN {data.get('cudnn_version')}")
+    return line

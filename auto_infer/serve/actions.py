@@ -1,0 +1,144 @@
+"""What runs now: status, logs, stop and chat, read from the records ``serve`` keeps.
+
+They work from ``<state>/serve/NAME.json`` only, not from the model config, so an instance can
+still be seen and stopped after its config changed, broke, or was removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from auto_infer.core import redact
+from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import atomic_write_json
+from auto_infer.core.progress import fmt_secs, say
+from auto_infer.core.settings import Settings
+from auto_infer.serve import probe, procs
+
+STATUS_TIMEOUT = 5.0
+
+
+def _pick(settings: Settings, names: list[str] | None) -> dict[str, dict[str, Any]]:
+    recs = procs.records(settings)
+    unknown = [n for n in names or [] if n not in recs]
+    if unknown:
+        raise UserError(f"no instance named {unknown[0]!r} was ever started here",
+                        where=str(settings.state_dir / "serve"),
+                        fix=f"known instances: {', '.join(recs) or 'none (run `auto-infer serve`)'}")
+    return {n: recs[n] for n in names} if names else recs
+
+
+def _target(rec: dict[str, Any]) -> probe.Target:
+    key_env = rec.get("api_key_env")
+    key = os.environ.get(key_env) if key_env else None
+    return probe.Target(rec["name"], rec["base_url"], rec.get("model"), rec.get("engine", "sglang"), key)
+
+
+def _running(rec: dict[str, Any]) -> bool:
+    return bool(rec.get("pid")) and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))
+
+
+def _row(rec: dict[str, Any]) -> dict[str, Any]:
+    import requests
+
+    running = _running(rec)
+    state, detail = rec.get("state", "unknown"), rec.get("reason") or ""
+    if running:
+        try:
+            with probe.session() as session:
+                ok, seen, _ = probe.check_once(_target(rec), session, STATUS_TIMEOUT)
+        except requests.RequestException:
+            ok, seen = False, "not answering"
+        state = "ready" if ok else ("starting" if state == "starting" else "unhealthy")
+        detail = "" if ok else seen
+    elif state in ("starting", "ready"):
+        state, detail = "failed", "the process is gone (it ended without `auto-infer stop`)"
+    spawned = rec.get("spawned_at")
+    return {"name": rec["name"], "state": state, "pid": rec.get("pid") if running else None,
+            "port": rec.get("port"), "url": rec.get("base_url"), "gpus": rec.get("gpus"),
+            "uptime_s": round(time.time() - spawned, 1) if running and spawned else None,
+            "log": rec.get("log"), "detail": detail}
+
+
+def status_rows(settings: Settings) -> list[dict[str, Any]]:
+    recs = list(procs.records(settings).values())
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(recs)))) as pool:
+        return list(pool.map(_row, recs))
+
+
+def status(settings: Settings, as_json: bool = False) -> None:
+    rows = status_rows(settings)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("no instances (run `auto-infer serve`)")
+        return
+    cols = ("name", "state", "pid", "port", "gpus", "uptime", "log")
+    table = [[r["name"], r["state"], r["pid"] or "-", r["port"],
+              ",".join(r["gpus"]) if isinstance(r["gpus"], list) else r["gpus"],
+              fmt_secs(r["uptime_s"]) if r["uptime_s"] is not None else "-", r["log"]] for r in rows]
+    widths = [max(len(str(x)) for x in [c.upper(), *(t[i] for t in table)]) for i, c in enumerate(cols)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    for t, r in zip(table, rows, strict=True):
+        print("  ".join(str(x).ljust(w) for x, w in zip(t, widths, strict=True)).rstrip())
+        if r["detail"]:
+            print(f"    {r['detail']}")
+
+
+def logs(settings: Settings, names: list[str] | None, lines: int = 50) -> None:
+    for name, rec in _pick(settings, names).items():
+        path = rec.get("log", "")
+        print(f"==> {name}: {path} <==")
+        print("\n".join(procs.tail(Path(path), lines)) or "(empty)")
+
+
+def _stop_one(rec: dict[str, Any]) -> str:
+    if not rec.get("pid"):
+        return "not running"
+    return procs.stop_group(int(rec["pid"]), rec.get("start_ticks"), float(rec.get("stop_grace", 30)))
+
+
+def stop(settings: Settings, names: list[str] | None) -> None:
+    """Stop the named instances (all when none is named), all at once: each drains in its own grace."""
+    picked = _pick(settings, names)
+    if not picked:
+        say("no instances to stop")
+        return
+    with ThreadPoolExecutor(max_workers=len(picked)) as pool:
+        outcomes = dict(zip(picked, pool.map(_stop_one, picked.values()), strict=True))
+    for name, how in outcomes.items():
+        rec = picked[name]
+        if how.startswith("processes"):
+            raise UserError(f"{name}: {how}", where=rec.get("log"), fix="check `ps -o pid,pgid,stat,cmd -g PGID`")
+        if how != "not running":          # a failed one stays failed: status keeps saying why
+            procs.update_record(settings, name, state="stopped", stopped_at=time.time(), how=how)
+        say(f"  {name}: {how}" + (f" (pid {rec['pid']}, port {rec.get('port')})" if how != "not running" else ""))
+
+
+def chat(settings: Settings, names: list[str] | None = None) -> None:
+    """A real chat with each running instance; the requests and responses go to reports/."""
+    picked = {n: r for n, r in _pick(settings, names).items() if _running(r)}
+    if not picked:
+        raise UserError("no instance is running", where=str(settings.state_dir / "serve"),
+                        fix="start them with `auto-infer serve`")
+    results, failed = {}, []
+    for name, rec in picked.items():
+        target = _target(rec)
+        c = probe.chat(target, rec.get("model") or "", rec.get("smoke_prompt") or "Say hello.")
+        results[name] = {"url": target.base_url, "ok": c.ok, "reason": c.reason, "request": c.request,
+                         "status": c.status, "seconds": round(c.seconds, 3), "response": c.response}
+        print(f"{name}: {c.answer.strip() if c.ok else 'FAILED: ' + c.reason}")
+        if not c.ok:
+            failed.append(name)
+    hidden = [os.environ.get(r.get("api_key_env") or "", "") for r in picked.values()]
+    path = settings.reports_dir / "chat" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write_json(path, json.loads(redact.scrub(json.dumps(results), [h for h in hidden if h])))
+    say(f"chat evidence: {path}")
+    if failed:
+        raise UserError(f"chat failed for {', '.join(failed)}", where=str(path), fix="see `auto-infer logs NAME`")

@@ -1,0 +1,312 @@
+"""The model config (infer-dev's runner TOML): TOML → overrides → defaults → checks → frozen records.
+
+``[master]`` says whether and with what to run; ``[instance.control]`` / ``[instance.server]`` are
+defaults for every instance; every other key of ``[instance]`` is one server, named by its key.
+``server`` keys are SGLang's own (checked against SGLang by :mod:`auto_infer.serve.sglang_args`);
+``control`` and ``master`` keys are ours and closed. The format is described for editors by
+``auto_infer/data/model-config.schema.json`` and, with comments, by ``model-configs/example.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.settings import Settings
+from auto_infer.serve import validate
+from auto_infer.serve.validate import is_kind
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # an instance name becomes a folder name
+
+DEFAULT_MODULE = "sglang.launch_server"
+DEFAULT_PROMPT = "Say hello in one short sentence."
+DEFAULT_READY_TIMEOUT = 1800.0   # big models + cold JIT caches take many minutes (notes/serving.md 1.5)
+DEFAULT_STOP_GRACE = 30.0        # SGLang drains on SIGTERM, polling every 5 s (notes/serving.md 1.7)
+NUM = (int, float)
+MASTER_KEYS: dict[str, Any] = {"enable": bool, "python_path": str, "server_module": str, "project_dir": str}
+CONTROL_KEYS: dict[str, Any] = {
+    "enabled": bool, "log_dir": str, "log_file": str, "background": bool, "gpu_ids": (str, int, list),
+    "ready_timeout": NUM, "stop_grace": NUM, "smoke_prompt": str, "api_key_env": str, "env": dict,
+    "command": list}
+SCALAR = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class Master:
+    enable: bool = True
+    python_path: str | None = None
+    server_module: str = DEFAULT_MODULE
+    project_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Control:
+    enabled: bool = True
+    log_dir: Path | None = None
+    log_file: Path | None = None
+    background: bool = True
+    gpu_ids: tuple[str, ...] | None = None          # None: inherit; (): no GPU; ("0", "1"): those
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
+    stop_grace: float = DEFAULT_STOP_GRACE
+    smoke_prompt: str = DEFAULT_PROMPT
+    api_key_env: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    control: Control
+    server: Mapping[str, Any]
+
+    @property
+    def engine(self) -> str:
+        return "command" if self.control.command else "sglang"
+
+    @property
+    def host(self) -> str:
+        return str(self.server.get("host", "127.0.0.1"))
+
+    @property
+    def port(self) -> int:
+        return int(self.server.get("port", 30000))
+
+    @property
+    def served_name(self) -> str | None:
+        """The model id /v1/models should list (SGLang lists the model path when no name is set)."""
+        name = self.server.get("served_model_name") or self.server.get("model_path")
+        return str(name) if name else None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path
+    master: Master
+    instances: tuple[Instance, ...]        # every instance, enabled or not, in file order
+
+    def enabled(self) -> tuple[Instance, ...]:
+        return tuple(i for i in self.instances if i.control.enabled)
+
+    def get(self, name: str) -> Instance:
+        for inst in self.instances:
+            if inst.name == name:
+                return inst
+        known = ", ".join(i.name for i in self.instances) or "none"
+        raise UserError(f"no instance named {name!r} in the model config", where=str(self.path),
+                        fix=f"use one of: {known}")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError("the model config does not exist", where=str(path),
+                        fix="set AUTO_INFER_SGLANG_CONFIG to your model config "
+                            "(model-configs/example.toml shows the format)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"the model config cannot be read: {exc}", where=str(path)) from None
+    import tomlkit
+    from tomlkit.exceptions import ParseError, TOMLKitError
+
+    try:
+        return dict(tomlkit.parse(text).unwrap())
+    except ParseError as exc:
+        raise UserError(f"TOML syntax error: {exc}", where=f"{path}, line {exc.line}",
+                        fix="correct the TOML syntax at that line") from None
+    except TOMLKitError as exc:    # e.g. KeyAlreadyPresent: a key repeated inside a table (no line given)
+        raise UserError(f"TOML error: {exc}", where=f"{path}{_repeat_line(text, str(exc))}",
+                        fix="each key may appear once per table: remove the repeated one") from None
+
+
+def _repeat_line(text: str, message: str) -> str:
+    """', line N' of the second assignment of the key a KeyAlreadyPresent message names."""
+    m = re.search(r'Key "([^"]+)" already exists', message)
+    if not m:
+        return ""
+    key = re.compile(rf'^\s*["\']?{re.escape(m.group(1))}["\']?\s*=')
+    hits = [i for i, line in enumerate(text.splitlines(), 1) if key.match(line)]
+    return f", line {hits[1]}" if len(hits) > 1 else ""
+
+
+def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge recursively; any other value replaces; null removes the key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: str) -> dict[str, Any]:
+    if not overrides.strip():
+        return data
+    try:
+        extra = json.loads(overrides)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"AUTO_INFER_SGLANG_OVERRIDES is not valid JSON: {exc}",
+                        where="AUTO_INFER_SGLANG_OVERRIDES",
+                        fix='use a JSON object, e.g. {"instance": {"server": {"port": 31000}}}') from None
+    if not isinstance(extra, dict):
+        raise UserError("AUTO_INFER_SGLANG_OVERRIDES must be a JSON object", where="AUTO_INFER_SGLANG_OVERRIDES",
+                        fix='use a JSON object, e.g. {"master": {"enable": false}}')
+    return deep_merge(data, extra)
+
+
+def load(settings: Settings, path: Path | None = None) -> ModelConfig:
+    """Read, merge and check the model config; nothing on the host (paths, ports) is looked at."""
+    path = path or settings.config_path
+    data = apply_overrides(read_toml(path), settings.overrides)
+    ctx = _Ctx(path, bool(settings.overrides.strip()))
+    unknown = sorted(set(data) - {"master", "instance"})
+    if unknown:
+        raise ctx.error(f"unknown top-level table {unknown[0]!r}", unknown[0],
+                        "the format has [master] and [instance.*] only")
+    master = Master(**ctx.closed(ctx.table(data, "master", "[master]"), MASTER_KEYS, "[master]"))
+    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]")))
+    validate.cross_check(ctx, cfg)
+    return cfg
+
+
+class _Ctx:
+    """Where errors point: the file, and whether overrides were applied."""
+
+    def __init__(self, path: Path, overridden: bool):
+        self.path = path
+        self.suffix = " (after AUTO_INFER_SGLANG_OVERRIDES)" if overridden else ""
+
+    def error(self, what: str, where: str, fix: str) -> UserError:
+        return UserError(what, where=f"{self.path}: {where}{self.suffix}", fix=fix)
+
+    def table(self, data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, Mapping):
+            raise self.error(f"{where} must be a table, not {type(value).__name__}", where,
+                             f"write it as a TOML table: {where}")
+        return dict(value)
+
+    def closed(self, table: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+        for key, value in table.items():
+            if key not in spec:
+                raise self.error(f"unknown key {key!r} in {where}", f"{where} {key}",
+                                 f"known keys: {', '.join(sorted(spec))}")
+            if not is_kind(value, spec[key]):
+                raise self.error(f"{where} {key} has the wrong type ({type(value).__name__})",
+                                 f"{where} {key}", f"use {_type_name(spec[key])}")
+        return dict(table)
+
+
+def _type_name(kind: Any) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {bool: "true/false", str: "a string", int: "an integer", float: "a number",
+             list: "a list", dict: "a table"}
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))
+
+
+def _instances(ctx: _Ctx, table: dict[str, Any]) -> tuple[Instance, ...]:
+    base_control = ctx.closed(ctx.table(table, "control", "[instance.control]"), CONTROL_KEYS,
+                              "[instance.control]")
+    _control(ctx, base_control, "[instance.control]")          # defaults are checked on their own too
+    base_server = _server(ctx, ctx.table(table, "server", "[instance.server]"), "[instance.server]")
+    out = []
+    for name, body in table.items():
+        if name in ("control", "server"):
+            continue
+        where, ctl, srv = f"[instance.{name}]", f"[instance.{name}.control]", f"[instance.{name}.server]"
+        if not NAME_RE.fullmatch(name):
+            raise ctx.error(f"instance name {name!r} is not allowed: it names folders and files", f"[instance] {name!r}",
+                            "use letters, digits, '_', '-' and '.', starting with a letter or digit, "
+                            "at most 64 characters (e.g. qwen2_vl_7b)")
+        if not isinstance(body, Mapping):
+            raise ctx.error(f"{where} must be a table with control/server sub-tables", where,
+                            f"write {srv} (and optionally {ctl})")
+        extra = sorted(set(body) - {"control", "server"})
+        if extra:
+            raise ctx.error(f"unknown key {extra[0]!r} in {where}", f"{where} {extra[0]}",
+                            f"an instance has {ctl} and {srv} only")
+        control = ctx.closed(ctx.table(body, "control", ctl), CONTROL_KEYS, ctl)
+        server = _server(ctx, ctx.table(body, "server", srv), srv)
+        merged_control = {**base_control, **control,
+                          "env": {**base_control.get("env", {}), **control.get("env", {})}}
+        out.append(Instance(name, _control(ctx, merged_control, ctl),
+                            MappingProxyType(_merge_server(base_server, server))))
+    return tuple(out)
+
+
+def _server(ctx: _Ctx, table: dict[str, Any], where: str) -> dict[str, Any]:
+    for key, value in table.items():
+        items = value if isinstance(value, list) else [value]
+        if key == "extra_args" and not isinstance(value, (str, list)):
+            raise ctx.error("extra_args must be a string or a list of strings", f"{where} extra_args",
+                            'e.g. extra_args = ["--enable-metrics"]')
+        if not all(isinstance(v, (*SCALAR, dict)) for v in items):
+            raise ctx.error(f"{where} {key} has a value that cannot become a flag", f"{where} {key}",
+                            "use a string, number, true/false, a table, or a list of those")
+    return table
+
+
+def _merge_server(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in own.items():
+        if isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = [*out[key], *value]
+        else:
+            out[key] = value
+    return out
+
+
+def _control(ctx: _Ctx, c: dict[str, Any], where: str) -> Control:
+    base = ctx.path.parent
+    env = c.get("env", {})
+    for key, value in env.items():
+        if not is_kind(value, SCALAR):
+            raise ctx.error(f"control env {key} must be a string or a number", f"{where} env.{key}",
+                            f'e.g. {key} = "1"')
+    for key in ("ready_timeout", "stop_grace"):
+        if key in c and not (c[key] > 0 or (key == "stop_grace" and c[key] == 0)):
+            raise ctx.error(f"{key} must be a positive number of seconds", f"{where} {key}",
+                            f"e.g. {key} = 600")
+    command = c.get("command")
+    if command is not None and (not command or not all(isinstance(t, str) for t in command)):
+        raise ctx.error("command must be a non-empty list of strings", f"{where} command",
+                        'e.g. command = ["python", "-m", "my_server", "--port", "{port}"]')
+    return Control(
+        enabled=c.get("enabled", True), background=c.get("background", True),
+        log_dir=(base / c["log_dir"]) if "log_dir" in c else None,
+        log_file=(base / c["log_file"]) if "log_file" in c else None,
+        gpu_ids=_gpus(ctx, c.get("gpu_ids"), where),
+        ready_timeout=float(c.get("ready_timeout", DEFAULT_READY_TIMEOUT)),
+        stop_grace=float(c.get("stop_grace", DEFAULT_STOP_GRACE)),
+        smoke_prompt=c.get("smoke_prompt", DEFAULT_PROMPT), api_key_env=c.get("api_key_env"),
+        env=MappingProxyType({k: _env_str(v) for k, v in env.items()}),
+        command=tuple(command) if command else None)
+
+
+def _env_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def _gpus(ctx: _Ctx, value: Any, where: str) -> tuple[str, ...] | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return ()
+    items = value if isinstance(value, list) else str(value).split(",")
+    ids = tuple(str(i).strip() for i in items)
+    if not ids or not all(i.isdigit() or (i and i.startswith("GPU-")) for i in ids) or len(set(ids)) != len(ids):
+        raise ctx.error(f"gpu_ids {value!r} is not a GPU list", f"{where} gpu_ids",
+                        'use "all", "none", or distinct GPU indexes such as "0,1"')
+    return ids
+

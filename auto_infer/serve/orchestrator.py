@@ -1,0 +1,215 @@
+"""serve, doit-free: config → launches → plan → start all at once → ready → chat → report.
+
+Per instance the plan is one of: ``keep`` (running, same effective config, not known broken),
+``restart`` (running, but its config changed or it stopped answering), ``start``. Every instance
+to start is spawned before any is waited for; each is then followed in its own thread (ready,
+then the smoke chat), so one slow or broken server never delays the report on the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from auto_infer.core import redact
+from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import atomic_write_json
+from auto_infer.core.net import port_is_free
+from auto_infer.core.progress import fmt_secs, say
+from auto_infer.core.settings import Settings
+from auto_infer.serve import config, probe, procs, report, validate
+from auto_infer.serve.config import Instance, ModelConfig
+from auto_infer.serve.launch import Launch, build_launches
+
+
+@dataclass
+class Result:
+    launch: Launch
+    action: str                     # keep | restart | start
+    why: str
+    pid: int | None = None
+    spawned: float | None = None
+    ready: probe.Readiness = field(default_factory=probe.Readiness)
+    chat: probe.Chat | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ready.ok and self.chat is not None and self.chat.ok
+
+    @property
+    def reason(self) -> str:
+        if not self.ready.ok:
+            return self.ready.reason
+        return self.chat.reason if self.chat else "no chat"
+
+
+def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
+    if not names:
+        return cfg.enabled()
+    chosen = tuple(cfg.get(n) for n in names)
+    off = [i.name for i in chosen if not i.control.enabled]
+    if off:
+        raise UserError(f"instance {off[0]} is disabled (control.enabled = false)", where=str(cfg.path),
+                        fix=f"set enabled = true under [instance.{off[0]}.control]")
+    return chosen
+
+
+def serve(settings: Settings, names: list[str] | None = None) -> list[Result]:
+    """Validate everything, then start what needs starting, wait, chat, and write the report."""
+    cfg = config.load(settings)
+    if not cfg.master.enable:
+        say(f"master.enable = false in {cfg.path}: no server is launched")
+        return []
+    if cfg.master.project_dir:
+        say(f"  master.project_dir ({cfg.master.project_dir}) is ignored: the environment installed by "
+            f"`install` is used ({settings.env_prefix})")
+    chosen = select(cfg, names)
+    if not chosen:
+        say(f"no enabled instance in {cfg.path}: nothing to launch")
+        return []
+    for inst in chosen:
+        if not inst.control.background:
+            say(f"  {inst.name}: background = false (infer-dev's foreground mode) is ignored: auto-infer always "
+                "runs servers detached; `auto-infer status`, `logs` and `stop` manage them")
+    validate.check_paths(cfg, chosen)
+    plans = plan(settings, build_launches(settings, cfg, chosen))
+    check_ports(settings, cfg, plans)
+    t0 = time.time()
+    results = run(settings, plans)
+    paths = report.write(settings, cfg, results, t0)
+    conclude(results, paths)
+    return results
+
+
+def plan(settings: Settings, launches: list[Launch]) -> list[Result]:
+    out = []
+    for launch in launches:
+        rec = procs.read_record(settings, launch.inst.name) or {}
+        running = bool(rec.get("pid")) and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))
+        if not running:
+            action, why = "start", "not running"
+        elif rec.get("config_hash") != launch.config_hash:
+            action, why = "restart", "its effective config changed"
+        elif rec.get("state") == "ready" and not healthy(launch.target):
+            action, why = "restart", "it no longer answers"
+        else:
+            action, why = "keep", "running with the same config: left alone"
+        say(f"  {launch.inst.name}: {why} → {action}")
+        out.append(Result(launch, action, why, pid=rec.get("pid") if action == "keep" else None,
+                          spawned=rec.get("spawned_at") if action == "keep" else None))
+    return out
+
+
+def healthy(target: probe.Target) -> bool:
+    import requests
+
+    try:
+        with probe.session() as session:
+            return probe.check_once(target, session)[0]
+    except requests.RequestException:
+        return False
+
+
+def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> None:
+    """Ports of instances to start must be free (a restarted one's own old process frees it first)."""
+    recs = procs.records(settings)
+    for r in plans:
+        inst = r.launch.inst
+        old_port = recs.get(inst.name, {}).get("port")
+        if r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
+            continue
+        holder = next((n for n, rec in recs.items() if rec.get("port") == inst.port and rec.get("pid")
+                       and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))), None)
+        fix = (f"instance {holder}, started earlier by auto-infer, listens there: `auto-infer stop {holder}`"
+               if holder else f"stop what listens there (ss -ltnp 'sport = :{inst.port}'), or choose another port")
+        raise UserError(f"instance {inst.name}: port {inst.port} is already in use",
+                        where=f"{cfg.path}: [instance.{inst.name}.server] port", fix=fix)
+
+
+def run(settings: Settings, plans: list[Result]) -> list[Result]:
+    """Stop what is restarted, spawn every instance to start, then follow all of them at once."""
+    for r in plans:
+        if r.action == "restart":
+            rec = procs.read_record(settings, r.launch.inst.name) or {}
+            how = procs.stop_group(int(rec["pid"]), rec.get("start_ticks"), float(rec.get("stop_grace", 30)))
+            procs.update_record(settings, r.launch.inst.name, state="stopped", stopped_at=time.time(), how=how)
+    handles = {r.launch.inst.name: start(settings, r) for r in plans}
+    threads = [threading.Thread(target=follow, args=(settings, r, handles[r.launch.inst.name]), daemon=True)
+               for r in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():            # join in slices: Ctrl-C still reaches the main thread
+            t.join(0.5)
+    return plans
+
+
+def start(settings: Settings, r: Result) -> procs.Handle | None:
+    launch, name = r.launch, r.launch.inst.name
+    if r.action == "keep":
+        rec = procs.read_record(settings, name) or {}
+        return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
+    if launch.log.exists() and launch.log.stat().st_size:
+        launch.log.replace(launch.log.with_name(launch.log.name + ".1"))
+    atomic_write_json(launch.launch_record, {
+        "name": name, "argv": launch.redacted_argv(), "cwd": str(launch.cwd),
+        "env": redact.redact_env(launch.env, launch.secrets), "added_env": redact.redact_env(launch.added, launch.secrets),
+        "log": str(launch.log), "config_hash": launch.config_hash, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    try:
+        handle = procs.spawn(launch.argv, env=launch.env, log=launch.log, cwd=launch.cwd, secrets=launch.secrets)
+    except OSError as exc:
+        r.ready.reason = f"cannot start {launch.redacted_argv()[0]}: {exc}"
+        _record(settings, r, state="failed", pid=None, reason=r.ready.reason)
+        return None
+    r.pid, r.spawned = handle.pid, time.time()
+    _record(settings, r, state="starting", pid=handle.pid, start_ticks=handle.ticks, spawned_at=r.spawned)
+    return handle
+
+
+def _record(settings: Settings, r: Result, **state: Any) -> None:
+    inst, launch = r.launch.inst, r.launch
+    procs.write_record(settings, inst.name, {
+        "name": inst.name, "engine": inst.engine, "host": inst.host, "port": inst.port,
+        "base_url": launch.target.base_url, "model": launch.target.model,
+        "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
+        "log": str(launch.log), "launch_record": str(launch.launch_record), "config_hash": launch.config_hash,
+        "api_key_env": inst.control.api_key_env, "smoke_prompt": inst.control.smoke_prompt,
+        "stop_grace": inst.control.stop_grace, **state})
+
+
+def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:
+    """Wait until ready (or failed), then chat; keep the record current. Runs in a thread."""
+    if handle is None:
+        return
+    name, launch = r.launch.inst.name, r.launch
+    r.ready = probe.wait_ready(launch.target, handle, launch.log, launch.inst.control.ready_timeout)
+    rec = procs.read_record(settings, name) or {}
+    if not r.ready.ok:
+        how = ""
+        if handle.ended() is None:       # timed out: a server that never got ready is not left behind
+            how = procs.stop_group(handle.pid, handle.ticks, launch.inst.control.stop_grace, handle.popen)
+        say(f"✗ {name}: {r.ready.reason}" + (f"\n  ({how})" if how else ""))
+        procs.write_record(settings, name, {**rec, "state": "failed", "reason": r.ready.reason.splitlines()[0],
+                                            "exit_code": handle.returncode, "stopped_how": how or None})
+        return
+    took = " (left running)" if r.action == "keep" else (
+        f" in {fmt_secs(r.ready.ready - r.spawned)}" if r.spawned and r.ready.ready else "")
+    say(f"✓ {name} ready{took} at {launch.target.base_url} (model {r.ready.model_id})")
+    procs.write_record(settings, name, {**rec, "state": "ready", "ready_at": r.ready.ready,
+                                        "model": r.ready.model_id})
+    r.chat = probe.chat(launch.target, r.ready.model_id or "", launch.inst.control.smoke_prompt)
+    mark = "✓" if r.chat.ok else "✗"
+    say(f"{mark} {name} chat: {r.chat.reason}" + (f": {r.chat.answer.strip()[:120]!r}" if r.chat.answer else ""))
+
+
+def conclude(results: list[Result], paths: tuple[Path, Path]) -> None:
+    failed = [r for r in results if not r.ok]
+    say(f"report: {paths[0]}")
+    if failed:
+        lines = "\n".join(f"    {r.launch.inst.name}: {r.reason.splitlines()[0]} (log: {r.launch.log})" for r in failed)
+        raise UserError(f"{len(failed)} of {len(results)} instances did not pass ready + chat:\n{lines}",
+                        where=str(paths[0]), fix="read the log of each (`auto-infer logs NAME`), fix, serve again")
+    say(f"all {len(results)} instances ready and answering")

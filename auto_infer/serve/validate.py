@@ -1,0 +1,186 @@
+"""Checks across keys and instances of a model config, with the instance's name in every message.
+
+Called by :func:`auto_infer.serve.config.load` (structure) and by serving before a launch
+(:func:`check_paths`, the host side). SGLang's own parser checks each flag later
+(:mod:`auto_infer.serve.sglang_args`); these are the rules it cannot see: ports and GPUs shared
+between instances, tp × dp against the GPUs given, multi-node keys that only work together.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from auto_infer.core.errors import UserError
+
+if TYPE_CHECKING:
+    from auto_infer.serve.config import Instance, ModelConfig
+
+NUM = (int, float)
+MULTINODE = ("nnodes", "node_rank", "dist_init_addr")
+
+
+class Ctx(Protocol):
+    def error(self, what: str, where: str, fix: str) -> UserError: ...
+
+
+def is_kind(value: Any, kind: Any) -> bool:
+    """isinstance, except that true/false is not a number."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+def cross_check(ctx: Ctx, cfg: ModelConfig) -> None:
+    live = cfg.enabled()
+    for inst in live:
+        _check_instance(ctx, inst)
+    _check_ports(ctx, live)
+    _check_log_files(ctx, live)
+    _check_gpu_sharing(ctx, tuple(i for i in live if i.engine == "sglang"))   # mem_fraction_static is SGLang's
+
+
+def _where(inst: Instance, key: str, table: str = "server") -> str:
+    return f"[instance.{inst.name}.{table}] {key} (instance {inst.name})"
+
+
+def _check_instance(ctx: Ctx, inst: Instance) -> None:
+    s = inst.server
+    port = s.get("port", 30000)
+    if not is_kind(port, int) or not 0 < port < 65536:
+        raise ctx.error(f"instance {inst.name}: port {port!r} is not a TCP port", _where(inst, "port"),
+                        "use an integer between 1 and 65535")
+    if not isinstance(s.get("host", ""), str):
+        raise ctx.error(f"instance {inst.name}: host must be a string", _where(inst, "host"), 'e.g. host = "0.0.0.0"')
+    if inst.engine == "sglang" and not isinstance(s.get("model_path"), str):
+        raise ctx.error(f"instance {inst.name} has no model_path", _where(inst, "model_path"),
+                        f'add model_path = "/path/to/model" under [instance.{inst.name}.server]')
+    if inst.control.command:
+        _check_placeholders(ctx, inst)
+    mem = s.get("mem_fraction_static")
+    if mem is not None and not (is_kind(mem, NUM) and 0 < mem <= 1):
+        raise ctx.error(f"instance {inst.name}: mem_fraction_static must be in (0, 1]",
+                        _where(inst, "mem_fraction_static"), "e.g. mem_fraction_static = 0.85")
+    _check_parallel(ctx, inst)
+    _check_multinode(ctx, inst)
+
+
+def _check_placeholders(ctx: Ctx, inst: Instance) -> None:
+    known = {"name", "api_key", *inst.server}
+    for token in inst.control.command or ():
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(token) if f is not None]
+        except ValueError as exc:
+            raise ctx.error(f"instance {inst.name}: command item {token!r} is malformed ({exc})",
+                            _where(inst, "command", "control"), "write a literal brace as {{ or }}") from None
+        for f in fields:
+            if f not in known:
+                raise ctx.error(f"instance {inst.name}: command uses {{{f}}}, which is not a server key",
+                                _where(inst, "command", "control"),
+                                f"placeholders: {{name}}, {{api_key}} and server keys ({', '.join(sorted(inst.server))})")
+
+
+def _int_key(ctx: Ctx, inst: Instance, *keys: str, default: int = 1) -> int:
+    for key in keys:
+        if key in inst.server:
+            value = inst.server[key]
+            if not is_kind(value, int) or value < (0 if key == "node_rank" else 1):
+                raise ctx.error(f"instance {inst.name}: {key} must be a positive integer", _where(inst, key),
+                                f"e.g. {key} = 2")
+            return int(value)
+    return default
+
+
+def _check_parallel(ctx: Ctx, inst: Instance) -> None:
+    tp = _int_key(ctx, inst, "tp_size", "tensor_parallel_size")
+    dp = _int_key(ctx, inst, "dp_size", "data_parallel_size")
+    pp = _int_key(ctx, inst, "pp_size", "pipeline_parallel_size")
+    nnodes = _int_key(ctx, inst, "nnodes")
+    gpus = inst.control.gpu_ids
+    if inst.server.get("enable_dp_attention"):
+        dp = 1   # with DP attention the data-parallel ranks live inside the tensor-parallel group
+    need = -(-tp * dp * pp // nnodes)
+    if gpus and need > len(gpus):                      # () is "none": a CPU instance
+        raise ctx.error(f"instance {inst.name} needs {need} GPUs (tp_size {tp} × dp_size {dp}"
+                        f"{f' × pp_size {pp}' if pp > 1 else ''}{f' / nnodes {nnodes}' if nnodes > 1 else ''}) "
+                        f"but gpu_ids gives {len(gpus)}", _where(inst, "gpu_ids", "control"),
+                        "give more GPUs in gpu_ids, or lower tp_size / dp_size")
+
+
+def _check_multinode(ctx: Ctx, inst: Instance) -> None:
+    s = inst.server
+    given = [k for k in MULTINODE if k in s]
+    nnodes = _int_key(ctx, inst, "nnodes")
+    if not given or (given == ["nnodes"] and nnodes == 1):
+        return
+    missing = [k for k in MULTINODE if k not in s]
+    if missing or nnodes < 2:
+        raise ctx.error(f"instance {inst.name}: nnodes, node_rank and dist_init_addr go together "
+                        f"(given: {', '.join(given)})", _where(inst, missing[0] if missing else "nnodes"),
+                        'set all three, e.g. nnodes = 2, node_rank = 0, dist_init_addr = "10.0.0.1:50000"')
+    rank = _int_key(ctx, inst, "node_rank", default=0)
+    if rank >= nnodes:
+        raise ctx.error(f"instance {inst.name}: node_rank {rank} must be below nnodes {nnodes}",
+                        _where(inst, "node_rank"), f"use 0 … {nnodes - 1}")
+    host, _, port = str(s["dist_init_addr"]).rpartition(":")
+    if not host or not port.isdigit():
+        raise ctx.error(f"instance {inst.name}: dist_init_addr {s['dist_init_addr']!r} is not host:port",
+                        _where(inst, "dist_init_addr"), 'e.g. dist_init_addr = "10.0.0.1:50000"')
+
+
+def _check_ports(ctx: Ctx, live: tuple[Instance, ...]) -> None:
+    seen: dict[int, Instance] = {}
+    for inst in live:
+        other = seen.setdefault(inst.port, inst)
+        if other is not inst:
+            shared = " (the shared default in [instance.server] or SGLang's 30000 counts)"
+            raise ctx.error(f"instances {other.name} and {inst.name} both use port {inst.port}{shared}",
+                            _where(inst, "port"), f"give [instance.{inst.name}.server] a port of its own")
+
+
+def _check_log_files(ctx: Ctx, live: tuple[Instance, ...]) -> None:
+    seen: dict[Path, Instance] = {}
+    for inst in live:
+        if inst.control.log_file is not None:
+            other = seen.setdefault(inst.control.log_file, inst)
+            if other is not inst:
+                raise ctx.error(f"instances {other.name} and {inst.name} both log to {inst.control.log_file}",
+                                _where(inst, "log_file", "control"),
+                                f"give [instance.{inst.name}.control] a log_file of its own (or use log_dir)")
+
+
+def _check_gpu_sharing(ctx: Ctx, live: tuple[Instance, ...]) -> None:
+    for a_i, a in enumerate(live):
+        group = [a] + [b for b in live[a_i + 1:] if _share(a.control.gpu_ids, b.control.gpu_ids)]
+        if len(group) < 2:
+            continue
+        names = " and ".join(i.name for i in group)
+        lacking = next((i for i in group if i.server.get("mem_fraction_static") is None), None)
+        if lacking is not None:
+            raise ctx.error(f"instances {names} share GPUs, and {lacking.name} sets no mem_fraction_static",
+                            _where(lacking, "gpu_ids", "control"),
+                            "give each instance its own gpu_ids, or set mem_fraction_static on every "
+                            "instance that shares (their sum at most 1.0)")
+        total = sum(float(i.server["mem_fraction_static"]) for i in group)
+        if total > 1.0 + 1e-9:
+            raise ctx.error(f"instances {names} share GPUs and their mem_fraction_static sum to "
+                            f"{total:.2f} > 1.0", _where(group[-1], "mem_fraction_static"),
+                            "lower mem_fraction_static so the sharing instances sum to at most 1.0")
+
+
+def _share(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
+    if a == () or b == ():
+        return False                       # "none": no GPU at all
+    return a is None or b is None or bool(set(a) & set(b))     # None: every GPU
+
+
+def check_paths(cfg: ModelConfig, instances: tuple[Instance, ...]) -> None:
+    """The host side of validation: model paths exist (offline, a hub id cannot be fetched)."""
+    for inst in instances:
+        path = inst.server.get("model_path")
+        if isinstance(path, str) and not Path(path).exists():
+            raise UserError(f"instance {inst.name}: model_path does not exist: {path}",
+                            where=f"{cfg.path}: {_where(inst, 'model_path')}",
+                            fix="point model_path at a local model folder (or file) that exists here")
