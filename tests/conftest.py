@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from auto_infer.core.net import free_port
+from auto_infer.core.netns import can_unshare
 from auto_infer.core.settings import CACHE_VARS, PROXY_VARS
 from auto_infer.demo import channel, mirror
-from auto_infer.core.netns import can_unshare
 from tests.helpers import clean_env, small_channel_specs
 
 
