@@ -10,7 +10,7 @@ import pytest
 
 from auto_infer.core import settings
 from auto_infer.core.errors import UserError
-from auto_infer.serve import config, sglang_args, validate
+from auto_infer.serve import config, model, sglang_args, validate
 from tests.helpers import realworld
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,7 +19,7 @@ REALWORLD = realworld("sglang-glm-4.7-tp8.toml")
 SCHEMA = REPO / "auto_infer" / "data" / "model-config.schema.json"
 
 
-def load_text(tmp_path: Path, text: str, overrides: str = "") -> config.ModelConfig:
+def load_text(tmp_path: Path, text: str, overrides: str = "") -> model.ModelConfig:
     path = tmp_path / "models.toml"
     path.write_text(text)
     env = {"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(path),
@@ -203,7 +203,7 @@ port = 31001
     assert dict(one.control.env) == {"A": "1", "B": "own", "C": "1"} and one.control.gpu_ids == ()
     assert one.server["lora_paths"] == ["a=/a", "b=/b"] and one.server["extra_args"] == ["--x", "--y", "1"]
     assert not two.control.enabled and cfg.enabled() == (one,)
-    assert one.control.ready_timeout == config.DEFAULT_READY_TIMEOUT and one.control.log_dir is None
+    assert one.control.ready_timeout == model.DEFAULT_READY_TIMEOUT and one.control.log_dir is None
 
 
 def test_overrides_deep_merge_and_null_removes(tmp_path: Path) -> None:

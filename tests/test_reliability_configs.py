@@ -16,7 +16,7 @@ from auto_infer.core import settings as settings_mod
 from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port
 from auto_infer.demo import mirror
-from auto_infer.serve import config, procs, validate
+from auto_infer.serve import config, registry, validate
 from tests.helpers import run_cli
 from tests.reliability_tools import (
     PATH_NAMES,
@@ -145,7 +145,7 @@ def test_hostile_configs_through_serve_launch_nothing(installed: dict[str, str],
         problems += [] if no_traceback(r.stderr) else ["traceback"]
         problems += [] if h.overrides or str(path) in r.stderr else ["file not named"]
         problems += [f"lacks {s!r}" for s in h.says if s not in r.stderr]
-        if procs.records(settings) or settings.logs_dir.exists():
+        if registry.all_records(settings) or settings.logs_dir.exists():
             problems.append("something was launched (a record or a log folder exists)")
         for port in ports:
             if processes_mentioning(f"--port {port}"):

@@ -17,7 +17,7 @@ import pytest
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.demo import mirror
-from auto_infer.serve import procs
+from auto_infer.serve import procs, registry
 from tests.helpers import CLI, run_cli
 from tests.reliability_tools import (
     RESPONDER_CMD,
@@ -45,9 +45,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory, built_channel) -> dict[s
 def env(installed: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
     """One test's model config; every instance this test started is stopped at the end."""
     e = dict(installed, AUTO_INFER_SGLANG_CONFIG=str(tmp_path / "models.toml"))
-    before = set(procs.records(load(e)))
+    before = set(registry.all_records(load(e)))
     yield e
-    started = [n for n in procs.records(load(e)) if n not in before]
+    started = [n for n in registry.all_records(load(e)) if n not in before]
     if started:
         run_cli(["stop", *started], e)
 
@@ -69,7 +69,7 @@ def status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def leftovers(env: dict[str, str], name: str, port: int) -> list[str]:
-    rec = procs.read_record(load(env), name) or {}
+    rec = registry.read(load(env), name) or {}
     out = [f"group {rec['pid']} has {procs.group_members(int(rec['pid']))}"] \
         if rec.get("pid") and procs.group_members(int(rec["pid"])) else []
     return out + [f"process {p} still has --port {port}" for p in processes_mentioning(f"--port {port}")]
@@ -95,7 +95,7 @@ def _fault(env: dict[str, str], kind: str, i: int) -> list[str]:
     if kind in ("crash-at-start", "hang-before-ready") and status(env)[name]["state"] != "failed":
         problems.append(f"status says {status(env)[name]['state']}, not failed")
     if kind == "dies-after-ready":
-        pid = (procs.read_record(load(env), name) or {}).get("pid")
+        pid = (registry.read(load(env), name) or {}).get("pid")
         deadline = time.monotonic() + 30
         while pid and procs.is_ours(int(pid), None) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -140,7 +140,7 @@ def test_port_taken_between_validation_and_start(env: dict[str, str]) -> None:
         proc = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True, cwd="/")
         deadline = time.monotonic() + 60
-        while (procs.read_record(load(env), name) or {}).get("state") != "starting" and time.monotonic() < deadline:
+        while (registry.read(load(env), name) or {}).get("state") != "starting" and time.monotonic() < deadline:
             time.sleep(0.01)
         with CountingListener(port) as thief:         # answers 502 to the readiness probe meanwhile
             code, _out, err = finish(proc)

@@ -25,7 +25,7 @@ import requests
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.demo import mirror
-from auto_infer.serve import actions, procs
+from auto_infer.serve import actions, procs, registry
 from tests.helpers import clean_env, realworld, run_cli
 
 RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
@@ -85,7 +85,7 @@ class Serve:
         return r
 
     def record(self, name: str) -> dict[str, Any]:
-        rec = procs.read_record(load(self.env), name)
+        rec = registry.read(load(self.env), name)
         assert rec is not None, f"no record for {name}"
         return rec
 
@@ -101,9 +101,9 @@ class Serve:
 def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
     config = tmp_path / "models.toml"
     s = Serve(installed, config, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config)})
-    before = set(procs.records(load(s.env)))
+    before = set(registry.all_records(load(s.env)))
     yield s
-    started = [n for n in procs.records(load(s.env)) if n not in before]
+    started = [n for n in registry.all_records(load(s.env)) if n not in before]
     if started:
         actions.stop(load(s.env), started)
 
@@ -335,7 +335,7 @@ def test_master_disabled_launches_nothing(serve: Serve) -> None:
     serve.write(responder_config({"off": {"port": port}}).replace("enable = true", "enable = false"))
     r = serve.ok("serve")
     assert "master.enable = false" in r.stderr and "no server is launched" in r.stderr
-    assert procs.read_record(load(serve.env), "off") is None and not listening(port)
+    assert registry.read(load(serve.env), "off") is None and not listening(port)
 
 
 def test_realworld_config_is_read_unchanged(serve: Serve) -> None:
@@ -347,4 +347,4 @@ def test_realworld_config_is_read_unchanged(serve: Serve) -> None:
     assert "master.project_dir (/hard/volume/workspace/sglang-pixi-offline) is ignored" in r.stderr
     assert "instance glm_4_7_tp8: model_path does not exist: /llm-models/GLM-4.7" in r.stderr
     assert f"{real}: [instance.glm_4_7_tp8.server] model_path" in r.stderr
-    assert procs.read_record(load(serve.env), "glm_4_7_tp8") is None
+    assert registry.read(load(serve.env), "glm_4_7_tp8") is None

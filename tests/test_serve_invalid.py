@@ -12,7 +12,7 @@ import pytest
 
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
-from auto_infer.serve import procs
+from auto_infer.serve import registry
 from tests.helpers import run_cli
 from tests.test_config import BAD, Bad, render
 from tests.test_serve import Installed, listening, make_installed
@@ -45,7 +45,7 @@ def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Insta
     if case.id not in ("overrides-bad-json", "overrides-not-object"):
         assert str(path) in r.stderr
     assert "Traceback" not in r.stderr and "fix:" in r.stderr
-    assert procs.records(load(env)) == {} and not listening(port)
+    assert registry.all_records(load(env)) == {} and not listening(port)
     assert not (installed.root / "logs" / "sglang").exists()
     assert ("line 3" in r.stderr) == (case.id == "toml-syntax")
 

@@ -28,6 +28,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def secret_values(*values: object, env: Mapping[str, str] | None = None) -> list[str]:
+    """The one list of values to mask: the given ones (API keys, tokens) that are set, plus the
+    values of ``env`` whose names look secret."""
+    found = [str(v) for v in values if v]
+    found += [v for k, v in (env or {}).items() if v and SECRET_NAME.search(k)]
+    return list(dict.fromkeys(found))
+
+
 def redact_env(env: Mapping[str, str], extra_secrets: Iterable[str] = ()) -> dict[str, str]:
     secrets = [s for s in extra_secrets if s]
     out = {}

@@ -123,6 +123,11 @@ class Settings:
         return self.state_dir / "doit.sqlite"
 
     @property
+    def serve_state_dir(self) -> Path:
+        """One record per server instance (serve/registry.py)."""
+        return self.state_dir / "serve"
+
+    @property
     def logs_dir(self) -> Path:
         return self.workspace / "logs" / "sglang"
 

@@ -18,13 +18,13 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import probe, procs
+from auto_infer.serve import probe, procs, registry
 
 STATUS_TIMEOUT = 5.0
 
 
 def _pick(settings: Settings, names: list[str] | None) -> dict[str, dict[str, Any]]:
-    recs = procs.records(settings)
+    recs = registry.all_records(settings)
     unknown = [n for n in names or [] if n not in recs]
     if unknown:
         raise UserError(f"no instance named {unknown[0]!r} was ever started here",
@@ -39,14 +39,10 @@ def _target(rec: dict[str, Any]) -> probe.Target:
     return probe.Target(rec["name"], rec["base_url"], rec.get("model"), rec.get("engine", "sglang"), key)
 
 
-def _running(rec: dict[str, Any]) -> bool:
-    return bool(rec.get("pid")) and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))
-
-
 def _row(rec: dict[str, Any]) -> dict[str, Any]:
     import requests
 
-    running = _running(rec)
+    running = registry.is_running(rec)
     state, detail = rec.get("state", "unknown"), rec.get("reason") or ""
     if running:
         try:
@@ -66,7 +62,7 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
-    recs = list(procs.records(settings).values())
+    recs = list(registry.all_records(settings).values())
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(recs)))) as pool:
         return list(pool.map(_row, recs))
 
@@ -98,12 +94,6 @@ def logs(settings: Settings, names: list[str] | None, lines: int = 50) -> None:
         print("\n".join(procs.tail(Path(path), lines)) or "(empty)")
 
 
-def _stop_one(rec: dict[str, Any]) -> str:
-    if not rec.get("pid"):
-        return "not running"
-    return procs.stop_group(int(rec["pid"]), rec.get("start_ticks"), float(rec.get("stop_grace", 30)))
-
-
 def stop(settings: Settings, names: list[str] | None) -> None:
     """Stop the named instances (all when none is named), all at once: each drains in its own grace."""
     picked = _pick(settings, names)
@@ -111,19 +101,18 @@ def stop(settings: Settings, names: list[str] | None) -> None:
         say("no instances to stop")
         return
     with ThreadPoolExecutor(max_workers=len(picked)) as pool:
-        outcomes = dict(zip(picked, pool.map(_stop_one, picked.values()), strict=True))
+        outcomes = dict(zip(picked, pool.map(lambda rec: registry.stop(settings, rec), picked.values()),
+                            strict=True))
     for name, how in outcomes.items():
         rec = picked[name]
         if how.startswith("processes"):
             raise UserError(f"{name}: {how}", where=rec.get("log"), fix="check `ps -o pid,pgid,stat,cmd -g PGID`")
-        if how != "not running":          # a failed one stays failed: status keeps saying why
-            procs.update_record(settings, name, state="stopped", stopped_at=time.time(), how=how)
         say(f"  {name}: {how}" + (f" (pid {rec['pid']}, port {rec.get('port')})" if how != "not running" else ""))
 
 
 def chat(settings: Settings, names: list[str] | None = None) -> None:
     """A real chat with each running instance; the requests and responses go to reports/."""
-    picked = {n: r for n, r in _pick(settings, names).items() if _running(r)}
+    picked = {n: r for n, r in _pick(settings, names).items() if registry.is_running(r)}
     if not picked:
         raise UserError("no instance is running", where=str(settings.state_dir / "serve"),
                         fix="start them with `auto-infer serve`")
@@ -136,9 +125,9 @@ def chat(settings: Settings, names: list[str] | None = None) -> None:
         print(f"{name}: {c.answer.strip() if c.ok else 'FAILED: ' + c.reason}")
         if not c.ok:
             failed.append(name)
-    hidden = [os.environ.get(r.get("api_key_env") or "", "") for r in picked.values()]
+    hidden = redact.secret_values(*(_target(r).api_key for r in picked.values()))
     path = settings.reports_dir / "chat" / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    atomic_write_json(path, json.loads(redact.scrub(json.dumps(results), [h for h in hidden if h])))
+    atomic_write_json(path, json.loads(redact.scrub(json.dumps(results), hidden)))
     say(f"chat evidence: {path}")
     if failed:
         raise UserError(f"chat failed for {', '.join(failed)}", where=str(path), fix="see `auto-infer logs NAME`")

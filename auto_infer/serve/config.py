@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,87 +19,21 @@ from typing import Any
 from auto_infer.core.errors import UserError
 from auto_infer.core.settings import Settings
 from auto_infer.serve import validate
-from auto_infer.serve.validate import is_kind
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # an instance name becomes a folder name
-
-DEFAULT_MODULE = "sglang.launch_server"
-DEFAULT_PROMPT = "Say hello in one short sentence."
-DEFAULT_READY_TIMEOUT = 1800.0   # big models + cold JIT caches take many minutes (notes/serving.md 1.5)
-DEFAULT_STOP_GRACE = 30.0        # SGLang drains on SIGTERM, polling every 5 s (notes/serving.md 1.7)
-NUM = (int, float)
-MASTER_KEYS: dict[str, Any] = {"enable": bool, "python_path": str, "server_module": str, "project_dir": str}
-CONTROL_KEYS: dict[str, Any] = {
-    "enabled": bool, "log_dir": str, "log_file": str, "background": bool, "gpu_ids": (str, int, list),
-    "ready_timeout": NUM, "stop_grace": NUM, "smoke_prompt": str, "api_key_env": str, "env": dict,
-    "command": list}
-SCALAR = (str, int, float, bool)
-
-
-@dataclass(frozen=True)
-class Master:
-    enable: bool = True
-    python_path: str | None = None
-    server_module: str = DEFAULT_MODULE
-    project_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class Control:
-    enabled: bool = True
-    log_dir: Path | None = None
-    log_file: Path | None = None
-    background: bool = True
-    gpu_ids: tuple[str, ...] | None = None          # None: inherit; (): no GPU; ("0", "1"): those
-    ready_timeout: float = DEFAULT_READY_TIMEOUT
-    stop_grace: float = DEFAULT_STOP_GRACE
-    smoke_prompt: str = DEFAULT_PROMPT
-    api_key_env: str | None = None
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    command: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Instance:
-    name: str
-    control: Control
-    server: Mapping[str, Any]
-
-    @property
-    def engine(self) -> str:
-        return "command" if self.control.command else "sglang"
-
-    @property
-    def host(self) -> str:
-        return str(self.server.get("host", "127.0.0.1"))
-
-    @property
-    def port(self) -> int:
-        return int(self.server.get("port", 30000))
-
-    @property
-    def served_name(self) -> str | None:
-        """The model id /v1/models should list (SGLang lists the model path when no name is set)."""
-        name = self.server.get("served_model_name") or self.server.get("model_path")
-        return str(name) if name else None
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    path: Path
-    master: Master
-    instances: tuple[Instance, ...]        # every instance, enabled or not, in file order
-
-    def enabled(self) -> tuple[Instance, ...]:
-        return tuple(i for i in self.instances if i.control.enabled)
-
-    def get(self, name: str) -> Instance:
-        for inst in self.instances:
-            if inst.name == name:
-                return inst
-        known = ", ".join(i.name for i in self.instances) or "none"
-        raise UserError(f"no instance named {name!r} in the model config", where=str(self.path),
-                        fix=f"use one of: {known}")
+from auto_infer.serve.model import (
+    CONTROL_KEYS,
+    DEFAULT_PROMPT,
+    DEFAULT_READY_TIMEOUT,
+    DEFAULT_STOP_GRACE,
+    MASTER_KEYS,
+    NAME_RE,
+    SCALAR,
+    Control,
+    Instance,
+    Master,
+    ModelConfig,
+    Where,
+    is_kind,
+)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -167,7 +100,7 @@ def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     """Read, merge and check the model config; nothing on the host (paths, ports) is looked at."""
     path = path or settings.config_path
     data = apply_overrides(read_toml(path), settings.overrides)
-    ctx = _Ctx(path, bool(settings.overrides.strip()))
+    ctx = Where(path, bool(settings.overrides.strip()))
     unknown = sorted(set(data) - {"master", "instance"})
     if unknown:
         raise ctx.error(f"unknown top-level table {unknown[0]!r}", unknown[0],
@@ -178,42 +111,7 @@ def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     return cfg
 
 
-class _Ctx:
-    """Where errors point: the file, and whether overrides were applied."""
-
-    def __init__(self, path: Path, overridden: bool):
-        self.path = path
-        self.suffix = " (after AUTO_INFER_SGLANG_OVERRIDES)" if overridden else ""
-
-    def error(self, what: str, where: str, fix: str) -> UserError:
-        return UserError(what, where=f"{self.path}: {where}{self.suffix}", fix=fix)
-
-    def table(self, data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-        value = data.get(key, {})
-        if not isinstance(value, Mapping):
-            raise self.error(f"{where} must be a table, not {type(value).__name__}", where,
-                             f"write it as a TOML table: {where}")
-        return dict(value)
-
-    def closed(self, table: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> dict[str, Any]:
-        for key, value in table.items():
-            if key not in spec:
-                raise self.error(f"unknown key {key!r} in {where}", f"{where} {key}",
-                                 f"known keys: {', '.join(sorted(spec))}")
-            if not is_kind(value, spec[key]):
-                raise self.error(f"{where} {key} has the wrong type ({type(value).__name__})",
-                                 f"{where} {key}", f"use {_type_name(spec[key])}")
-        return dict(table)
-
-
-def _type_name(kind: Any) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {bool: "true/false", str: "a string", int: "an integer", float: "a number",
-             list: "a list", dict: "a table"}
-    return " or ".join(dict.fromkeys(names[k] for k in kinds))
-
-
-def _instances(ctx: _Ctx, table: dict[str, Any]) -> tuple[Instance, ...]:
+def _instances(ctx: Where, table: dict[str, Any]) -> tuple[Instance, ...]:
     base_control = ctx.closed(ctx.table(table, "control", "[instance.control]"), CONTROL_KEYS,
                               "[instance.control]")
     _control(ctx, base_control, "[instance.control]")          # defaults are checked on their own too
@@ -243,7 +141,7 @@ def _instances(ctx: _Ctx, table: dict[str, Any]) -> tuple[Instance, ...]:
     return tuple(out)
 
 
-def _server(ctx: _Ctx, table: dict[str, Any], where: str) -> dict[str, Any]:
+def _server(ctx: Where, table: dict[str, Any], where: str) -> dict[str, Any]:
     for key, value in table.items():
         items = value if isinstance(value, list) else [value]
         if key == "extra_args" and not isinstance(value, (str, list)):
@@ -265,7 +163,7 @@ def _merge_server(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, 
     return out
 
 
-def _control(ctx: _Ctx, c: dict[str, Any], where: str) -> Control:
+def _control(ctx: Where, c: dict[str, Any], where: str) -> Control:
     base = ctx.path.parent
     env = c.get("env", {})
     for key, value in env.items():
@@ -298,7 +196,7 @@ def _env_str(value: Any) -> str:
     return str(value)
 
 
-def _gpus(ctx: _Ctx, value: Any, where: str) -> tuple[str, ...] | None:
+def _gpus(ctx: Where, value: Any, where: str) -> tuple[str, ...] | None:
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "all")):
         return None
     if isinstance(value, str) and value.strip().lower() == "none":

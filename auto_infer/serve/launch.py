@@ -20,8 +20,8 @@ from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, probe, sglang_args
-from auto_infer.serve.config import Instance, ModelConfig
+from auto_infer.serve import model, probe, sglang_args
+from auto_infer.serve.model import Instance, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class Launch:
     inst: Instance
     argv: list[str]                 # as run (may hold the API key: never written as is)
     env: dict[str, str]             # the whole environment of the server
-    added: dict[str, str]           # what we set on top of auto-infer's own environment
+    added: dict[str, str]           # what the instance's config sets (control.env, CUDA_VISIBLE_DEVICES)
+    ours: dict[str, str]            # what auto-infer sets for every server (cache variables, PATH, ...)
     log: Path
     cwd: Path
     target: probe.Target
@@ -43,18 +44,28 @@ class Launch:
     def redacted_argv(self) -> list[str]:
         return redact.redact_argv(self.argv, self.secrets)
 
+    def env_record(self) -> dict[str, object]:
+        """For the launch record: the values we and the config set (redacted); of the environment the
+        server inherits from the caller, the names only (values there are the operator's business)."""
+        set_here = {**self.ours, **self.added}
+        return {"set": redact.redact_env(set_here, self.secrets),
+                "inherited_names": sorted(k for k in self.env if k not in set_here)}
+
 
 def instance_python(settings: Settings, cfg: ModelConfig) -> Path:
     return Path(cfg.master.python_path) if cfg.master.python_path else settings.env_prefix / "bin" / "python"
 
 
+def our_env(settings: Settings) -> dict[str, str]:
+    """What auto-infer sets for every server: the cache variables, the installed environment first
+    on PATH, CONDA_PREFIX, unbuffered Python output."""
+    path = os.pathsep.join([str(settings.env_prefix / "bin"), os.environ.get("PATH", "")]).rstrip(os.pathsep)
+    return {**settings.cache_env(), "PATH": path, "CONDA_PREFIX": str(settings.env_prefix), "PYTHONUNBUFFERED": "1"}
+
+
 def base_env(settings: Settings) -> dict[str, str]:
-    """auto-infer's environment, offline (no proxies), with the installed environment first on PATH."""
-    env = settings.tool_env(online=False)
-    env["PATH"] = os.pathsep.join([str(settings.env_prefix / "bin"), env.get("PATH", "")]).rstrip(os.pathsep)
-    env["CONDA_PREFIX"] = str(settings.env_prefix)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    """The environment every server starts from: the caller's, offline (no proxies), plus ours."""
+    return {**settings.tool_env(online=False), **our_env(settings)}
 
 
 def _api_key(cfg: ModelConfig, inst: Instance) -> str | None:
@@ -95,15 +106,13 @@ def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, python: P
     gpus = inst.control.gpu_ids
     if gpus is not None:
         added["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-    hidden = [key or "", *(str(inst.server.get(k, "")) for k in ("api_key", "admin_api_key")),
-              *(v for k, v in added.items() if redact.SECRET_NAME.search(k))]
-    hidden = [h for h in hidden if h]
+    hidden = redact.secret_values(key, inst.server.get("api_key"), inst.server.get("admin_api_key"), env=added)
     model = inst.served_name if inst.engine == "sglang" else inst.server.get("served_model_name")
     target = probe.Target(inst.name, probe.base_url(inst.host, inst.port), model and str(model), inst.engine, key)
     log = log_path(settings, inst)
     digest = json.dumps({"argv": redact.redact_argv(argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
-    return Launch(inst, argv, {**base, **added}, added, log, cfg.path.parent, target, hidden,
+    return Launch(inst, argv, {**base, **added}, added, our_env(settings), log, cfg.path.parent, target, hidden,
                   hashlib.sha256(digest.encode()).hexdigest()[:16])
 
 
@@ -116,7 +125,7 @@ def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance,
         raise UserError(f"no Python to run SGLang with: {python}",
                         where=f"{cfg.path}: [master] python_path" if cfg.master.python_path else str(settings.env_prefix),
                         fix="run `auto-infer install` first" if not cfg.master.python_path else "fix master.python_path")
-    if sgl and cfg.master.server_module == config.DEFAULT_MODULE:
+    if sgl and cfg.master.server_module == model.DEFAULT_MODULE:
         checked = sglang_args.check(python, base, lambda m: {
             i.name: sglang_args.server_flags(i.server, m) for i in sgl})
         if checked.skipped:

@@ -10,40 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, probe, procs, report, validate
-from auto_infer.serve.config import Instance, ModelConfig
+from auto_infer.serve import config, probe, procs, registry, report, validate
 from auto_infer.serve.launch import Launch, build_launches
-
-
-@dataclass
-class Result:
-    launch: Launch
-    action: str                     # keep | restart | start
-    why: str
-    pid: int | None = None
-    spawned: float | None = None
-    ready: probe.Readiness = field(default_factory=probe.Readiness)
-    chat: probe.Chat | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.ready.ok and self.chat is not None and self.chat.ok
-
-    @property
-    def reason(self) -> str:
-        if not self.ready.ok:
-            return self.ready.reason
-        return self.chat.reason if self.chat else "no chat"
+from auto_infer.serve.model import Instance, ModelConfig
+from auto_infer.serve.outcome import Result
 
 
 def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
@@ -87,9 +65,8 @@ def serve(settings: Settings, names: list[str] | None = None) -> list[Result]:
 def plan(settings: Settings, launches: list[Launch]) -> list[Result]:
     out = []
     for launch in launches:
-        rec = procs.read_record(settings, launch.inst.name) or {}
-        running = bool(rec.get("pid")) and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))
-        if not running:
+        rec = registry.read(settings, launch.inst.name) or {}
+        if not registry.is_running(rec):
             action, why = "start", "not running"
         elif rec.get("config_hash") != launch.config_hash:
             action, why = "restart", "its effective config changed"
@@ -115,14 +92,14 @@ def healthy(target: probe.Target) -> bool:
 
 def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> None:
     """Ports of instances to start must be free (a restarted one's own old process frees it first)."""
-    recs = procs.records(settings)
+    recs = registry.all_records(settings)
     for r in plans:
         inst = r.launch.inst
         old_port = recs.get(inst.name, {}).get("port")
         if r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
             continue
-        holder = next((n for n, rec in recs.items() if rec.get("port") == inst.port and rec.get("pid")
-                       and procs.is_ours(int(rec["pid"]), rec.get("start_ticks"))), None)
+        holder = next((n for n, rec in recs.items() if rec.get("port") == inst.port and registry.is_running(rec)),
+                      None)
         fix = (f"instance {holder}, started earlier by auto-infer, listens there: `auto-infer stop {holder}`"
                if holder else f"stop what listens there (ss -ltnp 'sport = :{inst.port}'), or choose another port")
         raise UserError(f"instance {inst.name}: port {inst.port} is already in use",
@@ -133,9 +110,7 @@ def run(settings: Settings, plans: list[Result]) -> list[Result]:
     """Stop what is restarted, spawn every instance to start, then follow all of them at once."""
     for r in plans:
         if r.action == "restart":
-            rec = procs.read_record(settings, r.launch.inst.name) or {}
-            how = procs.stop_group(int(rec["pid"]), rec.get("start_ticks"), float(rec.get("stop_grace", 30)))
-            procs.update_record(settings, r.launch.inst.name, state="stopped", stopped_at=time.time(), how=how)
+            registry.stop(settings, registry.read(settings, r.launch.inst.name) or {})
     handles = {r.launch.inst.name: start(settings, r) for r in plans}
     threads = [threading.Thread(target=follow, args=(settings, r, handles[r.launch.inst.name]), daemon=True)
                for r in plans]
@@ -150,13 +125,13 @@ def run(settings: Settings, plans: list[Result]) -> list[Result]:
 def start(settings: Settings, r: Result) -> procs.Handle | None:
     launch, name = r.launch, r.launch.inst.name
     if r.action == "keep":
-        rec = procs.read_record(settings, name) or {}
+        rec = registry.read(settings, name) or {}
         return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
     if launch.log.exists() and launch.log.stat().st_size:
         launch.log.replace(launch.log.with_name(launch.log.name + ".1"))
     atomic_write_json(launch.launch_record, {
         "name": name, "argv": launch.redacted_argv(), "cwd": str(launch.cwd),
-        "env": redact.redact_env(launch.env, launch.secrets), "added_env": redact.redact_env(launch.added, launch.secrets),
+        "env": launch.env_record(),
         "log": str(launch.log), "config_hash": launch.config_hash, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     try:
         handle = procs.spawn(launch.argv, env=launch.env, log=launch.log, cwd=launch.cwd, secrets=launch.secrets)
@@ -171,7 +146,7 @@ def start(settings: Settings, r: Result) -> procs.Handle | None:
 
 def _record(settings: Settings, r: Result, **state: Any) -> None:
     inst, launch = r.launch.inst, r.launch
-    procs.write_record(settings, inst.name, {
+    registry.write(settings, inst.name, {
         "name": inst.name, "engine": inst.engine, "host": inst.host, "port": inst.port,
         "base_url": launch.target.base_url, "model": launch.target.model,
         "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
@@ -186,20 +161,19 @@ def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:
         return
     name, launch = r.launch.inst.name, r.launch
     r.ready = probe.wait_ready(launch.target, handle, launch.log, launch.inst.control.ready_timeout)
-    rec = procs.read_record(settings, name) or {}
     if not r.ready.ok:
         how = ""
         if handle.ended() is None:       # timed out: a server that never got ready is not left behind
             how = procs.stop_group(handle.pid, handle.ticks, launch.inst.control.stop_grace, handle.popen)
         say(f"✗ {name}: {r.ready.reason}" + (f"\n  ({how})" if how else ""))
-        procs.write_record(settings, name, {**rec, "state": "failed", "reason": r.ready.reason.splitlines()[0],
-                                            "exit_code": handle.returncode, "stopped_how": how or None})
+        registry.update(settings, name, unless_state=("stopped",), state="failed",
+                        reason=r.ready.reason.splitlines()[0], exit_code=handle.returncode, stopped_how=how or None)
         return
     took = " (left running)" if r.action == "keep" else (
         f" in {fmt_secs(r.ready.ready - r.spawned)}" if r.spawned and r.ready.ready else "")
     say(f"✓ {name} ready{took} at {launch.target.base_url} (model {r.ready.model_id})")
-    procs.write_record(settings, name, {**rec, "state": "ready", "ready_at": r.ready.ready,
-                                        "model": r.ready.model_id})
+    registry.update(settings, name, unless_state=("stopped",), state="ready", ready_at=r.ready.ready,
+                    model=r.ready.model_id)
     r.chat = probe.chat(launch.target, r.ready.model_id or "", launch.inst.control.smoke_prompt)
     mark = "✓" if r.chat.ok else "✗"
     say(f"{mark} {name} chat: {r.chat.reason}" + (f": {r.chat.answer.strip()[:120]!r}" if r.chat.answer else ""))

@@ -4,8 +4,7 @@
   from /dev/null, stdout and stderr to its log; when it holds a secret (the API key is on its
   command line, and SGLang logs its arguments), a small log filter in the same group runs it and
   writes its output with every secret replaced by ``***``;
-* its record, ``<state>/serve/NAME.json``, is written atomically and carries the pid, the process
-  group and the pid's kernel start time, so a recycled pid is never mistaken for our server;
+* the pid's kernel start time tells a recycled pid from our server (the records live in registry);
 * stop = SIGTERM to the group, a grace period, SIGKILL to the group, until no process of the
   group is left; stopping what is not running is fine.
 """
@@ -21,10 +20,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from auto_infer.core.fsutil import atomic_write_json, read_json
-from auto_infer.core.settings import Settings
 
 # The log filter, used when the server holds a secret: it runs the server as its child (same
 # process group) and copies its output to the log with every secret masked. It ignores SIGTERM so
@@ -53,35 +48,6 @@ if code < 0:
     os.kill(os.getpid(), -code)
 sys.exit(code)
 """
-
-
-def record_path(settings: Settings, name: str) -> Path:
-    return settings.state_dir / "serve" / f"{name}.json"
-
-
-def read_record(settings: Settings, name: str) -> dict[str, Any] | None:
-    data = read_json(record_path(settings, name))
-    return data if isinstance(data, dict) else None
-
-
-def write_record(settings: Settings, name: str, data: dict[str, Any]) -> None:
-    atomic_write_json(record_path(settings, name), data)
-
-
-def update_record(settings: Settings, name: str, **changes: Any) -> dict[str, Any]:
-    data = {**(read_record(settings, name) or {"name": name}), **changes}
-    write_record(settings, name, data)
-    return data
-
-
-def records(settings: Settings) -> dict[str, dict[str, Any]]:
-    folder = settings.state_dir / "serve"
-    found = {}
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        data = read_json(path)
-        if isinstance(data, dict):
-            found[path.stem] = data
-    return found
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:

@@ -21,8 +21,8 @@ from auto_infer.core.fsutil import atomic_write_text, read_json
 from auto_infer.core.settings import Settings
 
 if TYPE_CHECKING:
-    from auto_infer.serve.config import ModelConfig
-    from auto_infer.serve.orchestrator import Result
+    from auto_infer.serve.model import ModelConfig
+    from auto_infer.serve.outcome import Result
 
 
 def iso(moment: float | None) -> str | None:

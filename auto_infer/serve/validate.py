@@ -10,30 +10,15 @@ from __future__ import annotations
 
 import string
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
 
 from auto_infer.core.errors import UserError
-
-if TYPE_CHECKING:
-    from auto_infer.serve.config import Instance, ModelConfig
+from auto_infer.serve.model import Instance, ModelConfig, Where, is_kind
 
 NUM = (int, float)
 MULTINODE = ("nnodes", "node_rank", "dist_init_addr")
 
 
-class Ctx(Protocol):
-    def error(self, what: str, where: str, fix: str) -> UserError: ...
-
-
-def is_kind(value: Any, kind: Any) -> bool:
-    """isinstance, except that true/false is not a number."""
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        return False
-    return isinstance(value, kinds)
-
-
-def cross_check(ctx: Ctx, cfg: ModelConfig) -> None:
+def cross_check(ctx: Where, cfg: ModelConfig) -> None:
     live = cfg.enabled()
     for inst in live:
         _check_instance(ctx, inst)
@@ -46,7 +31,7 @@ def _where(inst: Instance, key: str, table: str = "server") -> str:
     return f"[instance.{inst.name}.{table}] {key} (instance {inst.name})"
 
 
-def _check_instance(ctx: Ctx, inst: Instance) -> None:
+def _check_instance(ctx: Where, inst: Instance) -> None:
     s = inst.server
     port = s.get("port", 30000)
     if not is_kind(port, int) or not 0 < port < 65536:
@@ -67,7 +52,7 @@ def _check_instance(ctx: Ctx, inst: Instance) -> None:
     _check_multinode(ctx, inst)
 
 
-def _check_placeholders(ctx: Ctx, inst: Instance) -> None:
+def _check_placeholders(ctx: Where, inst: Instance) -> None:
     known = {"name", "api_key", *inst.server}
     for token in inst.control.command or ():
         try:
@@ -82,7 +67,7 @@ def _check_placeholders(ctx: Ctx, inst: Instance) -> None:
                                 f"placeholders: {{name}}, {{api_key}} and server keys ({', '.join(sorted(inst.server))})")
 
 
-def _int_key(ctx: Ctx, inst: Instance, *keys: str, default: int = 1) -> int:
+def _int_key(ctx: Where, inst: Instance, *keys: str, default: int = 1) -> int:
     for key in keys:
         if key in inst.server:
             value = inst.server[key]
@@ -93,7 +78,7 @@ def _int_key(ctx: Ctx, inst: Instance, *keys: str, default: int = 1) -> int:
     return default
 
 
-def _check_parallel(ctx: Ctx, inst: Instance) -> None:
+def _check_parallel(ctx: Where, inst: Instance) -> None:
     tp = _int_key(ctx, inst, "tp_size", "tensor_parallel_size")
     dp = _int_key(ctx, inst, "dp_size", "data_parallel_size")
     pp = _int_key(ctx, inst, "pp_size", "pipeline_parallel_size")
@@ -109,7 +94,7 @@ def _check_parallel(ctx: Ctx, inst: Instance) -> None:
                         "give more GPUs in gpu_ids, or lower tp_size / dp_size")
 
 
-def _check_multinode(ctx: Ctx, inst: Instance) -> None:
+def _check_multinode(ctx: Where, inst: Instance) -> None:
     s = inst.server
     given = [k for k in MULTINODE if k in s]
     nnodes = _int_key(ctx, inst, "nnodes")
@@ -130,7 +115,7 @@ def _check_multinode(ctx: Ctx, inst: Instance) -> None:
                         _where(inst, "dist_init_addr"), 'e.g. dist_init_addr = "10.0.0.1:50000"')
 
 
-def _check_ports(ctx: Ctx, live: tuple[Instance, ...]) -> None:
+def _check_ports(ctx: Where, live: tuple[Instance, ...]) -> None:
     seen: dict[int, Instance] = {}
     for inst in live:
         other = seen.setdefault(inst.port, inst)
@@ -140,7 +125,7 @@ def _check_ports(ctx: Ctx, live: tuple[Instance, ...]) -> None:
                             _where(inst, "port"), f"give [instance.{inst.name}.server] a port of its own")
 
 
-def _check_log_files(ctx: Ctx, live: tuple[Instance, ...]) -> None:
+def _check_log_files(ctx: Where, live: tuple[Instance, ...]) -> None:
     seen: dict[Path, Instance] = {}
     for inst in live:
         if inst.control.log_file is not None:
@@ -151,7 +136,7 @@ def _check_log_files(ctx: Ctx, live: tuple[Instance, ...]) -> None:
                                 f"give [instance.{inst.name}.control] a log_file of its own (or use log_dir)")
 
 
-def _check_gpu_sharing(ctx: Ctx, live: tuple[Instance, ...]) -> None:
+def _check_gpu_sharing(ctx: Where, live: tuple[Instance, ...]) -> None:
     for a_i, a in enumerate(live):
         group = [a] + [b for b in live[a_i + 1:] if _share(a.control.gpu_ids, b.control.gpu_ids)]
         if len(group) < 2:

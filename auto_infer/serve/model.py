@@ -1,0 +1,138 @@
+"""The model config's types: frozen records that serve reads, and where a config error points.
+
+Lower than config (the reader) and validate (the cross-key checks), which both use these types.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from auto_infer.core.errors import UserError
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # an instance name becomes a folder name
+
+DEFAULT_MODULE = "sglang.launch_server"
+DEFAULT_PROMPT = "Say hello in one short sentence."
+DEFAULT_READY_TIMEOUT = 1800.0   # big models + cold JIT caches take many minutes (notes/serving.md 1.5)
+DEFAULT_STOP_GRACE = 30.0        # SGLang drains on SIGTERM, polling every 5 s (notes/serving.md 1.7)
+NUM = (int, float)
+MASTER_KEYS: dict[str, Any] = {"enable": bool, "python_path": str, "server_module": str, "project_dir": str}
+CONTROL_KEYS: dict[str, Any] = {
+    "enabled": bool, "log_dir": str, "log_file": str, "background": bool, "gpu_ids": (str, int, list),
+    "ready_timeout": NUM, "stop_grace": NUM, "smoke_prompt": str, "api_key_env": str, "env": dict,
+    "command": list}
+SCALAR = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class Master:
+    enable: bool = True
+    python_path: str | None = None
+    server_module: str = DEFAULT_MODULE
+    project_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class Control:
+    enabled: bool = True
+    log_dir: Path | None = None
+    log_file: Path | None = None
+    background: bool = True
+    gpu_ids: tuple[str, ...] | None = None          # None: inherit; (): no GPU; ("0", "1"): those
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
+    stop_grace: float = DEFAULT_STOP_GRACE
+    smoke_prompt: str = DEFAULT_PROMPT
+    api_key_env: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    name: str
+    control: Control
+    server: Mapping[str, Any]
+
+    @property
+    def engine(self) -> str:
+        return "command" if self.control.command else "sglang"
+
+    @property
+    def host(self) -> str:
+        return str(self.server.get("host", "127.0.0.1"))
+
+    @property
+    def port(self) -> int:
+        return int(self.server.get("port", 30000))
+
+    @property
+    def served_name(self) -> str | None:
+        """The model id /v1/models should list (SGLang lists the model path when no name is set)."""
+        name = self.server.get("served_model_name") or self.server.get("model_path")
+        return str(name) if name else None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path
+    master: Master
+    instances: tuple[Instance, ...]        # every instance, enabled or not, in file order
+
+    def enabled(self) -> tuple[Instance, ...]:
+        return tuple(i for i in self.instances if i.control.enabled)
+
+    def get(self, name: str) -> Instance:
+        for inst in self.instances:
+            if inst.name == name:
+                return inst
+        known = ", ".join(i.name for i in self.instances) or "none"
+        raise UserError(f"no instance named {name!r} in the model config", where=str(self.path),
+                        fix=f"use one of: {known}")
+
+
+def is_kind(value: Any, kind: Any) -> bool:
+    """isinstance, except that true/false is not a number."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        return False
+    return isinstance(value, kinds)
+
+
+class Where:
+    """Where errors point: the file, and whether overrides were applied."""
+
+    def __init__(self, path: Path, overridden: bool):
+        self.path = path
+        self.suffix = " (after AUTO_INFER_SGLANG_OVERRIDES)" if overridden else ""
+
+    def error(self, what: str, where: str, fix: str) -> UserError:
+        return UserError(what, where=f"{self.path}: {where}{self.suffix}", fix=fix)
+
+    def table(self, data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, Mapping):
+            raise self.error(f"{where} must be a table, not {type(value).__name__}", where,
+                             f"write it as a TOML table: {where}")
+        return dict(value)
+
+    def closed(self, table: Mapping[str, Any], spec: Mapping[str, Any], where: str) -> dict[str, Any]:
+        for key, value in table.items():
+            if key not in spec:
+                raise self.error(f"unknown key {key!r} in {where}", f"{where} {key}",
+                                 f"known keys: {', '.join(sorted(spec))}")
+            if not is_kind(value, spec[key]):
+                raise self.error(f"{where} {key} has the wrong type ({type(value).__name__})",
+                                 f"{where} {key}", f"use {_type_name(spec[key])}")
+        return dict(table)
+
+
+def _type_name(kind: Any) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {bool: "true/false", str: "a string", int: "an integer", float: "a number",
+             list: "a list", dict: "a table"}
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))

@@ -1,0 +1,29 @@
+"""What serve found for one instance: its launch, the plan (keep / restart / start), readiness, chat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from auto_infer.serve import probe
+from auto_infer.serve.launch import Launch
+
+
+@dataclass
+class Result:
+    launch: Launch
+    action: str                     # keep | restart | start
+    why: str
+    pid: int | None = None
+    spawned: float | None = None
+    ready: probe.Readiness = field(default_factory=probe.Readiness)
+    chat: probe.Chat | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ready.ok and self.chat is not None and self.chat.ok
+
+    @property
+    def reason(self) -> str:
+        if not self.ready.ok:
+            return self.ready.reason
+        return self.chat.reason if self.chat else "no chat"

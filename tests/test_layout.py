@@ -1,0 +1,116 @@
+"""The package's shape (issue 11): no import cycles, layers only import downwards, small modules.
+
+Imports are read with ``ast`` (function-level imports count too: a lazy import is still a
+dependency). ``tasks/`` is installed as ``auto_infer.tasks``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MAX_LINES = 300
+# a package may import only from the packages listed for it (and itself)
+LAYERS = {
+    "core": set(),
+    "install": {"core"},
+    "serve": {"core"},
+    "demo": {"core", "install"},
+    "tasks": {"core", "install", "serve", "demo", "tasks"},
+}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted((REPO / "auto_infer").rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        found[".".join(rel.parts).removesuffix(".__init__")] = path
+    for path in sorted((REPO / "tasks").glob("*.py")):
+        found["auto_infer.tasks" + ("" if path.stem == "__init__" else f".{path.stem}")] = path
+    return found
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name.startswith("auto_infer.") and name != "auto_infer":
+                out.add(name)
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    return {m: imports_of(p, set(mods)) - {m} for m, p in mods.items()}
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in g.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in g:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else None
+
+
+def test_no_import_cycle() -> None:
+    assert cycles(graph()) == []
+
+
+def test_cycle_finder_finds_one() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_layers_only_import_downwards() -> None:
+    wrong = []
+    for mod, deps in graph().items():
+        pkg = package_of(mod)
+        if pkg not in LAYERS:
+            continue          # auto_infer/__init__, __main__, cli: the top
+        for dep in deps:
+            other = package_of(dep)
+            if other is not None and other != pkg and other not in LAYERS[pkg]:
+                wrong.append(f"{mod} imports {dep}")
+    assert wrong == []
+
+
+def test_no_module_over_300_lines() -> None:
+    long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
