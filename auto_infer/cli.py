@@ -10,12 +10,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
-from auto_infer.core.errors import UserError, write_crash_log
-
-QUERY_TASKS = {"status", "logs", "env", "demo", "stop", "chat"}   # no run lock: read-only, or must not wait
-# behind a long serve (stop/chat act on running servers; demo drives sub-processes)
-DOIT_COMMANDS = {"list", "info", "help", "forget", "ignore", "dumpdb", "strace", "tabcompletion",
-                 "reset-dep", "clean", "auto"}
+from auto_infer.core.errors import UserError
 
 
 def _pipeline() -> ModuleType:
@@ -47,14 +42,27 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def _needs_run_lock(argv: list[str], known: set[str]) -> str | None:
-    """The tasks this run executes that change state (they take the run lock), or None."""
-    if argv and argv[0] in DOIT_COMMANDS:
-        return None
-    names = [a.split(":")[0] for a in argv if a.split(":")[0] in known]   # option values are not tasks
-    if not names or all(n in QUERY_TASKS for n in names):
-        return None
-    return " ".join(names)
+def _requested(argv: list[str], graph: ModuleType) -> list[Any]:
+    """The task creators this command line names (doit's own commands name none)."""
+    if argv and not argv[0].startswith("-") and argv[0] in _commands():
+        return []
+    creators = [getattr(graph, f"task_{a.split(':')[0]}", None) for a in argv if not a.startswith("-")]
+    return [c for c in creators if callable(c)]
+
+
+def _commands() -> set[str]:
+    from auto_infer.tasks.doit_main import COMMANDS
+    return COMMANDS
+
+
+def _read_only(argv: list[str], graph: ModuleType) -> bool:
+    """Only read-only tasks (env, status, logs, stop, chat), or doit's list/help before any state
+    exists: doit's state stays in memory, so nothing is written on a bare host."""
+    first = next((a for a in argv if not a.startswith("-")), "")
+    if first in ("list", "help", "info", "tabcompletion"):
+        return True
+    creators = _requested(argv, graph)
+    return bool(creators) and all(getattr(c, "read_only", False) for c in creators)
 
 
 def _check_state(db: Path) -> None:
@@ -75,31 +83,24 @@ def _check_state(db: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from doit.cmd_base import ModuleTaskLoader
-    from doit.doit_cmd import DoitMain
-
     from auto_infer.core import settings as settings_mod
     from auto_infer.core.runlock import exclusive
-    from auto_infer.tasks import glue
+    from auto_infer.tasks import doit_main
 
     s = settings_mod.load()
-    pipeline = _pipeline()
-
-    class Main(DoitMain):  # type: ignore[misc]
-        BIN_NAME = "auto-infer"
-
+    graph = _pipeline()
+    if _read_only(argv, graph):
+        first = next(a for a in argv if not a.startswith("-"))
+        at = argv.index(first) + (1 if first in _commands() else 0)
+        if first not in ("info",) or not s.doit_db.exists():
+            argv = [*argv[:at], "--db-file", ":memory:", *argv[at:]]
+        return doit_main.run(graph, argv)
     _check_state(s.doit_db)
-
-    def go() -> int:
-        code = int(Main(ModuleTaskLoader(pipeline), config_filenames=()).run(argv))
-        return 3 if glue.CRASHED else code
-
-    known = {name[5:] for name in vars(pipeline) if name.startswith("task_")}
-    what = _needs_run_lock(argv, known)
-    if what is None:
-        return go()
-    with exclusive(s.state_dir / "run.lock", what, s.lock_timeout):
-        return go()
+    locking = [c.__name__[5:] for c in _requested(argv, graph) if getattr(c, "run_lock", False)]
+    if not locking:
+        return doit_main.run(graph, argv)
+    with exclusive(s.run_lock_path, " ".join(locking), s.lock_timeout):
+        return doit_main.run(graph, argv)
 
 
 def _demo_workspace(args: list[str]) -> list[str]:
@@ -132,25 +133,26 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args[0] == "demo":
         args = _demo_workspace(args)
+    from auto_infer.tasks import glue
+    from auto_infer.tasks.glue import UsageExit
+
     t0 = time.monotonic()
     try:
         return run(args)
+    except UsageExit as exc:
+        print(f"auto-infer: {exc}", file=sys.stderr)
+        return 2
     except UserError as exc:
         print(f"auto-infer: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        glue.quiet_stdout()
+        return 0
     except KeyboardInterrupt:
         print(f"auto-infer: interrupted after {time.monotonic() - t0:.1f}s", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug
-        state: Path | None = None
-        try:
-            from auto_infer.core.settings import load
-            state = load().state_dir
-        except Exception:
-            pass
-        path = write_crash_log(state, exc)
-        print(f"auto-infer: internal error: {type(exc).__name__}: {exc}\n  traceback and versions: {path}",
-              file=sys.stderr)
+        print(f"auto-infer: {glue.crash(exc)}", file=sys.stderr)
         return 3
 
 

@@ -20,7 +20,7 @@ from auto_infer.core.settings import Settings
 from auto_infer.serve import orchestrator
 from auto_infer.tasks import install
 from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action
+from auto_infer.tasks.glue import action, takes_run_lock
 
 GATES = "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT"
 
@@ -37,7 +37,7 @@ def boot_steps(s: Settings) -> list[str]:
 
 
 def _serve_task() -> dict[str, Any]:
-    return {"actions": [action(orchestrator.serve, settings(), None)], "uptodate": [False], "verbosity": 2}
+    return {"actions": [action(orchestrator.serve, settings(), None)], "verbosity": 2}
 
 
 STEP_TASKS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -59,10 +59,11 @@ def _step(step: str, before: str | None, steps: list[str]) -> Task:
                 doc=f"boot step: {step}", **d)
 
 
+@takes_run_lock
 def task_boot() -> Iterator[Task]:
     """Container boot hook: warm / install+check / serve, as the AUTO_INFER_SGLANG_*_ON_BOOT gates say."""
     steps = boot_steps(settings())
     yield Task("boot", [action(_report, steps)], task_dep=[f"boot:{steps[-1]}"] if steps else [],
-               uptodate=[False], has_subtask=bool(steps), verbosity=2, doc=task_boot.__doc__)
+               has_subtask=bool(steps), verbosity=2, doc=task_boot.__doc__)
     for i, step in enumerate(steps):
         yield _step(step, steps[i - 1] if i else None, steps)

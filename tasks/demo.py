@@ -26,5 +26,5 @@ def task_demo() -> dict[str, Any]:
              "choices": [("demo", "built-in demo engine"), ("llama-cpp", "a real small model, if installed")],
              "help": "which engine serves the demo"},
         ],
-        "uptodate": [False], "verbosity": 2,
+        "verbosity": 2,
     }

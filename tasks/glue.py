@@ -25,6 +25,46 @@ from auto_infer.core.errors import UserError, write_crash_log
 from auto_infer.core.settings import Settings
 
 CRASHED: list[str] = []   # crash log paths of this process; the CLI exits 3 when non-empty
+RUN_LOCK = "run_lock"     # attribute of a task creator: its task changes state, so it takes the run lock
+READ_ONLY = "read_only"   # attribute of a task creator: its task writes nothing (not even doit's state)
+
+
+def takes_run_lock(creator: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare that a task changes the workspace: the CLI runs it under the run lock."""
+    setattr(creator, RUN_LOCK, True)
+    return creator
+
+
+def read_only(creator: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare that a task only reads: the CLI keeps doit's state in memory for it (writes nothing)."""
+    setattr(creator, READ_ONLY, True)
+    return creator
+
+
+class UsageExit(BaseException):
+    """A mistyped command line: raised through doit (which catches Exception) to the CLI, exit 2."""
+
+
+def crash(exc: BaseException) -> str:
+    """The one handler for a bug: write the crash log, remember it (exit 3), return the short line."""
+    from auto_infer.core.settings import load
+    try:
+        state = load().state_dir
+    except Exception:   # noqa: BLE001 - a broken environment must not hide the crash
+        state = None
+    path = write_crash_log(state, exc)
+    CRASHED.append(str(path))
+    return f"internal error: {type(exc).__name__}: {exc} (traceback and versions in {path})"
+
+
+def quiet_stdout() -> None:
+    """The reader of our stdout went away (`auto-infer env | head -1`): drop the rest quietly."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _patch_sqlite() -> None:
@@ -114,16 +154,24 @@ def action(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., A
             result = fn(*args, **kwargs, **task_kwargs)
         except UserError as exc:
             return TaskFailed(str(exc))
+        except BrokenPipeError:
+            quiet_stdout()
+            return None
         except Exception as exc:  # a bug: short line + crash log
-            from auto_infer.core.settings import load
-            try:
-                state = load().state_dir
-            except UserError:
-                state = None
-            path = write_crash_log(state, exc)
-            CRASHED.append(str(path))
-            return TaskError(f"internal error: {type(exc).__name__}: {exc} (traceback in {path})")
+            return TaskError(crash(exc))
         return result if isinstance(result, dict) else None
+    return run
+
+
+def uptodate(check: Callable[[], bool]) -> Callable[[], bool]:
+    """Wrap an up-to-date check: a user error there means "run the task" (its action then says
+    what is wrong, clearly); a bug goes through the CLI's crash handler like any other."""
+    @functools.wraps(check)
+    def run() -> bool:
+        try:
+            return bool(check())
+        except UserError:
+            return False
     return run
 
 

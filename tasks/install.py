@@ -11,7 +11,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.install import cache, check, environment, template
 from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action
+from auto_infer.tasks.glue import action, read_only, takes_run_lock, uptodate
 
 
 def _installer_config() -> Any:
@@ -32,11 +32,11 @@ def _do_template() -> None:
     say(f"  template: {p.action}: {p.reason}")
 
 
+@takes_run_lock
 def task_template() -> dict[str, Any]:
     """Copy the Pixi template (pixi.toml + pixi.lock) into the project folder."""
-    return {"actions": [action(_do_template)],
-            "uptodate": [lambda: not template.needs_work(settings())],
-            "verbosity": 2}
+    return {"actions": [action(_do_template)], "targets": _lock_deps(),
+            "uptodate": [uptodate(lambda: not template.needs_work(settings()))], "verbosity": 2}
 
 
 def _warm_uptodate() -> bool:
@@ -51,25 +51,24 @@ def _warm_uptodate() -> bool:
             and not cache.audit(s, locked, manifest, s.installer))
 
 
+@takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
     return {"actions": [action(environment.warm, settings())],
             "task_dep": ["template"], "file_dep": _lock_deps(),
-            "uptodate": [_installer_config(), _warm_uptodate], "verbosity": 2}
+            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2}
 
 
+@takes_run_lock
 def task_install() -> dict[str, Any]:
     """Offline-capable: install the environment from the caches only (refuses if they can't)."""
     return {"actions": [action(environment.install, settings())],
             "task_dep": ["template"], "file_dep": _lock_deps(),
-            "uptodate": [_installer_config(), lambda: _healthy()], "verbosity": 2}
+            "uptodate": [_installer_config(), uptodate(_healthy)], "verbosity": 2}
 
 
 def _healthy() -> bool:
-    try:
-        return environment.health_check(settings()) is None
-    except UserError:
-        return False
+    return environment.health_check(settings()) is None
 
 
 def _do_check() -> None:
@@ -77,9 +76,11 @@ def _do_check() -> None:
     print(check.summary(data), flush=True)
 
 
+@takes_run_lock
 def task_check() -> dict[str, Any]:
     """Import check inside the environment: Python, torch, sglang, CUDA, cuDNN versions."""
-    return {"actions": [action(_do_check)], "task_dep": ["install"], "uptodate": [False], "verbosity": 2}
+    return {"actions": [action(_do_check)], "task_dep": ["install"], "targets": [str(settings().check_path)],
+            "verbosity": 2}
 
 
 def _do_env() -> None:
@@ -92,9 +93,10 @@ def _shell_quote(value: str) -> str:
     return shlex.quote(value)
 
 
+@read_only
 def task_env() -> dict[str, Any]:
     """Print the resolved env-var contract as `export` lines (eval "$(auto-infer env)")."""
-    return {"actions": [action(_do_env)], "uptodate": [False], "verbosity": 2}
+    return {"actions": [action(_do_env)], "verbosity": 2}
 
 
 def _do_lock() -> None:
@@ -102,6 +104,7 @@ def _do_lock() -> None:
     pixi_lock.lock_template(settings())
 
 
+@takes_run_lock
 def task_lock() -> dict[str, Any]:
     """Where pixi and the network are: run `pixi lock` for the template (once; the lock travels)."""
-    return {"actions": [action(_do_lock)], "uptodate": [False], "verbosity": 2}
+    return {"actions": [action(_do_lock)], "verbosity": 2}

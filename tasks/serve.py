@@ -16,7 +16,7 @@ from doit.task import Task
 
 from auto_infer.serve import actions, config, orchestrator
 from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action
+from auto_infer.tasks.glue import action, read_only, takes_run_lock
 
 
 def _instance_names() -> list[str]:
@@ -27,13 +27,14 @@ def _instance_names() -> list[str]:
         return []
 
 
+@takes_run_lock
 def task_serve() -> Iterator[Task]:
     """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
     s = settings()
-    yield Task("serve", [action(orchestrator.serve, s, None)], task_dep=["install"], uptodate=[False],
+    yield Task("serve", [action(orchestrator.serve, s, None)], task_dep=["install"],
                has_subtask=True, verbosity=2, doc=task_serve.__doc__)
     for name in _instance_names():
-        yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"], uptodate=[False],
+        yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"],
                    subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report")
 
 
@@ -41,18 +42,20 @@ def _chat(names: list[str]) -> Any:
     return action(actions.chat, settings(), names or None)()
 
 
+@read_only
 def task_chat() -> dict[str, Any]:
     """Send a real chat completion to each running instance (or those named) and keep the evidence."""
-    return {"actions": [_chat], "pos_arg": "names", "uptodate": [False], "verbosity": 2}
+    return {"actions": [_chat], "pos_arg": "names", "verbosity": 2}
 
 
 def _status(as_json: bool) -> Any:
     return action(actions.status, settings(), as_json)()
 
 
+@read_only
 def task_status() -> dict[str, Any]:
     """Show each instance: state, pid, port, GPUs, uptime, log (--json for JSON)."""
-    return {"actions": [_status], "uptodate": [False], "verbosity": 2,
+    return {"actions": [_status], "verbosity": 2,
             "params": [{"name": "as_json", "long": "json", "type": bool, "default": False,
                         "help": "print JSON instead of a table"}]}
 
@@ -61,9 +64,10 @@ def _logs(names: list[str], lines: int) -> Any:
     return action(actions.logs, settings(), names or None, lines)()
 
 
+@read_only
 def task_logs() -> dict[str, Any]:
     """Print the tail of instance logs: auto-infer logs [-n LINES] [NAME ...] (all when none is named)."""
-    return {"actions": [_logs], "pos_arg": "names", "uptodate": [False], "verbosity": 2,
+    return {"actions": [_logs], "pos_arg": "names", "verbosity": 2,
             "params": [{"name": "lines", "short": "n", "long": "lines", "type": int, "default": 50,
                         "help": "how many lines"}]}
 
@@ -72,6 +76,7 @@ def _stop(names: list[str]) -> Any:
     return action(actions.stop, settings(), names or None)()
 
 
+@read_only
 def task_stop() -> dict[str, Any]:
     """Stop all instances, or those named: SIGTERM to the group, grace, SIGKILL."""
-    return {"actions": [_stop], "pos_arg": "names", "uptodate": [False], "verbosity": 2}
+    return {"actions": [_stop], "pos_arg": "names", "verbosity": 2}

@@ -119,6 +119,16 @@ class Settings:
         return self.workspace / ".auto-infer"
 
     @property
+    def check_path(self) -> Path:
+        """What the last `check` found (versions, CUDA); the serve report quotes it."""
+        return self.state_dir / "check.json"
+
+    @property
+    def run_lock_path(self) -> Path:
+        """One auto-infer run that changes the workspace at a time (the CLI's run lock)."""
+        return self.state_dir / "run.lock"
+
+    @property
     def doit_db(self) -> Path:
         return self.state_dir / "doit.sqlite"
 

@@ -38,7 +38,7 @@ print(json.dumps(out))
 
 
 def result_path(settings: Settings) -> Path:
-    return settings.state_dir / "check.json"
+    return settings.check_path
 
 
 def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:

@@ -1,0 +1,87 @@
+"""One exit-code contract for every path (issue 10): 0 ok, 1 a fixable problem, 2 a usage error,
+130 interrupted, 3 a bug with a crash log. Read-only commands write nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CLI, clean_env, run_cli
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> dict[str, str]:
+    """A workspace that does not exist yet (a bare host)."""
+    return clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "HOME": str(tmp_path / "home")})
+
+
+def test_mistyped_task_is_a_usage_error_with_a_suggestion(bare: dict[str, str]) -> None:
+    r = run_cli(["srve"], bare)
+    assert r.returncode == 2, r.stderr
+    assert "did you mean `serve`?" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_mistyped_option_is_a_usage_error(bare: dict[str, str]) -> None:
+    r = run_cli(["status", "--jsn"], bare)
+    assert r.returncode == 2 and "--jsn" in r.stderr and "auto-infer help status" in r.stderr, r.stderr
+
+
+def test_info_of_an_unknown_task_is_a_usage_error(bare: dict[str, str]) -> None:
+    r = run_cli(["info", "instal"], bare)
+    assert r.returncode == 2 and "did you mean `install`?" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["env"], ["status"], ["status", "--json"], ["logs"], ["stop"], ["--help"],
+                                  ["list"], ["help", "serve"]])
+def test_read_only_commands_write_nothing(bare: dict[str, str], argv: list[str]) -> None:
+    r = run_cli(argv, bare)
+    assert r.returncode == 0, r.stderr
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+
+
+def test_a_closed_pipe_is_a_quiet_exit(bare: dict[str, str]) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)                      # the reader is gone before the first line is written
+    try:
+        r = subprocess.run([*CLI, "env"], env=bare, stdout=write_end, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL, timeout=120)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0, r.stderr
+    assert "BrokenPipe" not in r.stderr and "internal error" not in r.stderr
+
+
+def test_a_bug_in_an_up_to_date_check_goes_through_the_crash_handler(bare: dict[str, str], tmp_path: Path) -> None:
+    """doit catches exceptions raised in uptodate callables and prints a raw traceback; ours do not."""
+    script = tmp_path / "graph.py"
+    script.write_text(textwrap.dedent('''
+        import sys, types
+        from auto_infer.tasks import doit_main, glue
+
+        def broken() -> bool:
+            raise RuntimeError("a bug in an up-to-date check")
+
+        graph = types.ModuleType("graph")
+        graph.DOIT_CONFIG = {"dep_file": ":memory:", "reporter": glue.Reporter, "verbosity": 2}
+        graph.task_x = lambda: {"actions": [lambda: None], "uptodate": [glue.uptodate(broken)]}
+        sys.exit(doit_main.run(graph, ["x"]))
+    '''))
+    r = subprocess.run([sys.executable, str(script)], env=bare, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert "internal error: RuntimeError: a bug in an up-to-date check" in r.stderr
+    assert "Traceback" not in r.stderr
+    logs = list((Path(bare["AUTO_INFER_WORKSPACE_DIR"]) / ".auto-infer").glob("crash-*.log"))
+    assert len(logs) == 1 and "Traceback" in logs[0].read_text()
+
+
+def test_a_user_error_in_an_up_to_date_check_runs_the_task_which_says_why(bare: dict[str, str]) -> None:
+    """No template, no project: install's up-to-date check cannot read a lock; the task then says so."""
+    r = run_cli(["install"], bare)
+    assert r.returncode == 1, r.stderr
+    assert "pixi.lock" in r.stderr and "Traceback" not in r.stderr
