@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         from auto_infer import __version__
         print(f"auto-infer {__version__}")
         return 0
+    from auto_infer.tasks import glue  # before the handler: an import is no place for SIGTERM
+    from auto_infer.tasks.glue import UsageExit
+
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args[0] == "demo":
         args = _demo_workspace(args)
-    from auto_infer.tasks import glue
-    from auto_infer.tasks.glue import UsageExit
-
     t0 = time.monotonic()
     try:
         return run(args)

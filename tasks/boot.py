@@ -54,6 +54,7 @@ def _report(steps: list[str]) -> None:
 def _step(step: str, before: str | None, steps: list[str]) -> Task:
     """``boot:STEP``: the step's task, after ``boot:BEFORE``; its deps on other steps point into the chain."""
     d = dict(STEP_TASKS[step]())
+    d.pop("targets", None)            # the step's own task owns its files; doit allows one owner
     deps = [f"boot:{t}" if t in steps else t for t in d.pop("task_dep", [])]
     return Task(f"boot:{step}", task_dep=deps + ([f"boot:{before}"] if before else []), subtask_of="boot",
                 doc=f"boot step: {step}", **d)
