@@ -1,6 +1,6 @@
 """Cases 4 and 5 through the real `auto-infer serve` (probe.wait_ready, orchestrator.run, procs.spawn).
 
-The servers are the test responder (auto_infer/demo/driver/responder.py) on free ports, run by the model
+The servers are the test responder (auto_infer/demo/responder.py) on free ports, run by the model
 config's ``command`` key. It writes the wall-clock moment it became ready (--ready-file); a crash
 is the responder's --crash-on-start run by bench/crasher.py, which writes the moment it died.
 "Reported" is the moment the `auto-infer serve` line about it reaches us on its stderr.

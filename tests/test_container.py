@@ -399,7 +399,7 @@ def test_entry_snippet_lets_the_container_start_when_boot_fails(workspace: Works
 
 
 def responder_config(path: Path, port: int) -> Path:
-    """A model config whose one instance is the test responder (auto_infer/demo/driver/responder.py) on ``port``."""
+    """A model config whose one instance is the test responder (auto_infer/demo/responder.py) on ``port``."""
     command = ", ".join(f'"{t}"' for t in [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}",
                                             "--port", "{port}", "--model", "{served_model_name}"])
     path.write_text(f"""[master]

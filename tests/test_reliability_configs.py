@@ -48,9 +48,6 @@ def _validate(h: Hostile, tmp: Path) -> tuple[str, str, Path]:
         return f"bug: {type(exc).__name__}", "".join(traceback.format_exception(exc))[-600:], path
 
 
-KNOWN_BUG = "bug: KeyAlreadyPresent"     # see test_a_key_repeated_inside_a_table_is_a_clear_error_for_every_task
-
-
 def _judge(h: Hostile, outcome: str, message: str, path: Path) -> str | None:
     if outcome != "user error":
         return f"{outcome}: {message[-300:]}"
@@ -76,23 +73,20 @@ def test_hundreds_of_hostile_configs_are_refused(tmp_path: Path, model_dir: Path
     configs = [h for h in hostile_configs(count(300), (40001, 40002), model_dir)
                if h.kind != "path trick in a name"]
     bad: list[str] = []
-    known = 0
     kinds: Counter[str] = Counter()
     for i, h in enumerate(configs):
         d = tmp_path / f"c{i}"
         d.mkdir()
         problem = _judge(h, *_validate(h, d))
         kinds[h.kind] += 1
-        if problem and problem.startswith(KNOWN_BUG):
-            known += 1          # a key repeated inside a table: the xfail test below, reported
-        elif problem:
+        if problem:
             bad.append(f"{h.kind} ({h.note}): {problem}")
         shutil.rmtree(d)
     record("hostile-configs", test="test_reliability_configs.py",
            what="generated invalid model configs checked as `serve` checks them before launching: one "
                 "UserError naming the file and the key (or line, or AUTO_INFER_SGLANG_OVERRIDES), never "
-                "another exception", tried=len(configs), ok=len(configs) - len(bad) - known, kinds=dict(kinds),
-           known_bug_key_repeated_in_a_table=known, failed=bad[:5])
+                "another exception", tried=len(configs), ok=len(configs) - len(bad), kinds=dict(kinds),
+           failed=bad[:5])
     assert not bad, bad[:10]
 
 

@@ -85,10 +85,8 @@ def _kill_and_recover(w: WarmedCache, root: Path, sig: signal.Signals, kind: str
     problems = []
     if not no_traceback(err):
         problems.append(f"killed run printed a traceback: {err[-400:]}")
-    # 130: the CLI's own "interrupted" exit. -SIGINT: the same message, then CPython ends the process
-    # with SIGINT (shell status 130 too) when the SIGTERM landed inside a string exec/eval at import
-    # time (dataclass/namedtuple creation); reported in docs/reliability.md.
-    if code not in (0, -signal.SIGKILL, -signal.SIGTERM, 130, -signal.SIGINT):
+    # 130: the CLI's own "interrupted" exit; -SIGTERM: the signal came before Python ran our code.
+    if code not in (0, -signal.SIGKILL, -signal.SIGTERM, 130):
         problems.append(f"killed run exited {code}: {err[-300:]}")
     if health(env) is None and complete(env, EXTRA_FILES) is not None:
         problems.append(f"trusted a half install: {complete(env, EXTRA_FILES)}")
