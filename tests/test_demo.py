@@ -34,12 +34,8 @@ def test_demo_runs_the_pipeline_then_reruns_incrementally(tmp_path: Path) -> Non
 
 
 def test_demo_llama_cpp_says_how_to_install_when_missing(tmp_path: Path) -> None:
+    """AUTO_INFER_LLAMACPP_VENV names the only place looked at: a folder without the engine."""
     env = clean_env({"HOME": str(tmp_path), "AUTO_INFER_LLAMACPP_VENV": str(tmp_path / "no-venv")})
-    if Path("/opt/auto-infer-ci/llamacpp-venv/bin/python").exists():
-        env["AUTO_INFER_LLAMACPP_VENV"] = str(tmp_path / "no-venv")   # the default path is also looked at
     r = run_cli(["demo", "--workspace", str(tmp_path / "ws"), "--engine", "llama-cpp"], env)
-    if r.returncode == 0:
-        assert "Paris" in r.stderr or "demo finished" in r.stderr      # installed here: it ran for real
-    else:
-        assert r.returncode == 1 and "llama.cpp engine is not installed" in r.stderr
-        assert "setup-llamacpp-venv.sh" in r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "llama.cpp engine is not installed" in r.stderr and "setup-llamacpp-venv.sh" in r.stderr

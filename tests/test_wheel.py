@@ -3,6 +3,7 @@ build the wheel, install it into a fresh venv, run --help, env and demo from ano
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import venv
@@ -18,8 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"          # a copy: building in the checkout would leave build/ and *.egg-info there
+    shutil.copytree(REPO, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".gpu-run", "bench"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(root / "dist"),
-                            str(REPO)], capture_output=True, text=True, timeout=600, cwd=root)
+                            str(src)], capture_output=True, text=True, timeout=600, cwd=root)
     assert build.returncode == 0, build.stderr
     wheels = list((root / "dist").glob("auto_infer-*.whl"))
     assert len(wheels) == 1

@@ -26,9 +26,9 @@ INSTALL_HINT = (
 
 
 def candidate_venvs() -> list[Path]:
-    """Where to look, in order: $AUTO_INFER_LLAMACPP_VENV, then the CI default."""
+    """Where to look: $AUTO_INFER_LLAMACPP_VENV when set (only there), else the CI default."""
     given = os.environ.get(VENV_VAR, "").strip()
-    return [Path(given), DEFAULT_VENV] if given else [DEFAULT_VENV]
+    return [Path(given)] if given else [DEFAULT_VENV]
 
 
 def find_llamacpp() -> tuple[Path, Path] | None:
