@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     if args[0] == "demo":
         args = _demo_workspace(args)
+    if args[0] == "warm" and "--rehearse" in args:       # `warm --rehearse` = `warm rehearse`
+        args = ["warm", "rehearse", *(a for a in args[1:] if a != "--rehearse")]
     t0 = time.monotonic()
     try:
         return run(args)

@@ -22,13 +22,16 @@ from auto_infer.tasks import install
 from auto_infer.tasks.common import settings
 from auto_infer.tasks.glue import action, takes_run_lock
 
-GATES = "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT"
+GATES = ("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_REHEARSE_ON_BOOT, "
+         "AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT")
 
 
 def boot_steps(s: Settings) -> list[str]:
     steps: list[str] = []
-    if s.gates.get("warm"):
+    if s.gates.get("warm") or s.gates.get("rehearse"):
         steps.append("warm")
+    if s.gates.get("rehearse"):         # the rehearsal proves what warm put into the cache
+        steps.append("rehearse")
     if s.gates.get("install") or s.gates.get("serve"):
         steps += ["install", "check"]
     if s.gates.get("serve"):
@@ -41,7 +44,7 @@ def _serve_task() -> dict[str, Any]:
 
 
 STEP_TASKS: dict[str, Callable[[], dict[str, Any]]] = {
-    "warm": install.task_warm, "install": install.task_install, "check": install.task_check, "serve": _serve_task}
+    "warm": install.task_warm, "rehearse": install.task_rehearse, "install": install.task_install, "check": install.task_check, "serve": _serve_task}
 
 
 def _report(steps: list[str]) -> None:

@@ -19,6 +19,7 @@ DOIT_CONFIG = doit_config()
 # -- install pipeline (issue: template → warm → manifest → frozen install → import check)
 task_template = install.task_template    # copy the mounted template into the project
 task_warm = install.task_warm            # online; after template
+task_rehearse = install.task_rehearse    # online, after warm: the cache alone installs it (no network)
 task_install = install.task_install      # offline-capable; after template; lock content invalidates
 task_check = install.task_check          # after install; always runs
 

@@ -93,6 +93,17 @@ def _shell_quote(value: str) -> str:
     return shlex.quote(value)
 
 
+def _do_rehearse() -> None:
+    from auto_infer.install import rehearse
+    say(rehearse.run(settings()).line())
+
+
+@takes_run_lock
+def task_rehearse() -> dict[str, Any]:
+    """Online: prove the cache alone installs this lock (scratch project, no network, then removed)."""
+    return {"actions": [action(_do_rehearse)], "task_dep": ["warm"], "verbosity": 2}
+
+
 @read_only
 def task_env() -> dict[str, Any]:
     """Print the resolved env-var contract as `export` lines (eval "$(auto-infer env)")."""

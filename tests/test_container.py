@@ -305,7 +305,7 @@ def test_hook_without_gate_logs_to_the_workspace(workspace: Workspace, tmp_path:
     r = run_hook(hook_env(workspace, tmp_path))
     assert r.returncode == 0, r.stderr
     log = boot_log(workspace)
-    assert "start: warm=0 install=0 serve=0" in log and "no gate set" in log
+    assert "start: warm=0 rehearse=0 install=0 serve=0" in log and "no gate set" in log
     assert log.rstrip().splitlines()[-1].endswith(f"exit 0: done; log: {workspace.root}/logs/boot.log")
 
 
@@ -342,7 +342,7 @@ def test_hook_install_gate_offline_from_the_warmed_cache(workspace: Workspace, o
     assert "boot: done: install → check" in r.stdout and "demo_extras 0.3" in r.stdout
     assert (fresh / ".pixi" / "envs" / "default" / "bin" / "hello").is_file()
     log = boot_log(workspace)
-    assert "start: warm=0 install=1 serve=0" in log and "install needed" in log and "exit 0: done" in log
+    assert "start: warm=0 rehearse=0 install=1 serve=0" in log and "install needed" in log and "exit 0: done" in log
     again = run_hook(env, net=False)        # a second boot: the environment is healthy, nothing to install
     assert again.returncode == 0 and "-- boot:install (up to date" in again.stdout
 

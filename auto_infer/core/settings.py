@@ -30,6 +30,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_SGLANG_CONFIG": ("${AUTO_INFER_WORKSPACE_DIR}/sglang-configs/sglang.toml", "Model config (infer-dev runner TOML) for serve."),
     "AUTO_INFER_SGLANG_OVERRIDES": ("", "JSON deep-merged into the model config before validation."),
     "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT": ("0", "boot: warm the caches first (needs network)."),
+    "AUTO_INFER_SGLANG_REHEARSE_ON_BOOT": ("0", "boot: after warming, rehearse the offline install (scratch project, no network)."),
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
     "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
     "AUTO_INFER_LOCK_TIMEOUT": ("3600", "Seconds to wait for another auto-infer run holding the lock."),
@@ -243,6 +244,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         lock_timeout=lock_timeout,
         gates={
             "warm": truthy(get("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT")),
+            "rehearse": truthy(get("AUTO_INFER_SGLANG_REHEARSE_ON_BOOT")),
             "install": truthy(get("AUTO_INFER_SGLANG_INSTALL_ON_BOOT")),
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },

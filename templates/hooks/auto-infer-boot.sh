@@ -4,6 +4,7 @@
 # Runs `auto-infer boot`, which does what the gates say (all off by default: it then does nothing
 # and says so in one line):
 #   AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT=1  warm the caches (online only)
+#   AUTO_INFER_SGLANG_REHEARSE_ON_BOOT=1    warm, then rehearse the offline install (scratch, no network)
 #   AUTO_INFER_SGLANG_INSTALL_ON_BOOT=1     install the environment from the caches, then check it
 #   AUTO_INFER_SGLANG_ON_BOOT=1             install + check, then serve the model config
 # Its output is shown and appended to ${AUTO_INFER_WORKSPACE_DIR}/logs/boot.log (/tmp when the
@@ -56,8 +57,9 @@ outcome() {  # exit status -> one line
 
 run_boot() {  # $1 = log file; returns auto-infer's exit status
   local log="$1" status
-  printf '%s %s start: warm=%s install=%s serve=%s timeout=%ss workspace=%s\n' "$TAG" "$(date -Is)" \
-    "${AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT:-0}" "${AUTO_INFER_SGLANG_INSTALL_ON_BOOT:-0}" \
+  printf '%s %s start: warm=%s rehearse=%s install=%s serve=%s timeout=%ss workspace=%s\n' "$TAG" "$(date -Is)" \
+    "${AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT:-0}" "${AUTO_INFER_SGLANG_REHEARSE_ON_BOOT:-0}" \
+    "${AUTO_INFER_SGLANG_INSTALL_ON_BOOT:-0}" \
     "${AUTO_INFER_SGLANG_ON_BOOT:-0}" "$LIMIT" "$WS" | tee -a "$log" >&2
   if ! command -v auto-infer >/dev/null 2>&1; then
     status=127
