@@ -132,15 +132,16 @@ class _Run:
 
         h, n = hashlib.sha256(), 0
         parsed = urlparse(url)
-        if parsed.scheme == "file":
+        if parsed.scheme in ("", "file"):
             try:
-                with open(unquote(parsed.path), "rb") as src:
-                    while block := src.read(CHUNK):
-                        h.update(block)
-                        fh.write(block)  # type: ignore[attr-defined]
-                        n += len(block)
-            except FileNotFoundError:
-                raise _Permanent("no such file") from None
+                src = open(unquote(parsed.path), "rb")   # noqa: SIM115 - closed below
+            except OSError as exc:         # missing, a folder, unreadable: this URL will not work
+                raise _Permanent(f"cannot read the file: {exc.strerror}") from None
+            with src:
+                while block := src.read(CHUNK):
+                    h.update(block)
+                    fh.write(block)  # type: ignore[attr-defined]
+                    n += len(block)
             return h.hexdigest(), n
         wait = min(self.net.timeout, self._left())
         try:

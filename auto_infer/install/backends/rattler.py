@@ -61,6 +61,8 @@ def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
         dest = _archive(settings, a)
         jobs.append(fetch.Job(a.url, f"{dest.parent.name}/{a.filename}", a.url, dest, a.sha256, archives))
     for a in locked.pypi:
+        if "://" not in a.url:       # a path entry (warm warned): nothing to download
+            continue
         jobs.append(fetch.Job(a.url, a.filename, a.url, settings.wheel_dir / a.filename, a.sha256, wheels))
     return jobs
 
