@@ -8,9 +8,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+_SAY = threading.Lock()
+
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """One line to stderr; one write under a lock, so lines from threads never interleave."""
+    with _SAY:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def fmt_secs(seconds: float) -> str:

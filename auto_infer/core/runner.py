@@ -13,8 +13,11 @@ from auto_infer.core.progress import Step
 
 
 def run_logged(cmd: list[str], *, env: Mapping[str, str], log: Path, step: Step | None = None,
-               cwd: Path | None = None, fix: str | None = None) -> str:
-    """Run ``cmd``; raise SubprocessFailed (command, code, last lines) if it fails."""
+               cwd: Path | None = None, fix: str | None = None, timeout: float | None = None,
+               timeout_name: str = "") -> str:
+    """Run ``cmd``; raise SubprocessFailed (command, code, last lines) if it fails.
+
+    ``timeout``: seconds it may run; then it is killed and a UserError names ``timeout_name``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=40)
     try:
@@ -37,7 +40,15 @@ def run_logged(cmd: list[str], *, env: Mapping[str, str], log: Path, step: Step 
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    code = proc.wait()
+    try:
+        code = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        reader.join(5)
+        last = "\n".join(f"    {ln}" for ln in list(tail)[-5:])
+        raise UserError(f"{cmd[0]} did not finish within {timeout:.0f} s and was stopped; last output:\n{last}",
+                        where=timeout_name or None, fix=fix or f"see the full log: {log}") from None
     reader.join()
     if code != 0:
         raise SubprocessFailed(cmd, code, "\n".join(tail), fix=fix or f"see the full log: {log}")

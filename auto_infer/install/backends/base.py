@@ -6,6 +6,7 @@ from typing import Protocol
 
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Settings
+from auto_infer.install.fetch import Fetched
 from auto_infer.install.lockfile import LockedEnv
 
 
@@ -15,10 +16,10 @@ class Backend(Protocol):
     def version(self) -> str:
         """Installer name and version, recorded in the manifest and the install record."""
 
-    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, Fetched]:
         """Online, before the environment is touched: download what can be downloaded up front.
 
-        Returns filename -> (sha256, size) of the PyPI files it measured (may be empty)."""
+        Returns the lock's URL -> (sha256, size, served_from) of the files it holds (may be empty)."""
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
-from auto_infer.core.progress import Step
+from auto_infer.core.fsutil import atomic_write_text
+from auto_infer.core.progress import Step, say
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
+from auto_infer.install.fetch import Fetched
 from auto_infer.install.lockfile import LockedEnv
+from auto_infer.install.mirrors import load as load_mirrors
 
 OFFLINE_FLAG_SINCE = (0, 74, 0)   # pixi --offline (PR prefix-dev/pixi#6608)
 
@@ -28,6 +32,43 @@ def command(settings: Settings, *, offline: bool, pixi_version: tuple[int, int, 
     return cmd
 
 
+CONFIG_MARK = "# written by auto-infer warm"
+
+
+def config_text(settings: Settings) -> str:
+    """<project>/.pixi/config.toml: the mirror map and the connection limit, for pixi itself."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment(CONFIG_MARK[2:] + f" from AUTO_INFER_MIRRORS={settings.net.mirrors or ''}; "
+                            "rewritten on every warm"))
+    mirrors = load_mirrors(settings.net.mirrors)
+    if mirrors.raw:
+        doc["mirrors"] = mirrors.raw
+    doc["concurrency"] = {"downloads": settings.net.connections}
+    return tomlkit.dumps(doc)
+
+
+def write_config(settings: Settings) -> Path | None:
+    """Write the project config pixi reads, unless the user keeps their own there (then warn)."""
+    path = settings.project_dir / ".pixi" / "config.toml"
+    if path.exists() and not path.read_text(errors="replace").startswith(CONFIG_MARK):
+        say(f"⚠ WARNING: {path} is not ours: left as it is, so AUTO_INFER_MIRRORS and "
+            "AUTO_INFER_NET_CONNECTIONS do not reach pixi")
+        return None
+    atomic_write_text(path, config_text(settings))
+    return path
+
+
+def environment(settings: Settings, *, offline: bool) -> dict[str, str]:
+    """pixi's environment: the cache variables, uv's timeout/retries/connections from ours."""
+    env = settings.tool_env(online=not offline)
+    env.update({"UV_HTTP_TIMEOUT": str(max(1, round(settings.net.timeout))),
+                "UV_HTTP_RETRIES": str(settings.net.retries),
+                "UV_CONCURRENT_DOWNLOADS": str(settings.net.connections)})
+    return env
+
+
 class PixiBackend:
     name = "pixi"
 
@@ -39,10 +80,14 @@ class PixiBackend:
 
     def _run(self, settings: Settings, step: Step, *, offline: bool) -> None:
         cmd = command(settings, offline=offline, pixi_version=parse_version(self.version()))
-        run_logged(cmd, env=settings.tool_env(online=not offline), log=settings.state_dir / "install.log",
-                   step=step, fix="see the log above; `pixi info` shows the cache dir pixi uses")
+        if not offline:
+            write_config(settings)
+        # pixi has no total deadline of its own (conda: 5 min read timeout, 3 retries, both fixed)
+        run_logged(cmd, env=environment(settings, offline=offline), log=settings.state_dir / "install.log",
+                   step=step, fix="see the log above; `pixi info` shows the cache dir pixi uses",
+                   timeout=None if offline else settings.net.deadline, timeout_name="AUTO_INFER_NET_DEADLINE")
 
-    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, Fetched]:
         return {}   # pixi downloads while it installs
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,

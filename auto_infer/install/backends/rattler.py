@@ -1,27 +1,29 @@
 """The pixi-free backend: conda records through py-rattler, the lock's wheels through uv.
 
 Conda packages use the same package cache pixi uses (PIXI_CACHE_DIR/pkgs), so a cache warmed
-by either backend serves the other's conda side. Wheels are downloaded at ``warm`` into
-CACHE_ROOT/pypi/wheels (sha256 checked) and installed at ``install`` by ``uv pip install
+by either backend serves the other's conda side. At ``warm``, install/fetch.py downloads the conda
+archives into CACHE_ROOT/conda/archives (kept: they repair a damaged cache entry offline) and
+the wheels into CACHE_ROOT/pypi/wheels, sha256 checked, with timeouts, retries and mirrors; the
+package cache is then filled from those local archives. Wheels are installed by ``uv pip install
 --offline --no-index --no-deps --require-hashes`` into the environment's own Python.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from typing import Any
 
 from auto_infer.core.errors import SubprocessFailed, UserError
-from auto_infer.core.fsutil import disk_full, nearly_full, sha256_file
-from auto_infer.core.progress import Step, fmt_secs
+from auto_infer.core.fsutil import disk_full, nearly_full
+from auto_infer.core.progress import Step
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
+from auto_infer.install import fetch
 from auto_infer.install.cache import WheelStore
 from auto_infer.install.lockfile import Artifact, LockedEnv
+from auto_infer.install.mirrors import load as load_mirrors
 
 
 def uv_bin() -> str:
@@ -46,41 +48,31 @@ def _versions() -> str:
     return " + ".join(parts)
 
 
-def _download(a: Artifact, dest: Path, step: Step) -> tuple[str, int]:
-    """Fetch one wheel into ``dest`` (temp file + rename); verify its sha256 if the lock has one."""
-    import requests
+def _archive(settings: Settings, a: Artifact) -> Path:
+    """Where warm keeps a conda archive: <archives>/<subdir>/<filename> (subdir from the URL)."""
+    subdir = a.url.rstrip("/").rsplit("/", 2)[-2] if a.url.count("/") >= 2 else "unknown"
+    return settings.conda_archive_dir / subdir / a.filename
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{a.filename}.", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        parsed = urlparse(a.url)
-        with os.fdopen(fd, "wb") as fh:
-            if parsed.scheme in ("", "file"):
-                with open(unquote(parsed.path), "rb") as src:
-                    shutil.copyfileobj(src, fh)
-            else:
-                with requests.get(a.url, stream=True, timeout=(15, 300)) as resp:
-                    resp.raise_for_status()
-                    for chunk in resp.iter_content(1 << 20):
-                        fh.write(chunk)
-        sha = sha256_file(tmp)
-        if a.sha256 and sha != a.sha256:
-            raise UserError(f"downloaded {a.filename} has sha256 {sha[:12]}…, the lock says {a.sha256[:12]}…",
-                            where=a.url, fix="the mirror serves another file than the lock names: fix the mirror")
-        size = tmp.stat().st_size
-        os.replace(tmp, dest)
-        return sha, size
-    except OSError as exc:
-        raise UserError(f"cannot fetch {a.filename}: {exc}", where=a.url,
-                        fix="check the network / proxy variables; warm needs the network") from None
-    except Exception as exc:
-        if isinstance(exc, UserError):
-            raise
-        raise UserError(f"cannot fetch {a.filename}: {exc}", where=a.url,
-                        fix="check the network / proxy variables; warm needs the network") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+
+def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
+    archives, wheels = WheelStore(settings.conda_archive_dir), WheelStore(settings.wheel_dir)
+    jobs = []
+    for a in locked.conda:
+        dest = _archive(settings, a)
+        jobs.append(fetch.Job(a.url, f"{dest.parent.name}/{a.filename}", a.url, dest, a.sha256, archives))
+    for a in locked.pypi:
+        if "://" not in a.url:       # a path entry (warm warned): nothing to download
+            continue
+        jobs.append(fetch.Job(a.url, a.filename, a.url, settings.wheel_dir / a.filename, a.sha256, wheels))
+    return jobs
+
+
+def _client(settings: Settings):  # type: ignore[no-untyped-def]
+    """rattler's own HTTP client, bounded too (a total timeout per request): warm hands it only
+    local archives and an offline install only the cache, so it should never be used."""
+    from rattler.networking import Client, RetryMiddleware
+
+    return Client([RetryMiddleware(0)], timeout=max(1, int(settings.net.deadline)))
 
 
 def _install_error(settings: Settings, exc: Exception) -> UserError:
@@ -101,15 +93,25 @@ class RattlerBackend:
         return _versions()
 
     # ---- conda side ------------------------------------------------------------------
-    def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool) -> None:
+    def _records(self, settings: Settings, locked: LockedEnv, online: bool) -> list[Any]:
+        """The lock's records; online (warm) pointing at the archives warm fetched, so rattler fills
+        the package cache from local files (same cache key and sha256 as from the channel)."""
+        if not online:
+            return list(locked.raw_records)
+        from rattler import RepoDataRecord
+
+        return [RepoDataRecord(r, r.file_name, _archive(settings, a).as_uri(), r.channel or "")
+                for r, a in zip(locked.raw_records, locked.conda, strict=True)]
+
+    def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, online: bool) -> None:
         from rattler import install
 
         step.note(f"linking {len(locked.conda)} conda packages")
         names = {r.name.normalized for r in locked.raw_records} if reinstall else None
         try:
-            asyncio.run(install(list(locked.raw_records), settings.env_prefix,
+            asyncio.run(install(self._records(settings, locked, online), settings.env_prefix,
                                 cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
-                                show_progress=False))
+                                show_progress=False, client=_client(settings)))
         except Exception as exc:
             raise _install_error(settings, exc) from None
 
@@ -154,22 +156,12 @@ class RattlerBackend:
             raise disk_full(settings.env_prefix, f"uv could not install the wheels: {cause}") from None
 
     # ---- the interface ---------------------------------------------------------------
-    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
-        measured: dict[str, tuple[str, int]] = {}
-        store = WheelStore(settings.wheel_dir)
-        for i, a in enumerate(locked.pypi, 1):
-            dest = settings.wheel_dir / a.filename
-            have = store.verified_sha(a.filename) if dest.exists() else None
-            if have and (a.sha256 is None or have == a.sha256):
-                measured[a.filename] = (have, dest.stat().st_size)
-                continue
-            step.note(f"wheel {i}/{len(locked.pypi)}: {a.filename} ({fmt_secs(step.elapsed)})")
-            measured[a.filename] = _download(a, dest, step)
-        store.save()
-        return measured
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, fetch.Fetched]:
+        mirrors = load_mirrors(settings.net.mirrors)
+        return fetch.fetch_all(_jobs(settings, locked), settings.net, mirrors, step, "artifacts")
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:
-        # online (warm): rattler downloads missing conda packages into the shared cache as it links
-        self._conda(settings, locked, step, reinstall=repair)
+        # online (warm): the package cache is filled from the archives fetch() downloaded
+        self._conda(settings, locked, step, reinstall=repair, online=online)
         self._uv(settings, locked, step, reinstall=repair, remove=remove_pypi)

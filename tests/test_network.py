@@ -1,0 +1,260 @@
+"""warm's download layer on real sockets: a stalled network ends with a clear error, mirrors
+serve the lock's URLs, transient failures are retried, a wrong hash is never accepted."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.net import free_port
+from auto_infer.core.settings import load
+from auto_infer.demo import mirror
+from auto_infer.install import mirrors
+from auto_infer.install.backends import pixi
+from tests.conftest import Built, Workspace
+from tests.helpers import clean_env, run_cli
+
+SECRET = "s3cr3t-pw"
+FAST = {"AUTO_INFER_NET_TIMEOUT": "1", "AUTO_INFER_NET_RETRIES": "1", "AUTO_INFER_NET_RETRY_DELAY": "0.05",
+        "AUTO_INFER_NET_DEADLINE": "60", "AUTO_INFER_NET_CONNECTIONS": "2"}
+# infer-dev's real rattler config (dev-dockers host-scripts/rattler-config.tuna.toml), verbatim
+TUNA = '''# Rattler config (used by pixi-pack -c) with Tsinghua TUNA mirrors.
+
+[mirrors]
+"https://conda.anaconda.org/conda-forge" = [
+  "https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge/"
+]
+'''
+
+
+@contextmanager
+def stalled_server() -> Iterator[tuple[int, list[socket.socket]]]:
+    """Accepts every connection and never answers (a dead proxy / stalled network)."""
+    srv = socket.create_server(("127.0.0.1", 0), backlog=64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield srv.getsockname()[1], held
+    finally:
+        srv.close()
+        for conn in held:
+            conn.close()
+
+
+class _Flaky(SimpleHTTPRequestHandler):
+    """Serves files; the first requests fail as the server's ``plan`` says."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        with self.server.plan_lock:  # type: ignore[attr-defined]
+            mode = self.server.plan.pop(0) if self.server.plan else None  # type: ignore[attr-defined]
+        if mode == "503":
+            self.send_error(503, "try later")
+        elif mode == "reset":                # RST instead of a response
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        elif mode == "truncated":            # the full Content-Length, half the body
+            data = Path(self.translate_path(self.path)).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.close_connection = True
+        else:
+            super().do_GET()
+
+
+@contextmanager
+def flaky_server(root: Path, plan: list[str]) -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", free_port()), functools.partial(_Flaky, directory=str(root)))
+    srv.plan, srv.plan_lock = list(plan), threading.Lock()  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def mirror_map(path: Path, original: str, *targets: str) -> Path:
+    doc = tomlkit.document()
+    doc["mirrors"] = {original: list(targets)}
+    path.write_text(tomlkit.dumps(doc))
+    return path
+
+
+def warm_env(workspace: Workspace, built: Built, *mirror_urls: str, **extra: str) -> dict[str, str]:
+    """The workspace's env; the lock's host (nothing listens there in these tests) mapped to ``mirror_urls``."""
+    env = {**workspace.env, **FAST, **extra}
+    if mirror_urls:
+        path = mirror_map(workspace.root.parent / "mirrors.toml", f"http://127.0.0.1:{built.port}", *mirror_urls)
+        env["AUTO_INFER_MIRRORS"] = str(path)
+    return env
+
+
+def no_part_files(root: Path) -> bool:
+    return not [p for p in root.rglob("*.part")]
+
+
+# ---- stalled network ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("limit", [{}, {"AUTO_INFER_NET_TIMEOUT": "60", "AUTO_INFER_NET_DEADLINE": "3"}],
+                         ids=["read-timeout", "total-deadline"])
+def test_stalled_proxy_ends_warm_naming_what_was_not_fetched(workspace: Workspace, built_channel: Built,
+                                                             limit: dict[str, str]) -> None:
+    with stalled_server() as (port, held):
+        proxy = f"http://alice:{SECRET}@127.0.0.1:{port}"
+        env = warm_env(workspace, built_channel, HTTP_PROXY=proxy, http_proxy=proxy, **limit)
+        r = run_cli(["warm"], env, timeout=120)        # the safety net: warm must end by itself
+        assert held, "the downloads never reached the stalled proxy"
+    assert r.returncode == 1, r.stderr
+    assert "4 of 4 artifacts were not fetched" in r.stderr, r.stderr
+    for name in ("hello-1.0-0.tar.bz2", "demo-data-2.0-0.tar.bz2", "demo_extras-0.3-py3-none-any.whl"):
+        assert name in r.stderr
+    assert f"proxy: http://alice:***@127.0.0.1:{port}" in r.stderr, r.stderr
+    assert ("deadline" if limit else "no data within the read timeout") in r.stderr
+    assert "Traceback" not in r.stderr and SECRET not in r.stderr + r.stdout
+    for path in workspace.root.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert no_part_files(workspace.root)
+
+
+# ---- mirrors ----------------------------------------------------------------------------------
+
+def test_mirror_map_serves_an_unreachable_channel(workspace: Workspace, built_channel: Built) -> None:
+    with mirror.Mirror(built_channel.channel.root) as m:
+        r = run_cli(["warm"], warm_env(workspace, built_channel, f"{m.url}/"))
+        assert r.returncode == 0, r.stderr
+        assert len(m.requests) == 4
+    manifest = json.loads(workspace.manifest.read_text())
+    for art in manifest["artifacts"]:
+        assert art["url"].startswith(f"http://127.0.0.1:{built_channel.port}/")
+        assert art["served_from"].startswith(f"{m.url}/"), art
+    archives = workspace.cache_root / "conda" / "archives"
+    assert (archives / "linux-64" / "hello-1.0-0.tar.bz2").is_file()
+    assert (archives / "noarch" / "demo-data-2.0-0.tar.bz2").is_file()
+    # a second warm downloads nothing and keeps what the manifest says about the source
+    with mirror.Mirror(built_channel.channel.root, m.port) as again:
+        r = run_cli(["warm"], warm_env(workspace, built_channel, f"{m.url}/"))
+        assert r.returncode == 0, r.stderr
+        assert again.requests == []
+    assert json.loads(workspace.manifest.read_text())["artifacts"] == manifest["artifacts"]
+
+
+def test_mirrors_are_tried_in_order_and_failures_retried(workspace: Workspace, built_channel: Built) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with flaky_server(built_channel.channel.root, ["503", "reset", "truncated"]) as flaky:
+        env = warm_env(workspace, built_channel, dead, flaky, AUTO_INFER_NET_RETRIES="3",
+                       AUTO_INFER_NET_CONNECTIONS="1")
+        r = run_cli(["warm"], env)
+    assert r.returncode == 0, r.stderr
+    retries = [ln for ln in r.stderr.splitlines() if "↻ retry" in ln]
+    assert len(retries) == 3, r.stderr
+    assert "HTTP 503" in retries[0] and "truncated" in retries[2] and "reset" in retries[1].lower(), retries
+    assert "trying the next mirror" in r.stderr                 # the dead mirror, then the flaky one
+    served = {a["served_from"] for a in json.loads(workspace.manifest.read_text())["artifacts"]}
+    assert all(s.startswith(f"{flaky}/") for s in served), served
+
+
+def test_a_wrong_hash_is_never_accepted(workspace: Workspace, built_channel: Built, tmp_path: Path) -> None:
+    bad_root = tmp_path / "bad-mirror"
+    shutil.copytree(built_channel.channel.root, bad_root)
+    hello = bad_root / "channel" / "linux-64" / "hello-1.0-0.tar.bz2"
+    hello.write_bytes((bad_root / "channel" / "noarch" / "demo-data-2.0-0.tar.bz2").read_bytes())
+    with mirror.Mirror(bad_root) as m:
+        r = run_cli(["warm"], warm_env(workspace, built_channel, m.url, AUTO_INFER_NET_RETRIES="2"))
+        asked = [p for p in m.requests if p.endswith("hello-1.0-0.tar.bz2")]
+    assert r.returncode == 1, r.stderr
+    assert "1 of 4 artifacts were not fetched" in r.stderr and "linux-64/hello-1.0-0.tar.bz2" in r.stderr
+    assert "sha256 mismatch" in r.stderr and "Traceback" not in r.stderr
+    assert len(asked) == 1                                       # not retried
+    assert not (workspace.cache_root / "conda" / "archives" / "linux-64" / "hello-1.0-0.tar.bz2").exists()
+    assert no_part_files(workspace.root)
+    assert not workspace.manifest.exists()
+
+
+# ---- the mirror file ----------------------------------------------------------------------------
+
+def test_the_infer_dev_rattler_config_parses(tmp_path: Path) -> None:
+    path = tmp_path / "rattler-config.tuna.toml"
+    path.write_text(TUNA)
+    m = mirrors.load(path)
+    url = "https://conda.anaconda.org/conda-forge/linux-64/python-3.12.12-h5.conda"
+    assert m.candidates(url) == [
+        "https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge/linux-64/python-3.12.12-h5.conda"]
+    assert m.candidates("https://pypi.org/simple/x/") == ["https://pypi.org/simple/x/"]
+
+
+def test_longest_prefix_wins_and_the_original_only_when_listed(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('[mirrors]\n"https://h/a" = ["https://m1/a"]\n'
+                    '"https://h/a/label" = ["https://m2/x", "https://h/a/label"]\n')
+    m = mirrors.load(path)
+    assert m.candidates("https://h/a/label/f.conda") == ["https://m2/x/f.conda", "https://h/a/label/f.conda"]
+    assert m.candidates("https://h/a/f.conda") == ["https://m1/a/f.conda"]
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[mirrors]\n"https://h/a" = "https://m/a"\n', ["non-empty list", "'https://h/a'"]),
+    ('[mirrors]\n"https://h/a" = ["ftp://m/a"]\n', ["not an http(s)/file URL", "'https://h/a'"]),
+    ("[mirrors\n", ["not valid TOML"]),
+    ("[other]\nx = 1\n", ["no [mirrors] table"]),
+])
+def test_a_malformed_mirror_file_names_file_and_key(tmp_path: Path, text: str, words: list[str]) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as err:
+        mirrors.load(path)
+    message = str(err.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message
+
+
+def test_warm_with_a_malformed_mirror_file_exits_1(workspace: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text('[mirrors]\n"https://h/a" = 3\n')
+    r = run_cli(["warm"], {**workspace.env, "AUTO_INFER_MIRRORS": str(path)})
+    assert r.returncode == 1 and str(path) in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+# ---- the pixi backend's side --------------------------------------------------------------------
+
+def test_pixi_gets_the_mirror_map_and_the_limits(tmp_path: Path) -> None:
+    path = tmp_path / "rattler-config.toml"
+    path.write_text(TUNA)
+    s = load(clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_MIRRORS": str(path),
+                        "AUTO_INFER_NET_TIMEOUT": "7", "AUTO_INFER_NET_RETRIES": "5",
+                        "AUTO_INFER_NET_CONNECTIONS": "3"}))
+    written = pixi.write_config(s)
+    assert written == s.project_dir / ".pixi" / "config.toml"
+    config = tomlkit.parse(written.read_text()).unwrap()
+    assert config["mirrors"] == tomlkit.parse(TUNA).unwrap()["mirrors"]
+    assert config["concurrency"] == {"downloads": 3}
+    env = pixi.environment(s, offline=False)
+    assert (env["UV_HTTP_TIMEOUT"], env["UV_HTTP_RETRIES"], env["UV_CONCURRENT_DOWNLOADS"]) == ("7", "5", "3")
+    written.write_text("[mirrors]\n# the user's own\n")              # not ours: left alone
+    assert pixi.write_config(s) is None and "the user's own" in written.read_text()
