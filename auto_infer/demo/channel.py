@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -245,7 +246,7 @@ def build(root: Path, base_url: str, conda: list[CondaSpec], wheels: list[WheelS
     for wheel in real_wheels:
         (root / "wheels").mkdir(parents=True, exist_ok=True)
         copy = root / "wheels" / wheel.name
-        copy.write_bytes(wheel.read_bytes())
+        shutil.copyfile(wheel, copy)
         built_wheels.append((wheel_spec_of(wheel), copy))
     project = root / "template"
     write_lock(project, channel_dir, base_url, built_wheels, platform=platform)
