@@ -161,6 +161,8 @@ def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serv
     assert serve.debug_env(pb)["env"]["BETA_ONLY"] == "yes" and "BETA_ONLY" not in serve.debug_env(pa)["env"]
     md = (serve.ws.root / "reports" / "serve-latest.md").read_text()
     assert "## alpha: ready and answering" in md and "nvidia-smi" in md
+    assert "`nvidia-smi --query-compute-apps=pid,gpu_uuid,used_memory --format=csv`" in md
+    assert set(report["nvidia_smi_queries"]) == {"gpus", "compute_apps"}
     status = json.loads(serve.ok("status", "--json").stdout)
     rows = {row["name"]: row for row in status}
     assert rows["alpha"]["state"] == rows["beta"]["state"] == "ready"

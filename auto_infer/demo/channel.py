@@ -6,7 +6,10 @@ and served over HTTP on 127.0.0.1 by :mod:`auto_infer.demo.mirror`.
 
 The environment's interpreter is a "venv-style" ``python`` package: ``bin/python`` is a
 symlink to this machine's CPython and ``pyvenv.cfg`` makes the prefix its own venv, so code
-installed into the environment really runs inside it, without shipping a whole CPython.
+installed into the environment really runs inside it, without shipping a whole CPython. Built
+from another interpreter with ``expose_site_packages`` (:func:`host_python`), the environment also
+sees that interpreter's site-packages after its own (a ``.pth`` file runs ``site.addsitedir`` on
+each): how a machine's own torch (CUDA build, too large to carry) becomes the environment's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -117,16 +122,50 @@ def build_wheel(out_dir: Path, spec: WheelSpec) -> Path:
     return out
 
 
-def python_spec() -> CondaSpec:
-    """A venv-style interpreter package for this machine's CPython."""
-    real = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    home = os.path.dirname(real)
-    cfg = f"home = {home}\ninclude-system-site-packages = false\nversion = {sys.version.split()[0]}\n"
-    return CondaSpec(
-        name="python", version=sys.version.split()[0], build="venv_0",
-        files={"bin/python": Symlink(real), "bin/python3": Symlink("python"),
-               f"bin/python{PY_VER}": Symlink("python"), "pyvenv.cfg": cfg.encode(),
-               f"{SITE}/_auto_infer_venv_python.pth": b""})
+@dataclass(frozen=True)
+class HostPython:
+    """An interpreter the environment's ``python`` package stands on."""
+    executable: str                  # the real (base) interpreter, symlinked as bin/python
+    version: str                     # e.g. "3.12.3"
+    site_dirs: tuple[str, ...] = ()  # its site-packages (exposed with expose_site_packages)
+
+    @property
+    def site_rel(self) -> str:
+        return "lib/python{}.{}/site-packages".format(*self.version.split(".")[:2])
+
+
+HOST_QUERY = ("import json, os, site, sys; print(json.dumps([os.path.realpath(getattr(sys, '_base_executable', "
+              "sys.executable)), sys.version.split()[0], site.getsitepackages()]))")
+
+
+def host_python(interpreter: str | None = None) -> HostPython:
+    """This process's interpreter, or ask ``interpreter`` (which may be a venv) for its own."""
+    if interpreter is None:
+        import site
+        return HostPython(os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+                          sys.version.split()[0], tuple(site.getsitepackages()))
+    out = subprocess.run([interpreter, "-c", HOST_QUERY], capture_output=True, text=True, check=True,
+                         timeout=120, stdin=subprocess.DEVNULL).stdout
+    exe, version, dirs = json.loads(out.strip().splitlines()[-1])
+    return HostPython(exe, version, tuple(dirs))
+
+
+def python_spec(host: HostPython | None = None, expose_site_packages: bool = False) -> CondaSpec:
+    """A venv-style interpreter package for ``host`` (default: this machine's CPython)."""
+    host = host or host_python()
+    short = ".".join(host.version.split(".")[:2])
+    cfg = (f"home = {os.path.dirname(host.executable)}\ninclude-system-site-packages = false\n"
+           f"version = {host.version}\n")
+    files: dict[str, bytes | Symlink] = {
+        "bin/python": Symlink(host.executable), "bin/python3": Symlink("python"),
+        f"bin/python{short}": Symlink("python"), "pyvenv.cfg": cfg.encode(),
+        f"{host.site_rel}/_auto_infer_venv_python.pth": b""}
+    build = "venv_0"
+    if expose_site_packages:
+        lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in host.site_dirs)
+        files[f"{host.site_rel}/_auto_infer_host_site.pth"] = lines.encode()
+        build = "venv_host_site_0"
+    return CondaSpec(name="python", version=host.version, build=build, files=files)
 
 
 def _index(channel_dir: Path) -> None:
@@ -187,16 +226,31 @@ def write_manifest_toml(project: Path, name: str, base_url: str, conda: list[Con
     return path
 
 
+def wheel_spec_of(path: Path) -> WheelSpec:
+    """Name and version of a real wheel file, from its file name (PEP 427)."""
+    dist, version = path.name.split("-")[:2]
+    return WheelSpec(dist.replace("_", "-").lower(), version, {})
+
+
 def build(root: Path, base_url: str, conda: list[CondaSpec], wheels: list[WheelSpec],
-          name: str = "auto-infer-test", platform: str = "linux-64") -> BuiltChannel:
-    """Build channel + wheels under ``root`` and a template (pixi.toml + pixi.lock) in root/template."""
+          name: str = "auto-infer-test", platform: str = "linux-64",
+          real_wheels: Iterable[Path] = ()) -> BuiltChannel:
+    """Build channel + wheels under ``root`` and a template (pixi.toml + pixi.lock) in root/template.
+
+    ``real_wheels`` are existing wheel files (e.g. from PyPI), copied in and locked as they are.
+    """
     channel_dir = root / "channel"
     conda_files = tuple(build_conda(channel_dir, spec) for spec in conda)
     _index(channel_dir)
     built_wheels = [(spec, build_wheel(root / "wheels", spec)) for spec in wheels]
+    for wheel in real_wheels:
+        (root / "wheels").mkdir(parents=True, exist_ok=True)
+        copy = root / "wheels" / wheel.name
+        shutil.copyfile(wheel, copy)
+        built_wheels.append((wheel_spec_of(wheel), copy))
     project = root / "template"
     write_lock(project, channel_dir, base_url, built_wheels, platform=platform)
-    write_manifest_toml(project, name, base_url, conda, wheels, platform=platform)
+    write_manifest_toml(project, name, base_url, conda, [spec for spec, _ in built_wheels], platform=platform)
     return BuiltChannel(root=root, project=project, base_url=base_url, conda_files=conda_files,
                         wheel_files=tuple(p for _, p in built_wheels))
 

@@ -31,6 +31,7 @@ if torch is not None:
         out["cuda_version"] = getattr(torch.version, "cuda", None)
         out["cudnn_version"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
         out["gpu_count"] = torch.cuda.device_count() if out["cuda_available"] else 0
+        out["gpu_names"] = [torch.cuda.get_device_name(i) for i in range(out["gpu_count"])]
     except Exception as exc:
         out["cuda_error"] = str(exc)[:300]
 print(json.dumps(out))
@@ -75,5 +76,7 @@ def summary(data: dict[str, Any]) -> str:
     line = f"python {data.get('python')}; {mods or 'no modules'}"
     if "cuda_available" in data:
         line += (f"; torch.cuda.is_available()={data['cuda_available']}; CUDA {data.get('cuda_version')}; "
-                 f"cuDNN {data.get('cudnn_version')}")
+                 f"cuDNN {data.get('cudnn_version')}; {data.get('gpu_count', 0)} GPU(s)")
+        if data.get("gpu_names"):
+            line += ": " + ", ".join(f"{i}: {name}" for i, name in enumerate(data["gpu_names"]))
     return line

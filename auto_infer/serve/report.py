@@ -2,7 +2,7 @@
 
 Per instance: the argv (secrets redacted), GPUs, port, the times (spawned, first answer, ready,
 chat done), the chat request and the full response; for the run: the environment's versions from
-``check`` and ``nvidia-smi`` where it exists. Both files are scrubbed of every known secret.
+``check`` and ``nvidia-smi`` where it exists (its table, and which process runs on which GPU). Both files are scrubbed of every known secret.
 """
 
 from __future__ import annotations
@@ -31,12 +31,19 @@ def iso(moment: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(moment)) + f".{int(moment % 1 * 1000):03d}"
 
 
-def nvidia_smi() -> str:
+# nvidia-smi's own CSV: which GPU is which, and which process (pid) holds memory on which GPU
+SMI_QUERIES = {
+    "gpus": ["--query-gpu=index,uuid,name,driver_version,memory.used", "--format=csv"],
+    "compute_apps": ["--query-compute-apps=pid,gpu_uuid,used_memory", "--format=csv"],
+}
+
+
+def nvidia_smi(*args: str) -> str:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return "not available (nvidia-smi is not on PATH)"
     try:
-        proc = subprocess.run([exe], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"not available ({exc})"
     if proc.returncode != 0:
@@ -81,6 +88,7 @@ def collect(settings: Settings, cfg: ModelConfig, results: list[Result], started
         "environment": read_json(settings.check_path)
                        or "not checked (run `auto-infer check` to record the versions)",
         "nvidia_smi": nvidia_smi(),
+        "nvidia_smi_queries": {name: nvidia_smi(*args) for name, args in SMI_QUERIES.items()},
         "instances": [instance_data(r) for r in results],
     }
 
@@ -96,6 +104,8 @@ def markdown(data: dict[str, Any]) -> str:
     for inst in data["instances"]:
         out += _instance_md(inst)
     out += ["## nvidia-smi", "", "```", data["nvidia_smi"].rstrip(), "```", ""]
+    for name, args in SMI_QUERIES.items():
+        out += [f"`nvidia-smi {' '.join(args)}`:", "", "```", data["nvidia_smi_queries"][name].rstrip(), "```", ""]
     return "\n".join(out)
 
 
