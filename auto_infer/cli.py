@@ -98,7 +98,7 @@ def run(argv: list[str]) -> int:
     what = _needs_run_lock(argv, known)
     if what is None:
         return go()
-    with exclusive(s.state_dir / "run.lock", what, s.lock_timeout):
+    with exclusive(s.run_lock, what, s.lock_timeout):
         return go()
 
 

@@ -139,6 +139,43 @@ class Settings:
         """Our records about the project copy; inside .pixi so it is never copied."""
         return self.project_dir / ".pixi" / "auto-infer"
 
+    @property
+    def run_lock(self) -> Path:
+        """One state-changing `auto-infer` run at a time (the CLI holds it)."""
+        return self.state_dir / "run.lock"
+
+    @property
+    def install_lock(self) -> Path:
+        """warm and install hold it, also when run through plain `doit`."""
+        return self.state_dir / "install.lock"
+
+    @property
+    def install_log(self) -> Path:
+        return self.state_dir / "install.log"
+
+    @property
+    def lock_log(self) -> Path:
+        return self.state_dir / "lock.log"
+
+    @property
+    def check_result(self) -> Path:
+        return self.state_dir / "check.json"
+
+    @property
+    def pypi_requirements(self) -> Path:
+        """The wheel list the rattler backend hands to uv (paths + hashes)."""
+        return self.state_dir / "pypi-requirements.txt"
+
+    @property
+    def install_record(self) -> Path:
+        """Written only after a complete install: lock sha256, installer, what was installed."""
+        return self.env_prefix / "conda-meta" / "auto-infer-install"
+
+    @property
+    def installing_marker(self) -> Path:
+        """Present from the start of an install; says at the end whether it failed or was interrupted."""
+        return self.project_state_dir / f"installing-{self.pixi_env}.json"
+
     def cache_env(self) -> dict[str, str]:
         """The derived cache variables of the plan, exported to every tool we run."""
         return {

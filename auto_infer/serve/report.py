@@ -78,7 +78,7 @@ def collect(settings: Settings, cfg: ModelConfig, results: list[Result], started
         "overrides": bool(settings.overrides.strip()),
         "ok": all(r.ok for r in results),
         "summary": f"{sum(r.ok for r in results)} of {len(results)} instances ready and answering",
-        "environment": read_json(settings.state_dir / "check.json")
+        "environment": read_json(settings.check_result)
                        or "not checked (run `auto-infer check` to record the versions)",
         "nvidia_smi": nvidia_smi(),
         "instances": [instance_data(r) for r in results],

@@ -39,7 +39,7 @@ class PixiBackend:
 
     def _run(self, settings: Settings, step: Step, *, offline: bool) -> None:
         cmd = command(settings, offline=offline, pixi_version=parse_version(self.version()))
-        run_logged(cmd, env=settings.tool_env(online=not offline), log=settings.state_dir / "install.log",
+        run_logged(cmd, env=settings.tool_env(online=not offline), log=settings.install_log,
                    step=step, fix="see the log above; `pixi info` shows the cache dir pixi uses")
 
     def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, tuple[str, int]]:
