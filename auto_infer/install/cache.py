@@ -31,6 +31,7 @@ def build_manifest(settings: Settings, locked: LockedEnv, installer: str, instal
     for a in locked.artifacts:
         item = a.to_json()
         item["url"] = redact_url(a.url)
+        item["location"] = redact_url(a.location)
         if wheel_info and a.filename in wheel_info:
             item["sha256"] = item["sha256"] or wheel_info[a.filename][0]
             item["size"] = wheel_info[a.filename][1]
