@@ -167,9 +167,22 @@ class Settings:
         return self.state_dir / "pypi-requirements.txt"
 
     @property
+    def conda_meta(self) -> Path:
+        return self.env_prefix / "conda-meta"
+
+    @property
     def install_record(self) -> Path:
         """Written only after a complete install: lock sha256, installer, what was installed."""
-        return self.env_prefix / "conda-meta" / "auto-infer-install"
+        return self.conda_meta / "auto-infer-install"
+
+    @property
+    def template_record(self) -> Path:
+        """What the project copy was copied from (sha256 per file)."""
+        return self.project_state_dir / "template.json"
+
+    def template_backup(self, stamp: str) -> Path:
+        """Where a copy of the template keeps the user's edited files it replaced."""
+        return self.project_state_dir / f"backup-{stamp}"
 
     @property
     def installing_marker(self) -> Path:

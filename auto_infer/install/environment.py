@@ -54,7 +54,7 @@ def _drop_unreadable_records(settings: Settings) -> None:
     """rattler writes conda-meta records in place: a run cut short (full disk, kill) can leave one
     empty, and then rattler cannot even read the prefix (parse error, once a segfault). Remove
     those records (of any package, locked or not) so their packages are linked again."""
-    for rec in sorted((settings.env_prefix / "conda-meta").glob("*.json")):
+    for rec in sorted(settings.conda_meta.glob("*.json")):
         if not isinstance(read_json(rec), dict):
             rec.unlink(missing_ok=True)
             say(f"  removed an unreadable conda-meta record (an earlier run was cut short): {rec.name}")
