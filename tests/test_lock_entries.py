@@ -16,7 +16,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import current_platform, load
 from auto_infer.demo import channel, mirror
-from auto_infer.install import environment, lockfile
+from auto_infer.install import cache, environment, lockfile
 from tests.helpers import clean_env, run_cli
 
 ROOT_LOCK = Path("/work/scratch/devdockers/locks/root/pixi.lock")
@@ -125,6 +125,7 @@ def test_tree_git_and_sdist_entries_are_refused_with_their_versions(tmp_path: Pa
                                             ("from-git", "2.1", "git+https://user:tok3n@git.example/x.git@abc"),
                                             ("an-sdist", "3.0", f"http://127.0.0.1:{port}/wheels/an_sdist-3.0.tar.gz")])
     env = _env(tmp_path, built.project)
+    load(env).wheel_dir.mkdir(parents=True)      # an existing wheel folder made these crash (exit 3)
     with mirror.Mirror(built.root, port) as m:
         r = run_cli(["warm"], env)
         assert m.requests == []                          # refused before anything was fetched
@@ -133,6 +134,10 @@ def test_tree_git_and_sdist_entries_are_refused_with_their_versions(tmp_path: Pa
         assert want in r.stderr, r.stderr
     assert "tok3n" not in r.stderr and not any(bad in r.stderr for bad in NEVER)
     assert not load(env).env_prefix.exists()
+    # the cache audit (warm's up-to-date check) names them too, and reads no folder as a wheel
+    locked = lockfile.read(load(env).project_dir / "pixi.lock", "default", "linux-64")
+    whys = {m.artifact.name: m.why for m in cache.audit(load(env), locked, {}, "rattler")}
+    assert whys["from-git"].startswith("a git URL") and "never be cached" in whys["my-tree"]
 
 
 # ---- point 4: lock-derived file names --------------------------------------------------------
