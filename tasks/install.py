@@ -30,6 +30,7 @@ def _do_template() -> None:
     for rel in p.skipped:
         say(f"  not following symlink out of the template: {rel}")
     say(f"  template: {p.action}: {p.reason}")
+    environment.warn_uncacheable(settings())
 
 
 @takes_run_lock

@@ -148,7 +148,8 @@ def group_alive(pgid: int) -> bool:
 def health(env: Mapping[str, str]) -> str | None:
     """``environment.health_check`` for the settings ``env`` describes (a lock error is a reason)."""
     try:
-        return environment.health_check(load_settings(env))
+        reason = environment.health_check(load_settings(env))
+        return None if reason is None else reason.text
     except UserError as exc:
         return f"user error: {exc.what}"
 

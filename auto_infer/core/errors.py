@@ -42,6 +42,7 @@ class SubprocessFailed(UserError):
             fix=fix)
         self.cmd = cmd
         self.returncode = returncode
+        self.last_line = (output.strip().splitlines() or [""])[-1].strip()
 
 
 def write_crash_log(state_dir: Path | None, exc: BaseException) -> Path | None:

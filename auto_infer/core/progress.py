@@ -49,8 +49,9 @@ class Step:
             extra = f": {self.detail}" if self.detail else ""
             say(f"  … {self.name} still running ({fmt_secs(self.elapsed)}){extra}")
 
-    def start(self) -> Step:
-        say(f"→ {self.name}")
+    def start(self, announce: bool = True) -> Step:
+        if announce:
+            say(f"→ {self.name}")
         self._thread = threading.Thread(target=self._beat, daemon=True)
         self._thread.start()
         return self

@@ -179,6 +179,47 @@ class Settings:
         """Our records about the project copy; inside .pixi so it is never copied."""
         return self.project_dir / ".pixi" / "auto-infer"
 
+    @property
+    def install_lock(self) -> Path:
+        """warm and install hold it, also when run through plain `doit`."""
+        return self.state_dir / "install.lock"
+
+    @property
+    def install_log(self) -> Path:
+        return self.state_dir / "install.log"
+
+    @property
+    def lock_log(self) -> Path:
+        return self.state_dir / "lock.log"
+
+    @property
+    def pypi_requirements(self) -> Path:
+        """The wheel list the rattler backend hands to uv (paths + hashes)."""
+        return self.state_dir / "pypi-requirements.txt"
+
+    @property
+    def conda_meta(self) -> Path:
+        return self.env_prefix / "conda-meta"
+
+    @property
+    def install_record(self) -> Path:
+        """Written only after a complete install: lock sha256, installer, what was installed."""
+        return self.conda_meta / "auto-infer-install"
+
+    @property
+    def template_record(self) -> Path:
+        """What the project copy was copied from (sha256 per file)."""
+        return self.project_state_dir / "template.json"
+
+    def template_backup(self, stamp: str) -> Path:
+        """Where a copy of the template keeps the user's edited files it replaced."""
+        return self.project_state_dir / f"backup-{stamp}"
+
+    @property
+    def installing_marker(self) -> Path:
+        """Present from the start of an install; says at the end whether it failed or was interrupted."""
+        return self.project_state_dir / f"installing-{self.pixi_env}.json"
+
     def cache_env(self) -> dict[str, str]:
         """The derived cache variables of the plan, exported to every tool we run."""
         return {

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,8 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_text, read_json
 from auto_infer.core.net import free_port, port_is_free
 from auto_infer.core.netns import can_unshare, offline_command
-from auto_infer.core.progress import fmt_secs, say
+from auto_infer.core.progress import Step, fmt_secs, say
+from auto_infer.core.runner import run_child
 from auto_infer.demo import channel, mirror
 
 ENGINE_PKG = "auto-infer-demo-engine"
@@ -146,20 +145,22 @@ def run_step(label: str, args: list[str], env: dict[str, str], log: Path, *,
     if offline:
         cmd, env = _offline_wrap(cmd, env, use_netns)
     log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    lines: list[str] = []
     with open(log, "a") as fh:
-        fh.write(f"\n$ auto-infer {' '.join(args)}\n")
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        beat = threading.Thread(target=_heartbeat, args=(label, proc, lines, t0), daemon=True)
-        beat.start()
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            fh.write(line)
-            lines.append(line.rstrip())
-        code = proc.wait()
-        elapsed = fmt_secs(time.monotonic() - t0)
+        fh.write(f"\n# auto-infer {' '.join(args)}\n")
+    lines: list[str] = []
+    beat = Step(label, every=10).start(announce=False)
+
+    def on_line(line: str) -> None:
+        lines.append(line.rstrip())
+        if line.strip():
+            beat.note(line.strip()[-100:])
+
+    try:      # one runner for installers and demo steps: its own process group, ended on SIGTERM
+        code = run_child(cmd, env=env, log=log, on_line=on_line, grace=30)
+    finally:
+        beat.stop()
+    elapsed = fmt_secs(beat.elapsed)
+    with open(log, "a") as fh:
         fh.write(f"(exit {code}, {elapsed})\n")
     out = "\n".join(lines)
     if code != 0:
@@ -173,16 +174,6 @@ def run_step(label: str, args: list[str], env: dict[str, str], log: Path, *,
         note = "nothing to do: the environment already matches the lock"
     say(f"  ✓ {label:<36} {elapsed:>7}  {note}")
     return out
-
-
-def _heartbeat(label: str, proc: subprocess.Popen[str], lines: list[str], t0: float) -> None:
-    while True:
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            last = next((ln for ln in reversed(lines) if ln.strip()), "")
-            say(f"    … {label} still running ({fmt_secs(time.monotonic() - t0)}): {last[-100:]}")
 
 
 def _latest_report(workspace: Path) -> tuple[Path | None, dict | None]:

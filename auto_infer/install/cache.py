@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ def build_manifest(settings: Settings, locked: LockedEnv, installer: str, instal
             item["size"] = got.size
         item["served_from"] = (got.served_from if got is not None else None) or before.get(
             (item["url"], item["sha256"]))
+        item["location"] = redact_url(a.location)
         artifacts.append(item)
     proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
     return {
@@ -150,6 +152,8 @@ class WheelStore:
             st = (self.dir / filename).stat()
         except OSError:
             return None
+        if not stat.S_ISREG(st.st_mode):      # a lock entry that names no file (a source tree, git)
+            return None
         # ctime too: an in-place edit that puts the mtime back still moves the ctime
         return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
@@ -203,6 +207,9 @@ def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | N
     expected = {x["filename"]: x for x in (manifest or {}).get("artifacts", []) if x.get("kind") == "pypi"}
     store = WheelStore(settings.wheel_dir)
     for a in locked.pypi:
+        if a.uncacheable:
+            missing.append(Missing(a, f"{a.uncacheable}: it can never be cached"))
+            continue
         if installer == "pixi":
             if not pixi_wheel_cached(settings, a):
                 missing.append(Missing(a, "not in pixi's uv cache"))

@@ -11,6 +11,7 @@ from typing import Any
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.settings import Settings
+from auto_infer.install.health import health_check
 
 # Runs inside the environment; stdlib only. Prints one JSON object.
 PROBE = r"""
@@ -38,15 +39,36 @@ print(json.dumps(out))
 """
 
 
-def result_path(settings: Settings) -> Path:
-    return settings.check_path
+NO_PYTHON = ("the environment has no Python (a tools-only lock): imports, torch, CUDA and cuDNN cannot be "
+             "checked; checked instead: every file of every locked conda package is in place")
+
+
+def _without_python(settings: Settings, py: Path) -> dict[str, Any]:
+    """A conda-only environment without python: say what can and cannot be checked."""
+    reason = health_check(settings)
+    if reason is not None:
+        raise UserError(f"the environment is not ready: {reason}", where=str(settings.env_prefix),
+                        fix="run `auto-infer install` first")
+    if settings.check_modules:
+        raise UserError(f"AUTO_INFER_CHECK_MODULES={','.join(settings.check_modules)} asks for Python modules, "
+                        f"but the environment has no Python ({py} does not exist): the lock installs none",
+                        where="AUTO_INFER_CHECK_MODULES",
+                        fix="set AUTO_INFER_CHECK_MODULES=none for a tools-only environment, or add python "
+                            "to the template's pixi.toml and re-lock")
+    data: dict[str, Any] = {"python": None, "modules": {}, "missing": {}, "note": NO_PYTHON,
+                            "environment": str(settings.env_prefix), "required": [],
+                            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    atomic_write_json(settings.check_path, data)
+    return data
 
 
 def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
     py = settings.env_prefix / "bin" / "python"
     if not py.exists():
-        raise UserError(f"no Python in the environment: {py}", where=str(settings.env_prefix),
-                        fix="run `auto-infer install` first")
+        if not settings.env_prefix.is_dir():
+            raise UserError(f"the environment is not installed: {settings.env_prefix}",
+                            where=str(settings.env_prefix), fix="run `auto-infer install` first")
+        return _without_python(settings, py)
     env = settings.tool_env(online=False)
     try:
         proc = subprocess.run([str(py), "-c", PROBE, ",".join(settings.check_modules)], capture_output=True,
@@ -62,7 +84,7 @@ def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
     data["environment"] = str(settings.env_prefix)
     data["required"] = list(settings.check_modules)
     data["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    atomic_write_json(result_path(settings), data)
+    atomic_write_json(settings.check_path, data)
     if data["missing"]:
         lines = "\n".join(f"    - {k}: {v}" for k, v in data["missing"].items())
         raise UserError(f"required modules do not import in {settings.env_prefix}:\n{lines}",
@@ -72,6 +94,8 @@ def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
 
 
 def summary(data: dict[str, Any]) -> str:
+    if data.get("python") is None and data.get("note"):
+        return str(data["note"])
     mods = ", ".join(f"{k} {v}" for k, v in data.get("modules", {}).items())
     line = f"python {data.get('python')}; {mods or 'no modules'}"
     if "cuda_available" in data:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,8 +11,14 @@ from urllib.parse import unquote, urlparse
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import sha256_file
+from auto_infer.core.redact import redact_url
+from auto_infer.install import lock_text
 
 SUPPORTED_VERSIONS = (5, 6, 7)
+SDIST_ENDINGS = (".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar")
+# what a PyPI source that can never be cached for offline use is, by Artifact.source
+UNCACHEABLE = {"sdist": "an sdist (needs a build)", "tree": "a local source tree (needs a build)",
+               "git": "a git URL (needs a clone and a build)"}
 
 
 @dataclass(frozen=True)
@@ -19,16 +26,23 @@ class Artifact:
     kind: str            # "conda" | "pypi"
     name: str
     version: str
-    url: str
-    filename: str
+    url: str             # a local path in the lock is an absolute file:// URL here
+    filename: str        # a plain file name: the artifact's name in the cache
     sha256: str | None
     size: int | None
     build: str = ""      # conda only
+    source: str = ""     # pypi: wheel | sdist | tree | git
+    location: str = ""   # pypi: the location as the lock writes it
 
     @property
     def cache_key(self) -> str:
         """Directory name of the extracted package in rattler's pkgs/ (conda only)."""
         return f"{self.name}-{self.version}-{self.build}"
+
+    @property
+    def uncacheable(self) -> str | None:
+        """Why this entry can never be cached for an offline install, or None."""
+        return UNCACHEABLE.get(self.source)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +85,73 @@ def _filename(url: str) -> str:
     return unquote(urlparse(url).path.rsplit("/", 1)[-1]) or url
 
 
+def plain_name(filename: str, entry: str, lock: Path) -> str:
+    """``filename`` if it is a plain file name (it becomes a path in the cache), else a UserError."""
+    if filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\0" in filename:
+        raise UserError(f"pixi.lock entry {entry} names the file {filename!r}, which is not a plain file name "
+                        "(it would be written outside the cache folder)", where=str(lock),
+                        fix="fix that entry's URL, or regenerate the lock with `pixi lock` from a trusted template")
+    return filename
+
+
+def _pypi_source(loc: str, lock_dir: Path) -> tuple[str, str, str]:
+    """(source kind, url, file name) of a PyPI location; relative paths resolve against the lock's folder."""
+    parsed = urlparse(loc)
+    if loc.startswith("git+") or parsed.scheme.startswith("git"):
+        return "git", loc, ""
+    if parsed.scheme in ("http", "https"):
+        name = _filename(loc)
+        return ("wheel" if name.endswith(".whl") else "sdist"), loc, name
+    raw = unquote(parsed.path) if parsed.scheme == "file" else loc
+    path = Path(raw) if Path(raw).is_absolute() else lock_dir / raw
+    path = Path(os.path.normpath(path))
+    if path.name.endswith(".whl"):
+        return "wheel", path.as_uri(), path.name
+    return ("sdist" if path.name.endswith(SDIST_ENDINGS) else "tree"), path.as_uri(), path.name
+
+
+def _pypi(env: Any, plat: Any, path: Path) -> tuple[Artifact, ...]:
+    versions: dict[tuple[str, str], str] | None = None
+    out = []
+    for p in env.pypi_packages_for_platform(plat) or []:
+        hashes = p.hashes
+        sha = None
+        if hashes is not None and getattr(hashes, "_hashes", None) is not None and hashes.sha256:
+            sha = hashes.sha256.hex()
+        source, url, filename = _pypi_source(p.location, Path(os.path.abspath(path)).parent)
+        version = str(p.version)
+        if version in ("", "<dynamic>"):            # py-rattler drops a path entry's version
+            versions = versions if versions is not None else lock_text.pypi_versions(path.read_text())
+            version = versions.get((p.location, p.name)) or version
+        if source in ("wheel", "sdist"):
+            plain_name(filename, f"{p.name} ({redact_url(p.location)})", path)
+        out.append(Artifact(kind="pypi", name=p.name, version=version, url=url, filename=filename,
+                            sha256=sha, size=None, source=source, location=p.location))
+    return tuple(out)
+
+
+def _parse_error(path: Path, exc: Exception) -> UserError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = path.read_text(errors="replace")
+    if "subdir" in first:
+        names = lock_text.conda_without_subdir(text)
+        shown = "".join(f"\n    - {redact_url(u)}" for u in names[:8])
+        return UserError(f"pixi.lock has conda entries without a `subdir:` field, and their URL is not "
+                         f"<channel>/<subdir>/<file>, so the platform of the package is unknown:{shown}",
+                         where=str(path), fix="add `subdir: linux-64` (or noarch) to each of those entries, "
+                         "or serve the packages from a channel folder (<channel>/linux-64/<file>) and re-lock")
+    if "missing field `packages`" in first:
+        return _empty(path, "any platform")
+    return UserError(f"pixi.lock cannot be parsed: {first}", where=str(path),
+                     fix="restore the lock from the template, or regenerate it with `pixi lock`")
+
+
+def _empty(path: Path, platform: str) -> UserError:
+    return UserError(f"pixi.lock locks no packages for {platform}: the environment is empty, there is "
+                     "nothing to install", where=str(path),
+                     fix="add dependencies to pixi.toml ([dependencies]) and run `pixi lock`")
+
+
 def read(path: Path, environment: str, platform: str) -> LockedEnv:
     """Parse ``path`` and return the artifacts of ``environment`` for ``platform``."""
     from rattler import LockFile  # heavy import, keep it out of CLI start-up
@@ -79,15 +160,15 @@ def read(path: Path, environment: str, platform: str) -> LockedEnv:
     try:
         lock = LockFile.from_path(path)
     except Exception as exc:  # rattler raises its own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"pixi.lock cannot be parsed: {first}", where=str(path),
-                        fix="restore the lock from the template, or regenerate it with `pixi lock`") from None
+        raise _parse_error(path, exc) from None
     env = lock.environment(environment)
     if env is None:
         names = ", ".join(sorted(n for n, _ in lock.environments())) or "none"
         raise UserError(f"pixi.lock has no environment {environment!r} (it has: {names})", where=str(path),
                         fix="set AUTO_INFER_SGLANG_PIXI_ENV to one of those")
     plats = {p.name: p for p in env.platforms()}
+    if not plats:
+        raise _empty(path, "any platform")
     if platform not in plats:
         raise UserError(f"environment {environment!r} in pixi.lock is not locked for {platform} "
                         f"(it has: {', '.join(sorted(plats)) or 'none'})", where=str(path),
@@ -96,19 +177,15 @@ def read(path: Path, environment: str, platform: str) -> LockedEnv:
     records = env.conda_repodata_records_for_platform(plat) or []
     conda = tuple(
         Artifact(kind="conda", name=r.name.normalized, version=str(r.version), build=str(r.build),
-                 url=str(r.url), filename=r.file_name,
+                 url=str(r.url), filename=plain_name(r.file_name, f"{r.name.normalized} ({redact_url(str(r.url))})",
+                                                     path),
                  sha256=r.sha256.hex() if r.sha256 else None, size=r.size)
         for r in records)
-    pypi = []
-    for p in env.pypi_packages_for_platform(plat) or []:
-        hashes = p.hashes
-        sha = None
-        if hashes is not None and getattr(hashes, "_hashes", None) is not None and hashes.sha256:
-            sha = hashes.sha256.hex()
-        pypi.append(Artifact(kind="pypi", name=p.name, version=str(p.version), url=p.location,
-                             filename=_filename(p.location), sha256=sha, size=None))
+    pypi = _pypi(env, plat, path)
+    if not conda and not pypi:
+        raise _empty(path, platform)
     return LockedEnv(path=path, sha256=sha256_file(path), version=version, environment=environment,
-                     platform=platform, conda=conda, pypi=tuple(pypi), raw_records=tuple(records))
+                     platform=platform, conda=conda, pypi=pypi, raw_records=tuple(records))
 
 
 def canonical_name(name: str) -> str:
@@ -117,5 +194,24 @@ def canonical_name(name: str) -> str:
 
 
 def non_wheel(env: LockedEnv) -> list[Artifact]:
-    """PyPI entries that are not wheels (sdists, paths, git): they cannot install offline."""
-    return [a for a in env.pypi if not a.filename.endswith(".whl")]
+    """PyPI entries that are not wheels (sdists, paths, git): they can never install offline."""
+    return [a for a in env.pypi if a.uncacheable]
+
+
+def refuse_uncacheable(env: LockedEnv, step: str) -> None:
+    """A UserError naming every entry that can never be cached for offline use, with what to do."""
+    bad = non_wheel(env)
+    if not bad:
+        return
+    raise UserError(f"{step}: {uncacheable_text(bad)}", where=str(env.path), fix=UNCACHEABLE_FIX)
+
+
+def uncacheable_text(bad: list[Artifact]) -> str:
+    lines = "".join(f"\n    - {a.name} {a.version}: {a.uncacheable}: {redact_url(a.location)}" for a in bad)
+    return f"{len(bad)} PyPI entries of pixi.lock can never be cached for an offline install:{lines}"
+
+
+UNCACHEABLE_FIX = ("build a wheel of each (`pip wheel --no-deps <source> -w <template>/wheels`), put it into the "
+                   "template and lock that wheel (pixi.toml: `<name> = { path = \"wheels/<file>.whl\" }`, then "
+                   "`pixi lock`); or vendor the package into the template as a conda package; or remove it "
+                   "from the environment")

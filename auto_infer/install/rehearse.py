@@ -85,7 +85,7 @@ def run(settings: Settings) -> Rehearsal:
                            log=settings.state_dir / "rehearse.log", step=s,
                            fix=f"the offline machine would fail the same way; see {settings.state_dir / 'rehearse.log'}")
             child = settings_mod.load(env)
-            record = json.loads((child.env_prefix / "conda-meta" / "auto-infer-install").read_text())
+            record = json.loads(child.install_record.read_text())
             result = Rehearsal(time.monotonic() - t0, len(record.get("conda", [])), len(record.get("pypi", [])),
                                _files(child.env_prefix), json.loads(child.check_path.read_text()))
             s.note(result.line())

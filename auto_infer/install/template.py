@@ -94,7 +94,7 @@ def plan(settings: Settings) -> Plan:
     root = validate_template(settings)
     files, skipped = template_files(root)
     project = settings.project_dir
-    record = read_json(settings.project_state_dir / "template.json") or {}
+    record = read_json(settings.template_record) or {}
     recorded: dict[str, str] = record.get("files", {})
     current = _project_hashes(project, sorted(set(files) | set(recorded)))
     if settings.force_recopy:
@@ -129,7 +129,7 @@ def needs_work(settings: Settings) -> bool:
 
 def _copy_files(settings: Settings, p: Plan, root: Path) -> None:
     project = settings.project_dir
-    backup = settings.project_state_dir / f"backup-{time.strftime('%Y%m%d-%H%M%S')}"
+    backup = settings.template_backup(time.strftime('%Y%m%d-%H%M%S'))
     for rel in p.files:
         target = project / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +164,7 @@ def copy(settings: Settings) -> Plan:
         if p.action == "copy":
             _copy_files(settings, p, root)
         if p.action in ("copy", "record"):
-            atomic_write_json(settings.project_state_dir / "template.json",
+            atomic_write_json(settings.template_record,
                               {"template_dir": str(root), "files": p.files,
                                "copied_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return p

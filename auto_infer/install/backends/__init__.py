@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 from auto_infer.core.errors import UserError
 from auto_infer.install.backends.base import Backend
 
 
 def get(name: str) -> Backend:
     if name == "pixi":
+        if not shutil.which("pixi"):
+            raise UserError("AUTO_INFER_INSTALLER=pixi, but pixi is not installed (not on PATH)",
+                            where="AUTO_INFER_INSTALLER",
+                            fix="install pixi (https://pixi.sh) or put it on PATH; or use AUTO_INFER_INSTALLER=rattler "
+                                "(or auto), the pixi-free installer")
         from auto_infer.install.backends.pixi import PixiBackend
         return PixiBackend()
     if name == "rattler":

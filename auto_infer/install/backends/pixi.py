@@ -83,7 +83,7 @@ class PixiBackend:
         if not offline:
             write_config(settings)
         # pixi has no total deadline of its own (conda: 5 min read timeout, 3 retries, both fixed)
-        run_logged(cmd, env=environment(settings, offline=offline), log=settings.state_dir / "install.log",
+        run_logged(cmd, env=environment(settings, offline=offline), log=settings.install_log,
                    step=step, fix="see the log above; `pixi info` shows the cache dir pixi uses",
                    timeout=None if offline else settings.net.deadline, timeout_name="AUTO_INFER_NET_DEADLINE")
 

@@ -124,9 +124,11 @@ class RattlerBackend:
         return py
 
     def _uv(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, remove: list[str]) -> None:
+        if not locked.pypi and not (remove and (settings.env_prefix / "bin" / "python").exists()):
+            return      # a conda-only environment (a tools-only lock may have no python at all)
         py = self._python(settings)
         env = settings.tool_env(online=False)
-        log = settings.state_dir / "install.log"
+        log = settings.install_log
         if remove:
             run_logged([uv_bin(), "pip", "uninstall", "--no-config", "--python", str(py), *remove],
                        env=env, log=log, step=step)
@@ -138,7 +140,7 @@ class RattlerBackend:
             sha = a.sha256 or store.verified_sha(a.filename)
             lines.append(f"{a.name} @ {(settings.wheel_dir / a.filename).as_uri()} --hash=sha256:{sha}")
         store.save()
-        req = settings.state_dir / "pypi-requirements.txt"
+        req = settings.pypi_requirements
         req.parent.mkdir(parents=True, exist_ok=True)
         req.write_text("\n".join(lines) + "\n")
         step.note(f"installing {len(lines)} wheels with uv")
