@@ -82,6 +82,18 @@ class Net:
     mirrors: Path | None = None
 
 
+class Derived:
+    """A path below another of Settings' paths, e.g. ``Derived("cache_root", "pypi/wheels", doc)``."""
+
+    def __init__(self, base: str, rel: str, doc: str):
+        self.base, self.rel, self.__doc__ = base, rel, doc
+
+    def __get__(self, obj: object, owner: type | None = None) -> Path:
+        if obj is None:
+            raise AttributeError("a derived path of a Settings object")
+        return Path(getattr(obj, self.base)) / self.rel
+
+
 @dataclass(frozen=True)
 class Settings:
     workspace: Path
@@ -100,125 +112,43 @@ class Settings:
     net: Net = field(default_factory=Net)
 
     # ---- derived paths: the only place they are spelled -------------------------------
-    @property
-    def rattler_cache_dir(self) -> Path:
-        return self.cache_root / "conda" / "rattler"
-
-    @property
-    def uv_cache_dir(self) -> Path:
-        return self.cache_root / "pypi" / "uv"
-
-    @property
-    def pixi_cache_dir(self) -> Path:
-        return self.cache_root / "pixi"
-
-    @property
-    def xdg_cache_home(self) -> Path:
-        return self.cache_root / "xdg"
-
-    @property
-    def conda_pkgs_dir(self) -> Path:
-        """The package cache pixi uses (PIXI_CACHE_DIR/pkgs); the rattler backend shares it."""
-        return self.pixi_cache_dir / "pkgs"
-
-    @property
-    def conda_archive_dir(self) -> Path:
-        """Conda archives (.conda/.tar.bz2) warm downloads, at <subdir>/<filename>, sha256-checked."""
-        return self.cache_root / "conda" / "archives"
-
-    @property
-    def wheel_dir(self) -> Path:
-        """Wheel files the pixi-free backend downloads at warm, sha256-checked."""
-        return self.cache_root / "pypi" / "wheels"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.cache_root / "cache-manifest.json"
+    rattler_cache_dir = Derived("cache_root", "conda/rattler", "RATTLER_CACHE_DIR (the plan's contract)")
+    uv_cache_dir = Derived("cache_root", "pypi/uv", "UV_CACHE_DIR")
+    pixi_cache_dir = Derived("cache_root", "pixi", "PIXI_CACHE_DIR: pixi's cache root")
+    xdg_cache_home = Derived("cache_root", "xdg", "XDG_CACHE_HOME")
+    conda_pkgs_dir = Derived("pixi_cache_dir", "pkgs", "the package cache pixi uses; the rattler backend shares it")
+    conda_archive_dir = Derived("cache_root", "conda/archives", "conda archives warm downloads, at <subdir>/<file>")
+    wheel_dir = Derived("cache_root", "pypi/wheels", "the lock's wheels the pixi-free backend installs")
+    manifest_path = Derived("cache_root", "cache-manifest.json", "what warm put into the cache")
+    state_dir = Derived("workspace", ".auto-infer", "the tool's own state")
+    check_path = Derived("state_dir", "check.json", "what the last `check` found; the serve report quotes it")
+    run_lock_path = Derived("state_dir", "run.lock", "one workspace-changing auto-infer run at a time")
+    doit_db = Derived("state_dir", "doit.sqlite", "doit's state")
+    serve_state_dir = Derived("state_dir", "serve", "one record per server instance (serve/registry.py)")
+    install_lock = Derived("state_dir", "install.lock", "warm and install hold it, also under plain `doit`")
+    install_log = Derived("state_dir", "install.log", "the installers' output")
+    lock_log = Derived("state_dir", "lock.log", "`pixi lock`'s output")
+    pypi_requirements = Derived("state_dir", "pypi-requirements.txt", "the wheel list handed to uv")
+    logs_dir = Derived("workspace", "logs/sglang", "one folder per server instance")
+    reports_dir = Derived("workspace", "reports", "evidence of each serve run")
+    boot_log = Derived("workspace", "logs/boot.log", "written by the boot hook")
+    project_state_dir = Derived("project_dir", ".pixi/auto-infer", "our records about the project copy")
+    template_record = Derived("project_state_dir", "template.json", "what the project copy was copied from")
+    conda_meta = Derived("env_prefix", "conda-meta", "the environment's package records")
+    install_record = Derived("conda_meta", "auto-infer-install", "written only after a complete install")
 
     @property
     def env_prefix(self) -> Path:
         return self.project_dir / ".pixi" / "envs" / self.pixi_env
 
     @property
-    def state_dir(self) -> Path:
-        return self.workspace / ".auto-infer"
-
-    @property
-    def check_path(self) -> Path:
-        """What the last `check` found (versions, CUDA); the serve report quotes it."""
-        return self.state_dir / "check.json"
-
-    @property
-    def run_lock_path(self) -> Path:
-        """One auto-infer run that changes the workspace at a time (the CLI's run lock)."""
-        return self.state_dir / "run.lock"
-
-    @property
-    def doit_db(self) -> Path:
-        return self.state_dir / "doit.sqlite"
-
-    @property
-    def serve_state_dir(self) -> Path:
-        """One record per server instance (serve/registry.py)."""
-        return self.state_dir / "serve"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.workspace / "logs" / "sglang"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.workspace / "reports"
-
-    @property
-    def boot_log(self) -> Path:
-        return self.workspace / "logs" / "boot.log"
-
-    @property
-    def project_state_dir(self) -> Path:
-        """Our records about the project copy; inside .pixi so it is never copied."""
-        return self.project_dir / ".pixi" / "auto-infer"
-
-    @property
-    def install_lock(self) -> Path:
-        """warm and install hold it, also when run through plain `doit`."""
-        return self.state_dir / "install.lock"
-
-    @property
-    def install_log(self) -> Path:
-        return self.state_dir / "install.log"
-
-    @property
-    def lock_log(self) -> Path:
-        return self.state_dir / "lock.log"
-
-    @property
-    def pypi_requirements(self) -> Path:
-        """The wheel list the rattler backend hands to uv (paths + hashes)."""
-        return self.state_dir / "pypi-requirements.txt"
-
-    @property
-    def conda_meta(self) -> Path:
-        return self.env_prefix / "conda-meta"
-
-    @property
-    def install_record(self) -> Path:
-        """Written only after a complete install: lock sha256, installer, what was installed."""
-        return self.conda_meta / "auto-infer-install"
-
-    @property
-    def template_record(self) -> Path:
-        """What the project copy was copied from (sha256 per file)."""
-        return self.project_state_dir / "template.json"
+    def installing_marker(self) -> Path:
+        """Present from the start of an install; says at the end whether it failed or was interrupted."""
+        return self.project_state_dir / f"installing-{self.pixi_env}.json"
 
     def template_backup(self, stamp: str) -> Path:
         """Where a copy of the template keeps the user's edited files it replaced."""
         return self.project_state_dir / f"backup-{stamp}"
-
-    @property
-    def installing_marker(self) -> Path:
-        """Present from the start of an install; says at the end whether it failed or was interrupted."""
-        return self.project_state_dir / f"installing-{self.pixi_env}.json"
 
     def cache_env(self) -> dict[str, str]:
         """The derived cache variables of the plan, exported to every tool we run."""
