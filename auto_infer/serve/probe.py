@@ -121,8 +121,11 @@ def wait_ready(target: Target, handle: procs.Handle, log: Path, timeout: float,
 
 def last_line(log: Path) -> str:
     """The server's last line of its own (the access-log lines of our probes say nothing new)."""
-    lines = [ln for ln in procs.tail(log, 40) if not PROBE_LINE.search(ln)]
-    return lines[-1] if lines else "(no output yet)"
+    recent = procs.tail(log, 5000)          # the last 64 KiB: our probes alone write ~20 lines a second
+    lines = [ln for ln in recent if not PROBE_LINE.search(ln)]
+    if lines:
+        return lines[-1]
+    return "(nothing but readiness probes lately)" if recent else "(no output yet)"
 
 
 @dataclass
