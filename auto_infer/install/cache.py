@@ -128,6 +128,11 @@ def evict_damaged(settings: Settings, locked: LockedEnv) -> list[str]:
 
 
 
+def _stat_key(st: os.stat_result) -> list[int]:
+    # ctime too: an in-place edit that puts the mtime back still moves the ctime
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 class WheelStore:
     """The pixi-free backend's wheel files, with a stat-keyed record of verified hashes."""
 
@@ -143,8 +148,7 @@ class WheelStore:
             st = path.stat()
         except OSError:
             return None
-        # ctime too: an in-place edit that puts the mtime back still moves the ctime
-        key = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        key = _stat_key(st)
         hit = self.record.get(filename)
         if hit and hit[:4] == key:
             return str(hit[4])
@@ -152,6 +156,11 @@ class WheelStore:
         self.record[filename] = [*key, sha]
         self.dirty = True
         return sha
+
+    def remember(self, filename: str, sha: str) -> None:
+        """Record the sha256 just measured while ``filename`` was downloaded (no second read)."""
+        self.record[filename] = [*_stat_key((self.dir / filename).stat()), sha]
+        self.dirty = True
 
     def save(self) -> None:
         if self.dirty and self.dir.is_dir():

@@ -165,6 +165,7 @@ class RattlerBackend:
                 continue
             step.note(f"wheel {i}/{len(locked.pypi)}: {a.filename} ({fmt_secs(step.elapsed)})")
             measured[a.filename] = _download(a, dest, step)
+            store.remember(a.filename, measured[a.filename][0])   # the first offline install need not hash it again
         store.save()
         return measured
 
