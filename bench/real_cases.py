@@ -8,6 +8,7 @@ warmed with `auto-infer warm` from the 127.0.0.1 mirror, then installed with the
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,7 @@ def case_realwheels(work: Path, cli: list[str], a: argparse.Namespace,
     if why:
         c.skipped = why
         return c
+    load = os.getloadavg()[0]
     w = _warmed(work, cli, directory, progress)
     try:
         rounds = max(3, a.repeats - 2) if not a.quick else a.repeats   # 5 GB per install round
@@ -74,7 +76,8 @@ def case_realwheels(work: Path, cli: list[str], a: argparse.Namespace,
     c.notes += [f"installed environment: {s.files} files + {s.symlinks} symlinks, "
                 f"{(s.bytes_linked + s.bytes_written) / 1e9:.2f} GB; `auto-infer warm` (download 2.7 GB "
                 f"from the mirror, sha256, unpack into uv's cache, install) {secs(w.warm_secs)}.",
-                f"run {m['date']}, commit {m['commit']}, {m['cores']} cores; "
+                f"run {m['date']}, commit {m['commit']}, {m['cores']} cores (load average {load:.1f} "
+                f"at the start: the machine is shared); "
                 f"{a.warmup} warm-up + {rounds} measured install rounds, {a.repeats} no-op rounds."]
     return c
 
