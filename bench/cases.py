@@ -36,7 +36,7 @@ def case_noop(w: ic.Warmed, series: dict[str, Series]) -> Case:
     return c
 
 
-def _links_table(stats: dict[str, LinkStats]) -> tuple[list[str], list[list[str]]]:
+def links_table(stats: dict[str, LinkStats]) -> tuple[list[str], list[list[str]]]:
     head = ["run", "payload files hard-linked", "copied", "MB copied", "MB written (all)", "hard links only"]
     rows = [[name, f"{s.linked}/{s.files - s.metadata}", str(s.copied), f"{s.bytes_copied / 1e6:.1f}",
              f"{s.bytes_written / 1e6:.1f}", "yes" if s.hardlinks_only else "no"] for name, s in stats.items()]
@@ -52,7 +52,7 @@ def case_install(w: ic.Warmed, res: ic.InstallResult) -> Case:
              "stopped: any download would fail the run. Links are counted by comparing each file's inode "
              "with the caches' (conda-meta/ and *.dist-info/ are the installers' own records, always written).")
     c.rows = [Row(OURS, res.series[OURS], INSTALL_RAW), Row(INSTALL_RAW, res.series[INSTALL_RAW])]
-    c.tables.append(_links_table(res.stats))
+    c.tables.append(links_table(res.stats))
     ratio, ours = c.ratio(OURS), res.stats[OURS]
     c.targets = [Target("offline install within 1.15× of the raw tools", _fmt(ratio),
                         None if ratio is None else ratio <= 1.15),
@@ -76,7 +76,7 @@ def case_tmpfs(w: ic.Warmed | None, res: ic.InstallResult | None, same_fs: Serie
         cost = res.series[OURS].median / same_fs.median
         c.notes.append(f"copy cost: the install takes {cost:.2f}× as long as with the cache on the same "
                        "filesystem, and writes every byte again (table below).")
-    c.tables.append(_links_table(res.stats))
+    c.tables.append(links_table(res.stats))
     line = next((ln.strip() for ln in res.stderr.splitlines() if ic.WARNING in ln), "(no warning)")
     c.targets = [Target("the tool warns that the cache is on another filesystem", f"`{line[:160]}`",
                         res.warned)]

@@ -41,6 +41,7 @@ class LinkStats:
     bytes_linked: int
     bytes_written: int     # st_size of every regular file that is not linked (copies + metadata)
     bytes_copied: int      # of that, package payload
+    copied_paths: tuple[str, ...] = ()   # the first few copied payload files, relative to the prefix
 
     @property
     def hardlinks_only(self) -> bool:
@@ -59,6 +60,7 @@ class LinkStats:
 def link_stats(prefix: Path, inodes: set[tuple[int, int]]) -> LinkStats:
     c = dict(files=0, symlinks=0, linked=0, copied=0, metadata=0, bytes_linked=0, bytes_written=0,
              bytes_copied=0)
+    copied: list[str] = []
     for dirpath, _dirs, names in os.walk(prefix):
         for name in names:
             path = os.path.join(dirpath, name)
@@ -72,9 +74,11 @@ def link_stats(prefix: Path, inodes: set[tuple[int, int]]) -> LinkStats:
                 c["bytes_linked"] += st.st_size
                 continue
             c["bytes_written"] += st.st_size
-            if _is_metadata(os.path.relpath(path, prefix)):
+            rel = os.path.relpath(path, prefix)
+            if _is_metadata(rel):
                 c["metadata"] += 1
             else:
                 c["copied"] += 1
                 c["bytes_copied"] += st.st_size
-    return LinkStats(**c)
+                copied += [rel] if len(copied) < 20 else []
+    return LinkStats(**c, copied_paths=tuple(sorted(copied)))

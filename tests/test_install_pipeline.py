@@ -44,7 +44,11 @@ def test_warm_fills_cache_writes_manifest_and_installs(workspace: Workspace, onl
         assert a["url"].startswith("http://127.0.0.1:") and len(a["sha256"]) == 64 and a["size"] > 0
     pkgs = workspace.cache_root / "pixi" / "pkgs"
     assert (pkgs / "hello-1.0-0" / "info" / "index.json").is_file()
-    assert (workspace.cache_root / "pypi" / "wheels" / "demo_extras-0.3-py3-none-any.whl").is_file()
+    wheel = workspace.cache_root / "pypi" / "wheels" / "demo_extras-0.3-py3-none-any.whl"
+    # the sha256 measured while downloading is recorded for the file as it lies: no second read later
+    st, sha = wheel.stat(), hashlib.sha256(wheel.read_bytes()).hexdigest()
+    verified = json.loads((wheel.parent / ".verified.json").read_text())
+    assert verified[wheel.name] == [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, sha]
     # the environment warm installed is real: files hard-linked from the shared package cache
     big = workspace.prefix / "share" / "hello" / "big.bin"
     assert big.stat().st_ino == (pkgs / "hello-1.0-0" / "share" / "hello" / "big.bin").stat().st_ino

@@ -168,7 +168,8 @@ def python_spec(host: HostPython | None = None, expose_site_packages: bool = Fal
     return CondaSpec(name="python", version=host.version, build=build, files=files)
 
 
-def _index(channel_dir: Path) -> None:
+def index(channel_dir: Path) -> None:
+    """(Re)write repodata.json for every subdir of ``channel_dir``."""
     from rattler.index import index_fs
 
     (channel_dir / "noarch").mkdir(parents=True, exist_ok=True)
@@ -189,8 +190,26 @@ def _add_wheel_hashes(lock_text: str, hashes: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+@dataclass(frozen=True)
+class LockedWheel:
+    """A pypi entry of a lock: where the wheel is served and its sha256."""
+    name: str
+    version: str
+    url: str
+    sha256: str
+
+
 def write_lock(project: Path, channel_dir: Path, base_url: str, wheels: Iterable[tuple[WheelSpec, Path]],
                platform: str = "linux-64", environment: str = "default") -> Path:
+    """A pixi.lock for the channel and the wheels built here (served from ``base_url``/wheels/)."""
+    entries = [LockedWheel(spec.name, spec.version, f"{base_url}/wheels/{path.name}", sha256_file(path))
+               for spec, path in wheels]
+    return write_lock_urls(project, channel_dir, base_url, entries, platform, environment)
+
+
+def write_lock_urls(project: Path, channel_dir: Path, base_url: str, wheels: Iterable[LockedWheel],
+                    platform: str = "linux-64", environment: str = "default") -> Path:
+    """A pixi.lock for the channel's packages and ``wheels`` at their own URLs and hashes."""
     from rattler import Channel, LockChannel, LockFile, LockPlatform, RepoData
 
     chan_url = f"{base_url}/channel/"
@@ -203,10 +222,9 @@ def write_lock(project: Path, channel_dir: Path, base_url: str, wheels: Iterable
             for record in RepoData.from_path(repodata).into_repo_data(Channel(chan_url)):
                 lock.add_conda_package(environment, plat, record)
     hashes = {}
-    for spec, path in wheels:
-        url = f"{base_url}/wheels/{path.name}"
-        lock.add_pypi_package(environment, plat, spec.name, spec.version, url)
-        hashes[url] = sha256_file(path)
+    for wheel in wheels:
+        lock.add_pypi_package(environment, plat, wheel.name, wheel.version, wheel.url)
+        hashes[wheel.url] = wheel.sha256
     project.mkdir(parents=True, exist_ok=True)
     target = project / "pixi.lock"
     lock.to_path(target)
@@ -241,7 +259,7 @@ def build(root: Path, base_url: str, conda: list[CondaSpec], wheels: list[WheelS
     """
     channel_dir = root / "channel"
     conda_files = tuple(build_conda(channel_dir, spec) for spec in conda)
-    _index(channel_dir)
+    index(channel_dir)
     built_wheels = [(spec, build_wheel(root / "wheels", spec)) for spec in wheels]
     for wheel in real_wheels:
         (root / "wheels").mkdir(parents=True, exist_ok=True)
