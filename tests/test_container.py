@@ -183,6 +183,7 @@ def test_template_is_one_cu128_environment_of_exact_wheel_pins() -> None:
     assert all(v.startswith("==") and "*" not in v for v in deps.values()), deps
     assert {deps[k] for k in ("torch", "torchvision", "torchaudio")} == {"==2.9.1+cu128", "==0.24.1+cu128"}
     assert (deps["sglang"], deps["sgl-kernel"], deps["flashinfer-python"]) == ("==0.5.9", "==0.3.21", "==0.6.3")
+    assert deps["sglang-router"] == "==0.3.2"                          # the gateway ([router])
     cudnn = opts["dependency-overrides"]["nvidia-cudnn-cu12"]
     assert tuple(int(x) for x in cudnn.lstrip("=").split(".")[:2]) >= (9, 15)   # the cuDNN decision
     assert "auto-infer lock" in TEMPLATE.read_text()

