@@ -117,3 +117,26 @@ def test_restart_policy_from_the_environment() -> None:
     from auto_infer.core.errors import UserError
     with pytest.raises(UserError, match="AUTO_INFER_SUPERVISE_WINDOW='soon' is not a positive number"):
         policy({"AUTO_INFER_SUPERVISE_WINDOW": "soon"})
+
+
+def test_supervise_restarts_the_gateway(installed: Installed, tmp_path: Path) -> None:
+    from tests.test_gateway import SMG, router_table
+    if not SMG.exists():
+        pytest.skip("sglang-router is not installed (pip install -e '.[dev]')")
+    pa, gport, mport = free_port(), free_port(), free_port()
+    proc, env = start(installed, tmp_path, responder_config({"gw1": {"port": pa}}) + router_table(gport, mport))
+    try:
+        first = ready_record(env, "router")
+        os.killpg(first["pid"], signal.SIGKILL)
+        again = ready_record(env, "router", not_pid=first["pid"])
+        r = requests.post(f"http://127.0.0.1:{gport}/v1/chat/completions", timeout=30,
+                          json={"model": "gw1-model", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("Hello from gw1-model")
+        proc.send_signal(signal.SIGINT)
+        out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "router ended (killed by signal 9): restart 1" in err, err
+    assert "SIGINT received" in err and "router | " in out
+    assert not procs.group_members(first["pid"]) and not procs.group_members(again["pid"])

@@ -32,7 +32,7 @@ from typing import IO, Any
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import actions, config, gateway, gateway_run, orchestrator, procs, registry
+from auto_infer.serve import actions, config, gateway, orchestrator, procs, registry
 from auto_infer.serve.logstream import LogStream
 from auto_infer.serve.model import ROUTER_NAME
 
@@ -131,6 +131,7 @@ def _watch(settings: Settings, pol: Policy) -> None:
         for name, rec in recs.items():
             if rec.get("state") == "stopped" or registry.is_running(rec):
                 continue
+            exited.update(_reap())              # it may have ended after this round's first reap
             _restart(settings, pol, name, rec, crashes[name], exited.get(int(rec.get("pid") or 0)))
         time.sleep(POLL)
 
@@ -150,15 +151,9 @@ def _restart(settings: Settings, pol: Policy, name: str, rec: dict[str, Any], ti
     say(f"supervise: {name} ended ({how}): restart {len(times)} of at most {pol.max_crashes - 1} "
         f"within {pol.window:g} s, in {delay:g} s")
     time.sleep(delay)
-    if name == ROUTER_NAME:
-        cfg = config.load(settings)
-        gw = gateway_run.prepare(settings, cfg)
-        if gw is not None:
-            ready = {n: r.get("model") for n, r in registry.all_records(settings).items()
-                     if n != ROUTER_NAME and r.get("state") == "ready" and registry.is_running(r)}
-            gateway_run.run(settings, gw, ready)
-    else:
-        orchestrator.serve(settings, [name], strict=False)
+    # serve everything again: what runs is kept, what ended is started, and the gateway is re-planned
+    # (restarted when the set of ready workers changed, so a worker that is back is routed to again)
+    orchestrator.serve(settings, strict=False)
 
 
 def _how(status: int) -> str:
