@@ -192,7 +192,7 @@ def conclude(results: list[Result], paths: tuple[Path, Path], gw: gateway_run.Ga
     say(f"report: {paths[0]}")
     if failed:
         lines = "\n".join(f"    {name}: {why.splitlines()[0]} (log: {log})" for name, why, log in failed)
-        raise UserError(f"{len(failed)} of {len(results) + (gw is not None)} processes did not pass ready + chat:\n"
-                        f"{lines}", where=str(paths[0]),
+        what = f"{len(results)} instances" if gw is None else f"{len(results) + 1} processes (instances and gateway)"
+        raise UserError(f"{len(failed)} of {what} did not pass ready + chat:\n{lines}", where=str(paths[0]),
                         fix="read the log of each (`auto-infer logs NAME`), fix, serve again")
     say(f"all {len(results)} instances ready and answering" + (", and the gateway in front" if gw else ""))
