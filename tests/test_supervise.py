@@ -18,7 +18,8 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import procs, registry
 from auto_infer.serve.supervise import Policy, policy
-from tests.helpers import CLI
+from tests.conftest import needs_netns
+from tests.helpers import CLI, offline
 from tests.test_serve import Installed, make_installed, responder_config
 
 WAIT = 90.0
@@ -29,12 +30,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> I
     return make_installed(tmp_path_factory, built_channel)
 
 
-def start(installed: Installed, tmp_path: Path, text: str, **extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+def start(installed: Installed, tmp_path: Path, text: str, *, net: bool = True,
+          **extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     cfg = tmp_path / "models.toml"
     cfg.write_text(text)
     env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(cfg), "AUTO_INFER_SUPERVISE_BACKOFF": "0.5",
            "AUTO_INFER_SUPERVISE_MAX_CRASHES": "3", **extra}
-    proc = subprocess.Popen([*CLI, "supervise"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([*CLI, "supervise"] if net else offline([*CLI, "supervise"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, cwd="/")
     return proc, env
 
@@ -140,3 +142,22 @@ def test_supervise_restarts_the_gateway(installed: Installed, tmp_path: Path) ->
     assert proc.returncode == 0 and "router ended (killed by signal 9): restart 1" in err, err
     assert "SIGINT received" in err and "router | " in out
     assert not procs.group_members(first["pid"]) and not procs.group_members(again["pid"])
+
+
+@needs_netns
+@pytest.mark.netns
+def test_supervise_installs_what_is_missing_offline_then_serves(tmp_path_factory: pytest.TempPathFactory,
+                                                                 built_channel: Any, tmp_path: Path) -> None:
+    fresh = make_installed(tmp_path_factory, built_channel)      # warmed (caches + manifest) ...
+    import shutil
+    shutil.rmtree(fresh.prefix)                                  # ... but the environment is gone
+    proc, env = start(fresh, tmp_path, responder_config({"off1": {"port": free_port()}}), net=False)
+    try:
+        ready_record(env, "off1")
+        assert (fresh.prefix / "conda-meta").is_dir()            # installed again, with no network at all
+        proc.send_signal(signal.SIGTERM)
+        out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and ".  install" in err and "everything stopped" in err, err
