@@ -153,3 +153,14 @@ def test_router_defaults(tmp_path: Path) -> None:
     assert gateway.fronted(cfg) == ("a", "b")
     assert gateway.flags(cfg.router, ["http://127.0.0.1:31001"])[:6] == [
         "--host", "127.0.0.1", "--port", "30080", "--worker-urls", "http://127.0.0.1:31001"]
+
+
+def test_an_environment_without_the_gateway_is_refused_before_anything_starts(serve: Serve) -> None:
+    pa, gport, mport = free_port(), free_port(), free_port()
+    table = "\n".join(line for line in router_table(gport, mport).splitlines() if not line.startswith("command"))
+    serve.write(responder_config({"eps": {"port": pa}}) + table + "\n")
+    r = serve.cli("serve")
+    assert r.returncode == 1, r.stderr
+    assert "the environment has no gateway" in r.stderr and "sglang_router.launch_router" in r.stderr, r.stderr
+    assert "[router]" in r.stderr and "sglang-router to the template" in r.stderr
+    assert registry.read(load(serve.env), "eps") is None
