@@ -65,6 +65,7 @@ def test_gateway_round_robin_routes_around_a_dead_worker_and_stop_leaves_nothing
     serve.write(responder_config({"alpha": {"port": pa}, "beta": {"port": pb}}) + router_table(gport, mport))
     r = serve.ok("serve")
     assert "router ready" in r.stderr and "router chat: answered" in r.stderr
+    print("\n" + "\n".join(ln for ln in r.stderr.splitlines() if "router" in ln or "gateway flags" in ln))
 
     gw = serve.record("router")
     assert gw["kind"] == "gateway" and gw["state"] == "ready" and set(gw["fronts"]) == {"alpha", "beta"}

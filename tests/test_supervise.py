@@ -71,7 +71,9 @@ def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(insta
         assert requests.get(f"http://127.0.0.1:{pb}/health", timeout=5).status_code == 200
         assert ready_record(env, "sa")["pid"] == first_a["pid"]        # the other one was left alone
         proc.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
         out, err = finish(proc)
+        print(f"\nSIGTERM → supervise exited {proc.returncode} after {time.monotonic() - t0:.2f} s (all groups stopped)")
     finally:
         if proc.poll() is None:
             proc.kill()
