@@ -6,6 +6,7 @@
                                  serve:NAME = the same for one instance
     boot = the gates AUTO_INFER_SGLANG_{CACHE_WARM,INSTALL,}_ON_BOOT → warm / install+check / serve
     chat · status · logs · stop act on running servers; env prints the contract; demo shows it all.
+    supervise = install → serve → stay in the foreground (restart crashes; SIGTERM stops everything).
 
 Each task creator is a few lines in auto_infer/tasks/ (repo folder tasks/); the work is done by
 doit-free modules in auto_infer/. All paths are absolute, so any working folder will do.
@@ -29,6 +30,7 @@ task_chat = serve.task_chat              # a real chat with each running instanc
 task_status = serve.task_status          # table or --json
 task_logs = serve.task_logs              # tail of an instance's log
 task_stop = serve.task_stop              # all, or by name
+task_supervise = serve.task_supervise    # foreground (PID 1): install, serve, restart crashes, SIGTERM stops all
 
 # -- container + tooling
 task_boot = boot.task_boot               # gated by env vars; task_dep computed from the gates

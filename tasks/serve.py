@@ -14,7 +14,7 @@ from typing import Any
 
 from doit.task import Task
 
-from auto_infer.serve import actions, config, orchestrator
+from auto_infer.serve import actions, config, orchestrator, supervise
 from auto_infer.tasks.common import settings
 from auto_infer.tasks.glue import action, read_only, takes_run_lock
 
@@ -36,6 +36,12 @@ def task_serve() -> Iterator[Task]:
     for name in _instance_names():
         yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"],
                    subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report")
+
+
+@takes_run_lock        # PID 1 owns the workspace: another `serve` waits for it (and says for whom)
+def task_supervise() -> dict[str, Any]:
+    """Foreground mode for PID 1: install if needed, serve everything, restart what crashes, stop all on SIGTERM."""
+    return {"actions": [action(supervise.supervise, settings())], "task_dep": ["install"], "verbosity": 2}
 
 
 def _chat(names: list[str]) -> Any:

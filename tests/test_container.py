@@ -166,6 +166,16 @@ def test_compose_offline_override_has_no_network_and_no_proxies(tmp_path: Path) 
     assert "ports" not in (COMPOSE / "docker-compose.offline.yml").read_text().split("services:")[1]
 
 
+@needs_compose
+def test_compose_supervise_override_runs_supervise_in_the_foreground(tmp_path: Path) -> None:
+    env = {"HOST_VOLUME_SGLANG_TEMPLATE_DIR": str(tmp_path / "tpl")}
+    svc = service(compose(tmp_path, "docker-compose.sglang-template.yml", "docker-compose.supervise.yml", env=env))
+    assert svc["command"] == ["auto-infer", "supervise"] and svc["stop_signal"] == "SIGTERM"
+    assert svc["stop_grace_period"] == "1m30s" or svc["stop_grace_period"] == "90s"
+    assert svc["restart"] == "on-failure:3"
+    assert {"AUTO_INFER_SUPERVISE_MAX_CRASHES", "AUTO_INFER_SGLANG_CONFIG"} <= set(svc["environment"])  # type: ignore[arg-type]
+
+
 # ---- the SGLang template -----------------------------------------------------------------------
 
 def template() -> dict[str, object]:
@@ -183,6 +193,7 @@ def test_template_is_one_cu128_environment_of_exact_wheel_pins() -> None:
     assert all(v.startswith("==") and "*" not in v for v in deps.values()), deps
     assert {deps[k] for k in ("torch", "torchvision", "torchaudio")} == {"==2.9.1+cu128", "==0.24.1+cu128"}
     assert (deps["sglang"], deps["sgl-kernel"], deps["flashinfer-python"]) == ("==0.5.9", "==0.3.21", "==0.6.3")
+    assert deps["sglang-router"] == "==0.3.2"                          # the gateway ([router])
     cudnn = opts["dependency-overrides"]["nvidia-cudnn-cu12"]
     assert tuple(int(x) for x in cudnn.lstrip("=").split(".")[:2]) >= (9, 15)   # the cuDNN decision
     assert "auto-infer lock" in TEMPLATE.read_text()

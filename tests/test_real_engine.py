@@ -140,3 +140,44 @@ def test_llamacpp_smollm2_through_serve_chat_and_stop(workspace: Workspace, onli
           f"start→ready {after['ready']:.2f} s, smoke chat {inst['chat']['seconds']:.2f} s "
           f"(start→chat done {after['chat_done']:.2f} s), `chat` task {again['seconds']:.2f} s\n"
           f"  serve's answer: {inst['chat']['answer']!r}\n  chat's answer: {chatted!r}")
+
+
+@pytest.mark.llamacpp
+@needs_llamacpp
+def test_gateway_in_front_of_two_llamacpp_servers_answers_paris(workspace: Workspace, online: object,
+                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real gateway (sglang-router's smg, from the dev extra) in front of two llama.cpp servers.
+    llama-cpp-python's server gets the one route smg 0.3.2 needs to register it (tests/llamacpp_with_health.py)."""
+    smg = Path(sys.executable).parent / "smg"
+    if not smg.exists():
+        pytest.skip("sglang-router is not installed (pip install -e '.[dev]')")
+    python, gguf = engine(monkeypatch)
+    command = [str(python), str(Path(__file__).parent / "llamacpp_with_health.py"), "--model", str(gguf),
+               "--model_alias", "{served_model_name}", "--host", "{host}", "--port", "{port}"]
+    items = ", ".join(json.dumps(c) for c in command)
+    ports = {"llama_a": free_port(), "llama_b": free_port()}
+    gport, mport = free_port(), free_port()
+    config = tmp_path / "llama-gw.toml"
+    config.write_text(f'[instance.control]\nready_timeout = 120\nstop_grace = 10\nsmoke_prompt = "{QUESTION}"\n'
+                      f'command = [{items}]\n[instance.server]\nhost = "127.0.0.1"\nserved_model_name = "smollm2"\n'
+                      + "".join(f"[instance.{n}.server]\nport = {p}\n" for n, p in ports.items())
+                      + f'[router]\nport = {gport}\nprometheus_port = {mport}\ncommand = ["{smg}", "launch"]\n'
+                      f'ready_timeout = 60\nstop_grace = 10\nsmoke_prompt = "{QUESTION}"\n')
+    env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
+    cli(["warm"], env)
+    try:
+        served = cli(["serve"], env).stderr
+        rows = {r["name"]: r for r in json.loads(cli(["status", "--json"], env).stdout)}
+        assert {n: r["state"] for n, r in rows.items()} == {"llama_a": "ready", "llama_b": "ready", "router": "ready"}
+        pgids = [int(r["pid"]) for r in rows.values()]
+        [through] = [ln.split(": ", 1)[1] for ln in cli(["chat", "router"], env).stdout.splitlines()
+                     if ln.startswith("router: ")]
+        assert "paris" in through.lower(), through
+    finally:
+        stopped = cli(["stop"], env).stderr
+    assert all(group_members(p) == [] for p in pgids), stopped
+    report = json.loads((workspace.root / "reports" / "serve-latest.json").read_text())
+    gw = report["gateway"]
+    assert report["ok"] and gw["ok"] and set(gw["fronts"]) == set(ports), (gw, served)
+    assert "paris" in gw["chat"]["answer"].lower() and gw["argv"][:2] == [str(smg), "launch"]
+    print(f"\nthrough the gateway: serve's smoke chat {gw['chat']['answer']!r}; `chat router`: {through!r}")

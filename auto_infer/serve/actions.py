@@ -119,7 +119,7 @@ def chat(settings: Settings, names: list[str] | None = None) -> None:
     results, failed = {}, []
     for name, rec in picked.items():
         target = _target(rec)
-        c = probe.chat(target, rec.get("model") or "", rec.get("smoke_prompt") or "Say hello.")
+        c = probe.chat(target, rec.get("chat_model") or rec.get("model") or "", rec.get("smoke_prompt") or "Say hello.")
         results[name] = {"url": target.base_url, "ok": c.ok, "reason": c.reason, "request": c.request,
                          "status": c.status, "seconds": round(c.seconds, 3), "response": c.response}
         print(f"{name}: {c.answer.strip() if c.ok else 'FAILED: ' + c.reason}")

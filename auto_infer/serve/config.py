@@ -18,7 +18,7 @@ from typing import Any
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.settings import Settings
-from auto_infer.serve import validate
+from auto_infer.serve import gateway, validate
 from auto_infer.serve.model import (
     CONTROL_KEYS,
     DEFAULT_PROMPT,
@@ -101,13 +101,15 @@ def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     path = path or settings.config_path
     data = apply_overrides(read_toml(path), settings.overrides)
     ctx = Where(path, bool(settings.overrides.strip()))
-    unknown = sorted(set(data) - {"master", "instance"})
+    unknown = sorted(set(data) - {"master", "instance", "router"})
     if unknown:
         raise ctx.error(f"unknown top-level table {unknown[0]!r}", unknown[0],
-                        "the format has [master] and [instance.*] only")
+                        "the format has [master], [instance.*] and [router] only")
     master = Master(**ctx.closed(ctx.table(data, "master", "[master]"), MASTER_KEYS, "[master]"))
-    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]")))
+    router = gateway.parse(ctx, ctx.table(data, "router", "[router]")) if "router" in data else None
+    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]")), router)
     validate.cross_check(ctx, cfg)
+    gateway.cross_check(ctx, cfg)
     return cfg
 
 

@@ -27,6 +27,25 @@ CONTROL_KEYS: dict[str, Any] = {
     "ready_timeout": NUM, "stop_grace": NUM, "smoke_prompt": str, "api_key_env": str, "env": dict,
     "command": list}
 SCALAR = (str, int, float, bool)
+ROUTER_NAME = "router"           # the gateway's record and log folder (no instance may take the name)
+
+
+@dataclass(frozen=True)
+class Router:
+    """The ``[router]`` table: the gateway (sglang-router's ``smg``) in front of the workers."""
+
+    enable: bool = True
+    host: str = "127.0.0.1"
+    port: int = 30080
+    prometheus_port: int = 29000        # always passed: smg panics when its default 0.0.0.0:29000 is taken
+    policy: str = "round_robin"
+    instances: tuple[str, ...] | None = None     # None: every enabled instance
+    extra_args: tuple[str, ...] = ()
+    command: tuple[str, ...] | None = None       # None: <env python> -m sglang_router.launch_router
+    ready_timeout: float = 300.0
+    stop_grace: float = DEFAULT_STOP_GRACE
+    log_file: Path | None = None
+    smoke_prompt: str = DEFAULT_PROMPT
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,7 @@ class ModelConfig:
     path: Path
     master: Master
     instances: tuple[Instance, ...]        # every instance, enabled or not, in file order
+    router: Router | None = None           # the [router] table, when there is one
 
     def enabled(self) -> tuple[Instance, ...]:
         return tuple(i for i in self.instances if i.control.enabled)

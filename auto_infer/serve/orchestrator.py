@@ -18,7 +18,7 @@ from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, probe, procs, registry, report, validate
+from auto_infer.serve import config, gateway_run, probe, procs, registry, report, validate
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import Instance, ModelConfig
 from auto_infer.serve.outcome import Result
@@ -35,8 +35,10 @@ def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
     return chosen
 
 
-def serve(settings: Settings, names: list[str] | None = None) -> list[Result]:
-    """Validate everything, then start what needs starting, wait, chat, and write the report."""
+def serve(settings: Settings, names: list[str] | None = None, *, strict: bool = True) -> list[Result]:
+    """Validate everything, then start what needs starting, wait, chat, and write the report.
+    The gateway ([router]) comes last, in front of the ready workers, when every instance is served.
+    ``strict``: a failed instance is a UserError (``supervise`` passes False and restarts it)."""
     cfg = config.load(settings)
     if not cfg.master.enable:
         say(f"master.enable = false in {cfg.path}: no server is launched")
@@ -55,10 +57,14 @@ def serve(settings: Settings, names: list[str] | None = None) -> list[Result]:
     validate.check_paths(cfg, chosen)
     plans = plan(settings, build_launches(settings, cfg, chosen))
     check_ports(settings, cfg, plans)
+    gw = gateway_run.prepare(settings, cfg) if names is None else None
     t0 = time.time()
     results = run(settings, plans)
-    paths = report.write(settings, cfg, results, t0)
-    conclude(results, paths)
+    if gw is not None:
+        gateway_run.run(settings, gw, {r.launch.inst.name: r.ready.model_id for r in results if r.ready.ok})
+    paths = report.write(settings, cfg, results, t0, gateway=gateway_run.data(gw) if gw else None)
+    if strict:
+        conclude(results, paths, gw)
     return results
 
 
@@ -179,11 +185,14 @@ def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:
     say(f"{mark} {name} chat: {r.chat.reason}" + (f": {r.chat.answer.strip()[:120]!r}" if r.chat.answer else ""))
 
 
-def conclude(results: list[Result], paths: tuple[Path, Path]) -> None:
-    failed = [r for r in results if not r.ok]
+def conclude(results: list[Result], paths: tuple[Path, Path], gw: gateway_run.GatewayRun | None = None) -> None:
+    failed = [(r.launch.inst.name, r.reason, r.launch.log) for r in results if not r.ok]
+    if gw is not None and not gw.ok:
+        failed.append(("router (the gateway)", gw.reason, gw.log))
     say(f"report: {paths[0]}")
     if failed:
-        lines = "\n".join(f"    {r.launch.inst.name}: {r.reason.splitlines()[0]} (log: {r.launch.log})" for r in failed)
-        raise UserError(f"{len(failed)} of {len(results)} instances did not pass ready + chat:\n{lines}",
-                        where=str(paths[0]), fix="read the log of each (`auto-infer logs NAME`), fix, serve again")
-    say(f"all {len(results)} instances ready and answering")
+        lines = "\n".join(f"    {name}: {why.splitlines()[0]} (log: {log})" for name, why, log in failed)
+        what = f"{len(results)} instances" if gw is None else f"{len(results) + 1} processes (instances and gateway)"
+        raise UserError(f"{len(failed)} of {what} did not pass ready + chat:\n{lines}", where=str(paths[0]),
+                        fix="read the log of each (`auto-infer logs NAME`), fix, serve again")
+    say(f"all {len(results)} instances ready and answering" + (", and the gateway in front" if gw else ""))

@@ -3,7 +3,8 @@
 Ready means (notes/serving.md 1.4): ``/v1/models`` answers 200 and lists the model, and for SGLang
 ``/health_generate`` (or ``/health`` where that route does not exist) answers 200, because
 ``/v1/models`` answers long before SGLang's warmup is done. Other engines (``command``) need
-``/v1/models``, and ``/health`` only if it exists. Every round first asks whether the process has
+``/v1/models``, and ``/health`` only if it exists; the gateway needs ``/readiness`` (503 until it
+has a healthy worker). Every round first asks whether the process has
 ended, so a crash is reported at once with the tail of its log, not after the timeout.
 """
 
@@ -33,7 +34,7 @@ class Target:
     name: str
     base_url: str                 # http://127.0.0.1:PORT (127.0.0.1 when the server binds 0.0.0.0)
     model: str | None             # the id /v1/models must list; None: whatever it lists
-    engine: str                   # "sglang" | "command"
+    engine: str                   # "sglang" | "command" | "gateway"
     api_key: str | None = None
 
     def headers(self) -> dict[str, str]:
@@ -76,9 +77,10 @@ def check_once(target: Target, session: requests.Session, timeout: float = HEALT
     model = target.model if target.model is not None else (ids[0] if ids else None)
     if model is None or model not in ids:
         return False, f"/v1/models lists {ids}, not {target.model!r}", None
-    for route in ("/health_generate", "/health") if target.engine == "sglang" else ("/health",):
+    routes = {"sglang": ("/health_generate", "/health"), "gateway": ("/readiness",)}.get(target.engine, ("/health",))
+    for route in routes:
         h = session.get(f"{target.base_url}{route}", headers=target.headers(), timeout=timeout)
-        if h.status_code == 200 or (h.status_code == 404 and target.engine != "sglang"):
+        if h.status_code == 200 or (h.status_code == 404 and target.engine not in ("sglang", "gateway")):
             return True, "ready", model
         if h.status_code != 404:
             return False, f"{route} answers {h.status_code} (warming up)", model

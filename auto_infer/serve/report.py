@@ -78,18 +78,20 @@ def instance_data(r: Result) -> dict[str, Any]:
     }
 
 
-def collect(settings: Settings, cfg: ModelConfig, results: list[Result], started: float) -> dict[str, Any]:
+def collect(settings: Settings, cfg: ModelConfig, results: list[Result], started: float,
+            gateway: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "tool": f"auto-infer {__version__}", "created": iso(time.time()), "started": iso(started),
         "host": socket.gethostname(), "config": str(cfg.path),
         "overrides": bool(settings.overrides.strip()),
-        "ok": all(r.ok for r in results),
+        "ok": all(r.ok for r in results) and (gateway is None or bool(gateway["ok"])),
         "summary": f"{sum(r.ok for r in results)} of {len(results)} instances ready and answering",
         "environment": read_json(settings.check_path)
                        or "not checked (run `auto-infer check` to record the versions)",
         "nvidia_smi": nvidia_smi(),
         "nvidia_smi_queries": {name: nvidia_smi(*args) for name, args in SMI_QUERIES.items()},
         "instances": [instance_data(r) for r in results],
+        "gateway": gateway,
     }
 
 
@@ -103,6 +105,8 @@ def markdown(data: dict[str, Any]) -> str:
     out += ["```json", json.dumps(env, indent=2), "```", ""] if isinstance(env, dict) else [env, ""]
     for inst in data["instances"]:
         out += _instance_md(inst)
+    if data.get("gateway"):
+        out += _gateway_md(data["gateway"])
     out += ["## nvidia-smi", "", "```", data["nvidia_smi"].rstrip(), "```", ""]
     for name, args in SMI_QUERIES.items():
         out += [f"`nvidia-smi {' '.join(args)}`:", "", "```", data["nvidia_smi_queries"][name].rstrip(), "```", ""]
@@ -127,9 +131,22 @@ def _instance_md(i: dict[str, Any]) -> list[str]:
     return out
 
 
-def write(settings: Settings, cfg: ModelConfig, results: list[Result], started: float) -> tuple[Path, Path]:
+def _gateway_md(g: dict[str, Any]) -> list[str]:
+    mark = "routing and answering" if g["ok"] else f"FAILED: {g['reason'].splitlines()[0]}"
+    rows = [("action", f"{g['action']} ({g['why']})"), ("pid", g["pid"]), ("url", g["url"]),
+            ("policy", g["policy"]), ("fronts", ", ".join(g["fronts"]) or "-"), ("log", f"`{g['log']}`")]
+    out = [f"## gateway ({g['name']}): {mark}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
+           "Command:", "", "```", " ".join(g["argv"]), "```", ""]
+    if g["chat"] is not None:
+        out += [f"Chat through the gateway (HTTP {g['chat']['status']}, {g['chat']['seconds']} s):", "", "```json",
+                json.dumps(g["chat"]["response"], indent=2), "```", ""]
+    return out
+
+
+def write(settings: Settings, cfg: ModelConfig, results: list[Result], started: float,
+          gateway: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write serve-<time>.md/.json (and serve-latest.*); return the Markdown and JSON paths."""
-    data = collect(settings, cfg, results, started)
+    data = collect(settings, cfg, results, started, gateway)
     hidden = [s for r in results for s in r.launch.secrets]
     text_json = redact.scrub(json.dumps(data, indent=2) + "\n", hidden)
     text_md = redact.scrub(markdown(data) + "\n", hidden)

@@ -1,0 +1,184 @@
+"""supervise: the foreground mode for PID 1 (a compose service's or a pod's command).
+
+``auto-infer supervise`` installs if needed (offline: the ``install`` task it depends on), starts
+everything as ``serve`` does (instances, then the gateway), and stays in the foreground:
+
+* a server (or the gateway) whose process ends without ``auto-infer stop`` is restarted after a
+  backoff (``AUTO_INFER_SUPERVISE_BACKOFF`` s, doubled per crash, at most 60 s); the
+  ``AUTO_INFER_SUPERVISE_MAX_CRASHES``-th crash of one server within
+  ``AUTO_INFER_SUPERVISE_WINDOW`` s stops everything and ends supervise with exit 1 and the tail
+  of its log;
+* SIGTERM / SIGINT stop every process group gracefully (each its own stop_grace, all at once),
+  then supervise exits 0;
+* it reaps its children, and as a child subreaper also the orphans its servers leave;
+* each server's log is copied to stdout as ``NAME | line`` (the log files are still written);
+* a server stopped with ``auto-infer stop NAME`` stays stopped; when all are, supervise exits 0.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.progress import say
+from auto_infer.core.settings import Settings
+from auto_infer.serve import actions, config, gateway, orchestrator, procs, registry
+from auto_infer.serve.logstream import LogStream
+from auto_infer.serve.model import ROUTER_NAME
+
+BACKOFF_MAX = 60.0
+POLL = 0.5
+
+
+@dataclass(frozen=True)
+class Policy:
+    max_crashes: int = 5          # the n-th crash of one server within `window` seconds ends supervise
+    window: float = 600.0
+    backoff: float = 2.0          # seconds before the first restart; doubled per crash in the window
+
+    def delay(self, crashes: int) -> float:
+        return min(self.backoff * 2 ** max(crashes - 1, 0), BACKOFF_MAX)
+
+
+def policy(env: Mapping[str, str]) -> Policy:
+    """The restart policy from AUTO_INFER_SUPERVISE_* (bad values: a clear error)."""
+    def number(name: str, default: float, kind: type = float) -> Any:
+        raw = (env.get(name) or "").strip()
+        try:
+            value = kind(raw) if raw else default
+        except ValueError:
+            value = -1
+        if value <= 0 and not (name.endswith("BACKOFF") and value == 0):
+            raise UserError(f"{name}={raw!r} is not a positive {'integer' if kind is int else 'number'}",
+                            where=name, fix=f"set it to e.g. {default:g}")
+        return value
+    return Policy(number("AUTO_INFER_SUPERVISE_MAX_CRASHES", 5, int), number("AUTO_INFER_SUPERVISE_WINDOW", 600.0),
+                  number("AUTO_INFER_SUPERVISE_BACKOFF", 2.0))
+
+
+class Stop(BaseException):
+    """A signal asked supervise to stop everything (a BaseException, as KeyboardInterrupt: no
+    ``except Exception`` on the way may swallow it)."""
+
+
+class GiveUp(Exception):
+    """One server crashed too often."""
+
+
+def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None = None) -> int:
+    """Start everything, keep it running, stop it all on SIGTERM/SIGINT. Returns the exit code."""
+    pol = pol or policy(os.environ)
+    _become_subreaper()
+    stopping: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not stopping:                            # the first one stops; later ones wait for that stop
+            stopping.append(signal.Signals(signum).name)
+            raise Stop(stopping[0])
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    stream = LogStream(settings, out or sys.stdout)
+    stream.start()
+    failure: str | None = None
+    try:
+        try:
+            orchestrator.serve(settings, strict=False)
+            _watch(settings, pol)
+        except Stop as sig:
+            say(f"supervise: {sig} received: stopping every server gracefully")
+        except GiveUp as exc:
+            failure = str(exc)
+            say(f"supervise: {failure.splitlines()[0]}: stopping everything")
+    finally:
+        stopping.append("stopping")
+        try:
+            actions.stop(settings, None)
+        finally:
+            _reap()
+            stream.stop()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+    if failure:
+        raise UserError(failure, where="AUTO_INFER_SUPERVISE_MAX_CRASHES / AUTO_INFER_SUPERVISE_WINDOW",
+                        fix="read the log (`auto-infer logs NAME`), fix the server or its config, start again")
+    say("supervise: everything stopped")
+    return 0
+
+
+def _watch(settings: Settings, pol: Policy) -> None:
+    """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped."""
+    cfg = config.load(settings)
+    names = [i.name for i in cfg.enabled()] + ([ROUTER_NAME] if gateway.active(cfg) else [])
+    crashes: dict[str, collections.deque[float]] = {n: collections.deque() for n in names}
+    say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
+        f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
+    while True:
+        exited = _reap()
+        recs = {n: registry.read(settings, n) or {} for n in names}
+        if all(r.get("state") == "stopped" for r in recs.values()):
+            say("supervise: every server was stopped with `auto-infer stop`: nothing left to supervise")
+            return
+        for name, rec in recs.items():
+            if rec.get("state") == "stopped" or registry.is_running(rec):
+                continue
+            exited.update(_reap())              # it may have ended after this round's first reap
+            _restart(settings, pol, name, rec, crashes[name], exited.get(int(rec.get("pid") or 0)))
+        time.sleep(POLL)
+
+
+def _restart(settings: Settings, pol: Policy, name: str, rec: dict[str, Any], times: collections.deque[float],
+             status: int | None) -> None:
+    now = time.monotonic()
+    times.append(now)
+    while times and times[0] < now - pol.window:
+        times.popleft()
+    how = _how(status) if status is not None else (rec.get("reason") or "ended")
+    if len(times) >= pol.max_crashes:
+        tail = "\n".join(f"    {line}" for line in procs.tail(Path(str(rec.get("log"))), 15))
+        raise GiveUp(f"{name} crashed {len(times)} times within {pol.window:g} s (last: {how}); giving up\n"
+                     f"  last lines of {rec.get('log')}:\n{tail or '    (empty)'}")
+    delay = pol.delay(len(times))
+    say(f"supervise: {name} ended ({how}): restart {len(times)} of at most {pol.max_crashes - 1} "
+        f"within {pol.window:g} s, in {delay:g} s")
+    time.sleep(delay)
+    # serve everything again: what runs is kept, what ended is started, and the gateway is re-planned
+    # (restarted when the set of ready workers changed, so a worker that is back is routed to again)
+    orchestrator.serve(settings, strict=False)
+
+
+def _how(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _reap() -> dict[int, int]:
+    """Collect every ended child (our servers, and orphans adopted as subreaper): pid -> wait status."""
+    ended: dict[int, int] = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended[pid] = status
+
+
+def _become_subreaper() -> None:
+    """Adopt orphaned descendants (PR_SET_CHILD_SUBREAPER), so they are reaped here even when
+    supervise is not PID 1 (under tini, or in a test). Best effort: Linux only."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
