@@ -107,8 +107,28 @@ class Settings:
         return self.cache_root / "pypi" / "wheels"
 
     @property
+    def conda_archive_dir(self) -> Path:
+        """Original conda archives (.conda/.tar.bz2) as <subdir>/<filename>: what bundles carry."""
+        return self.cache_root / "conda" / "archives"
+
+    @property
     def manifest_path(self) -> Path:
         return self.cache_root / "cache-manifest.json"
+
+    @property
+    def manifests_dir(self) -> Path:
+        """One manifest per lock (manifests/<lock-sha256>.json): several locks can share one cache."""
+        return self.cache_root / "manifests"
+
+    @property
+    def bundles_dir(self) -> Path:
+        """Records of imported bundles (<index-sha256>.json): a second import is a no-op."""
+        return self.cache_root / "bundles"
+
+    @property
+    def bundle_staging_dir(self) -> Path:
+        """Where an import verifies members before trusting any; removed by the next import."""
+        return self.cache_root / ".bundle-staging"
 
     @property
     def env_prefix(self) -> Path:

@@ -53,13 +53,27 @@ def build_manifest(settings: Settings, locked: LockedEnv, installer: str, instal
 
 
 def write_manifest(settings: Settings, manifest: dict[str, Any]) -> Path:
+    """The per-lock copy first, then cache-manifest.json (the latest lock) last."""
+    if manifest.get("lock_sha256"):
+        atomic_write_json(settings.manifests_dir / f"{manifest['lock_sha256']}.json", manifest)
     atomic_write_json(settings.manifest_path, manifest)
     return settings.manifest_path
 
 
-def read_manifest(settings: Settings) -> dict[str, Any] | None:
-    data = read_json(settings.manifest_path)
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+def read_manifest(settings: Settings, lock_sha256: str | None = None) -> dict[str, Any] | None:
+    """cache-manifest.json; with ``lock_sha256``, the manifest of that lock (the latest one or its
+    per-lock copy in manifests/), so caches holding several locks serve each of them."""
+    paths = [settings.manifest_path]
+    if lock_sha256:
+        paths.append(settings.manifests_dir / f"{lock_sha256}.json")
+    found = None
+    for path in paths:
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("schema") == SCHEMA:
+            if lock_sha256 is None or data.get("lock_sha256") == lock_sha256:
+                return data
+            found = found or data
+    return found
 
 
 # ---- audit -------------------------------------------------------------------------------
@@ -137,14 +151,23 @@ class WheelStore:
         self.record: dict[str, list[Any]] = read_json(self.record_path) or {}
         self.dirty = False
 
+    @staticmethod
+    def _key(st: os.stat_result) -> list[Any]:
+        # ctime too: an in-place edit that puts the mtime back still moves the ctime
+        return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+    def remember(self, filename: str, sha: str) -> None:
+        """Record a hash measured elsewhere (while the file was copied in): no second read."""
+        self.record[filename] = [*self._key((self.dir / filename).stat()), sha]
+        self.dirty = True
+
     def verified_sha(self, filename: str) -> str | None:
         path = self.dir / filename
         try:
             st = path.stat()
         except OSError:
             return None
-        # ctime too: an in-place edit that puts the mtime back still moves the ctime
-        key = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        key = self._key(st)
         hit = self.record.get(filename)
         if hit and hit[:4] == key:
             return str(hit[4])
@@ -199,9 +222,10 @@ def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | N
 
 def preflight(settings: Settings, locked: LockedEnv, installer: str) -> dict[str, Any]:
     """Prove the cache can do the install, or raise a UserError that says what to run."""
-    manifest = read_manifest(settings)
+    manifest = read_manifest(settings, locked.sha256)
     run_warm = ("run `auto-infer warm` (or `doit warm`) where the network is, with the same "
-                "AUTO_INFER_SGLANG_CACHE_ROOT, then install again")
+                "AUTO_INFER_SGLANG_CACHE_ROOT, then install again (air-gapped: `auto-infer bundle import FILE` "
+                "of a bundle exported there)")
     if manifest is None:
         raise UserError(f"no cache manifest at {settings.manifest_path}: the cache was never warmed "
                         f"({len(locked.artifacts)} artifacts needed)",
