@@ -17,13 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import auto_infer
-from bench import cases, install_cases, serve_cases, workload
+from bench import bundle_cases, cases, install_cases, serve_cases, workload
 from bench.report import Case, render
 from bench.timing import Failed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).with_name("findings.md")
-ALL = ("1", "2", "3", "4", "5", "6", "7")
+ALL = ("1", "2", "3", "4", "5", "6", "7", "8")
 
 
 def log(msg: str) -> None:
@@ -138,6 +138,11 @@ class Bench:
         n = max(3, self.a.repeats * 2)
         self.cases.append(cases.case_cli(env, self.cli, self.a.warmup, n, self.progress("6 cli")))
 
+    def bundle_case(self) -> None:
+        w = getattr(self, "main", None) or self.warmed(10)
+        self.cases.append(bundle_cases.case_bundle(w, self.cli, self.a.warmup, self.a.repeats,
+                                                   self.work / "bundle", self.progress("8 bundle")))
+
     def serving(self) -> serve_cases.Serving:
         w = self.by_factor.get(1) or self.warmed(1)
         return serve_cases.Serving(w.env, self.cli, self.work / "serve")
@@ -160,6 +165,8 @@ class Bench:
             self.guarded("5", "Parallel start of four slow servers", self.parallel_case)
         if "6" in a.cases:
             self.guarded("6", "CLI start-up", self.cli_case)
+        if "8" in a.cases:
+            self.guarded("8", "Bundle export / import", self.bundle_case)
         self.cases.sort(key=lambda c: c.key)
         return self.write()
 
