@@ -177,6 +177,10 @@ def import_bundle(settings: Settings, file: Path) -> dict[str, Any]:
             n = len(index["members"])
             s.note(f"{n} members verified; lock {locked.sha256[:12]}… ({len(locked.conda)} conda + "
                    f"{len(locked.pypi)} PyPI) in {settings.cache_root}; template in {placed}")
+        if (index.get("environment"), index.get("platform")) != (settings.pixi_env, settings.platform):
+            say(f"⚠ WARNING: the bundle is for environment {index.get('environment')!r} on {index.get('platform')}, "
+                f"this host selects {settings.pixi_env!r} on {settings.platform}: set AUTO_INFER_SGLANG_PIXI_ENV / "
+                "AUTO_INFER_PLATFORM to the bundle's before `install`, or export a bundle for this one")
         if settings.template_dir is None or placed != settings.template_dir:
             say(f"  the template went to {placed}: set AUTO_INFER_SGLANG_TEMPLATE_DIR={placed} "
                 "(or copy its pixi.toml and pixi.lock into your template folder), then `auto-infer install`")
