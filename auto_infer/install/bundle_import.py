@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import disk_full_is_a_user_error, read_json
-from auto_infer.core.progress import Step, say, step
+from auto_infer.core.progress import Step, fmt_secs, say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
@@ -168,20 +168,22 @@ def import_bundle(settings: Settings, file: Path) -> dict[str, Any]:
                 _check_base(settings, index, locked, file)
                 target = bundle_layout.template_target(settings, locked.sha256, staging / "members" / "template")
                 s.note("verified; laying out the cache")
-                placed = bundle_layout.commit(settings, locked, manifest, staging, target, s)
+                verified = s.elapsed
+                extracted, secs = bundle_layout.commit(settings, locked, manifest, staging, target, s)
                 bundle_layout.write_marker(settings, marker, index, file)
             except (tarfile.TarError, EOFError) as exc:
                 raise _refuse(f"the bundle is truncated or not a tar file ({exc})", file) from None
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
             n = len(index["members"])
-            s.note(f"{n} members verified; lock {locked.sha256[:12]}… ({len(locked.conda)} conda + "
-                   f"{len(locked.pypi)} PyPI) in {settings.cache_root}; template in {placed}")
+            s.note(f"{n} members verified in {fmt_secs(verified)}, {extracted} conda packages extracted in "
+                   f"{fmt_secs(secs)}; lock {locked.sha256[:12]}… ({len(locked.conda)} conda + {len(locked.pypi)} "
+                   f"PyPI) in {settings.cache_root}; template in {target}")
         if (index.get("environment"), index.get("platform")) != (settings.pixi_env, settings.platform):
             say(f"⚠ WARNING: the bundle is for environment {index.get('environment')!r} on {index.get('platform')}, "
                 f"this host selects {settings.pixi_env!r} on {settings.platform}: set AUTO_INFER_SGLANG_PIXI_ENV / "
                 "AUTO_INFER_PLATFORM to the bundle's before `install`, or export a bundle for this one")
-        if settings.template_dir is None or placed != settings.template_dir:
-            say(f"  the template went to {placed}: set AUTO_INFER_SGLANG_TEMPLATE_DIR={placed} "
+        if settings.template_dir is None or target != settings.template_dir:
+            say(f"  the template went to {target}: set AUTO_INFER_SGLANG_TEMPLATE_DIR={target} "
                 "(or copy its pixi.toml and pixi.lock into your template folder), then `auto-infer install`")
-        return {"imported": True, "lock_sha256": locked.sha256, "template": str(placed)}
+        return {"imported": True, "lock_sha256": locked.sha256, "template": str(target)}

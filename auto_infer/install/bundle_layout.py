@@ -147,14 +147,17 @@ def _extract(settings: Settings, locked: LockedEnv, scratch: Path, s: Step) -> i
 
 
 def commit(settings: Settings, locked: LockedEnv, manifest: dict[str, Any], staging: Path, template: Path,
-           s: Step) -> Path:
-    """Everything verified: archives and wheels in, packages extracted, template, manifest last."""
+           s: Step) -> tuple[int, float]:
+    """Everything verified: archives and wheels in, packages extracted, template, manifest last.
+    Returns how many conda packages were extracted, and in how many seconds."""
     members = staging / "members"
     _move_in(settings, locked, members, s)
-    _extract(settings, locked, staging / "prefix", s)
+    t0 = time.monotonic()
+    extracted = _extract(settings, locked, staging / "prefix", s)
+    secs = time.monotonic() - t0
     _place_template(settings, members / "template", template)
     cache.write_manifest(settings, manifest)
-    return template
+    return extracted, secs
 
 
 def write_marker(settings: Settings, marker: Path, index: dict[str, Any], file: Path) -> None:
