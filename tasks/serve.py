@@ -15,7 +15,7 @@ from typing import Any
 from doit.task import Task
 
 from auto_infer.serve import actions, config, orchestrator
-from auto_infer.tasks.common import settings
+from auto_infer.tasks.common import VERIFY, settings
 from auto_infer.tasks.glue import action
 
 
@@ -31,10 +31,11 @@ def task_serve() -> Iterator[Task]:
     """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
     s = settings()
     yield Task("serve", [action(orchestrator.serve, s, None)], task_dep=["install"], uptodate=[False],
-               has_subtask=True, verbosity=2, doc=task_serve.__doc__)
+               has_subtask=True, verbosity=2, doc=task_serve.__doc__, params=VERIFY)
     for name in _instance_names():
         yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"], uptodate=[False],
-                   subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report")
+                   subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report",
+                   params=VERIFY)
 
 
 def _chat(names: list[str]) -> Any:

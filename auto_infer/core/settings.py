@@ -78,6 +78,7 @@ class Settings:
     overrides: str
     lock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
+    hf_home: Path | None = None                     # the user's HF_HOME, if set: weights go there instead
 
     # ---- derived paths: the only place they are spelled -------------------------------
     @property
@@ -105,6 +106,11 @@ class Settings:
     def wheel_dir(self) -> Path:
         """Wheel files the pixi-free backend downloads at warm, sha256-checked."""
         return self.cache_root / "pypi" / "wheels"
+
+    @property
+    def hub_cache(self) -> Path:
+        """Hugging Face Hub snapshots warm fetches (models--org--name/snapshots/<commit>/)."""
+        return (self.hf_home or self.cache_root / "huggingface") / "hub"
 
     @property
     def manifest_path(self) -> Path:
@@ -236,4 +242,5 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "install": truthy(get("AUTO_INFER_SGLANG_INSTALL_ON_BOOT")),
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },
+        hf_home=_abs("HF_HOME", get("HF_HOME")) if get("HF_HOME") else None,
     )
