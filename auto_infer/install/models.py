@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say, step
 from auto_infer.core.settings import Settings
 from auto_infer.core.tomlfile import apply_overrides, read_toml
@@ -51,8 +52,14 @@ def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(settings: Settings, verify: bool = False) -> None:
-    """Every weight file of every enabled instance here, whole; else a UserError before anything runs."""
-    found = sources(settings)
+    """Every weight file of every enabled instance here, whole; else a UserError before anything runs.
+
+    A model config that does not load is serve's to report (install's job is the environment)."""
+    try:
+        found = sources(settings)
+    except UserError as exc:
+        say(f"  weights: not checked, the model config does not load ({exc.what.splitlines()[0]}); serve will say why")
+        return
     if not found:
         return
     checked = audit.check(settings, found, str(settings.config_path), verify)
