@@ -48,7 +48,7 @@ def _warm_uptodate() -> bool:
     manifest = cache.read_manifest(s)
     return (manifest is not None and manifest.get("lock_sha256") == locked.sha256
             and manifest.get("installer", {}).get("name") == s.installer
-            and not cache.audit(s, locked, manifest, s.installer) and models.complete(s))
+            and not cache.audit(s, locked, manifest, s.installer) and models.complete(s, hub_only=True))
 
 
 def task_warm() -> dict[str, Any]:

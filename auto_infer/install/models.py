@@ -68,10 +68,11 @@ def check(settings: Settings, verify: bool = False) -> None:
     say(f"  weights: {len(labels)} model(s) complete ({how} of every file): {'; '.join(labels)}")
 
 
-def complete(settings: Settings) -> bool:
-    """For warm's up-to-date check: every source of the config is in the manifest and whole."""
+def complete(settings: Settings, hub_only: bool = False) -> bool:
+    """For the up-to-date checks: every source of the config is in the manifest and whole (warm:
+    ``hub_only``, as a folder on a disk the online machine lacks is checked at install and serve)."""
     try:
-        found = sources(settings)
+        found = {n: s for n, s in sources(settings).items() if s.kind == spec.HUB or not hub_only}
         models = audit.manifest_models(settings)
         if any(s.kind == spec.HUB and s.key not in models for s in found.values()):
             return False
