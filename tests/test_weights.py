@@ -24,7 +24,7 @@ from auto_infer.core.net import free_port
 from auto_infer.demo import fakehub, mirror
 from auto_infer.serve import actions, config, registry
 from auto_infer.weights import audit, fetch
-from tests.conftest import Built, needs_netns
+from tests.conftest import Built, Workspace, needs_netns
 from tests.helpers import clean_env, run_cli
 
 TOKEN = "hf_SENTINEL_t0ken_never_written_9f3a"
@@ -283,3 +283,20 @@ def test_without_huggingface_hub_the_error_says_what_to_install(monkeypatch: pyt
     with pytest.raises(Exception) as err:
         fetch.client()
     assert "huggingface_hub is not installed" in str(err.value) and "auto-infer[hub]" in str(err.value)
+
+
+def test_warm_says_clearly_when_the_hub_cannot_give_the_weights(workspace: Workspace, online: object,
+                                                                  tmp_path: Path) -> None:
+    """No Hub at the endpoint, then a repo the Hub does not have: one clear error each, no token."""
+    make_repo(tmp_path / "hub")
+    path = tmp_path / "models.toml"
+    env = {**workspace.env, "AUTO_INFER_SGLANG_CONFIG": str(path), "HF_TOKEN": TOKEN}
+    dead = f"http://127.0.0.1:{free_port()}"
+    for repo, endpoint in (("org/tiny", dead), ("org/absent", None)):
+        path.write_text(f'[instance.a.model]\nrepo = "{repo}"\n\n[instance.a.server]\nport = 31000\n')
+        with fakehub.FakeHub(tmp_path / "hub") as hub:
+            r = run_cli(["warm"], {**env, "HF_ENDPOINT": endpoint or hub.url})
+        assert r.returncode == 1, r.stderr
+        assert f"cannot fetch {repo}@main from {endpoint or hub.url}" in r.stderr, r.stderr
+        assert f"{path}: [instance.a.model] repo" in r.stderr and "HF_TOKEN" in r.stderr and TOKEN not in r.stderr + r.stdout and "Traceback" not in r.stderr
+    assert json.loads(workspace.manifest.read_text())["models"] == []     # the packages' manifest stands

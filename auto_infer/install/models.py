@@ -27,7 +27,8 @@ def sources(settings: Settings) -> dict[str, spec.Source]:
 
 def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     """Fetch every Hub source (record every visible folder); rewrite the manifest with them."""
-    wanted = {s.key: s for s in sources(settings).values()}
+    found = sources(settings)
+    wanted = {s.key: s for s in found.values()}
     if not wanted:
         say(f"  weights: no [instance.*.model] in {settings.config_path} (or no such file): none fetched")
         return manifest
@@ -35,7 +36,8 @@ def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     for key, source in wanted.items():
         if source.kind == spec.HUB:
             with step(f"warm: weights {source.describe()} into {settings.hub_cache}") as s:
-                entry = fetch.fetch_hub(source, settings.hub_cache)
+                tables = ", ".join(f"[instance.{n}.model]" for n, x in found.items() if x.key == key)
+                entry = fetch.fetch_hub(source, settings.hub_cache, f"{settings.config_path}: {tables}")
                 s.note(f"commit {entry['commit'][:12]}, {len(entry['files'])} files, "
                        f"{audit.human(entry['total_size'])}")
         else:

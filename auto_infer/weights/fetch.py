@@ -40,8 +40,9 @@ def repo_folder(repo: str) -> str:
     return "--".join(["models", *repo.split("/")])
 
 
-def fetch_hub(source: Source, hub_cache: Path) -> dict[str, Any]:
-    """Resolve, download and measure one Hub source; return its manifest entry."""
+def fetch_hub(source: Source, hub_cache: Path, where: str = "[instance.NAME.model]") -> dict[str, Any]:
+    """Resolve, download and measure one Hub source; return its manifest entry. ``where``: the
+    config table(s) that name it, for the messages."""
     hf = client()
     assert source.repo is not None
     label = f"{source.repo}@{source.revision}"
@@ -50,7 +51,7 @@ def fetch_hub(source: Source, hub_cache: Path) -> dict[str, Any]:
                         where="the environment of `auto-infer warm`",
                         fix="unset HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE for warm (serve sets them itself)")
     endpoint = redact.redact_url(hf.constants.ENDPOINT)
-    info = _call(label, endpoint, lambda: hf.HfApi().model_info(source.repo, revision=source.revision,
+    info = _call(label, endpoint, where, lambda: hf.HfApi().model_info(source.repo, revision=source.revision,
                                                                 files_metadata=True))
     remote = {s.rfilename: s for s in info.siblings or []}
     ignore = source.ignore_patterns
@@ -59,12 +60,12 @@ def fetch_hub(source: Source, hub_cache: Path) -> dict[str, Any]:
     wanted = sorted(n for n in remote if _selected(n, source.allow_patterns, ignore))
     if not wanted:
         raise UserError(f"{label}: the file patterns select none of its {len(remote)} files",
-                        where="allow_patterns / ignore_patterns", fix="loosen the patterns (files: "
+                        where=f"{where} allow_patterns / ignore_patterns", fix="loosen the patterns (files: "
                         f"{', '.join(sorted(remote)[:8])})")
     snapshot = hub_cache / repo_folder(source.repo) / "snapshots" / info.sha
 
     def download() -> None:
-        _call(label, endpoint, lambda: hf.snapshot_download(
+        _call(label, endpoint, where, lambda: hf.snapshot_download(
             source.repo, revision=info.sha, cache_dir=str(hub_cache), allow_patterns=list(wanted)))
 
     download()
@@ -91,7 +92,7 @@ def _selected(name: str, allow: tuple[str, ...] | None, ignore: tuple[str, ...] 
     return (allow is None or hits(allow)) and not (ignore is not None and hits(ignore))
 
 
-def _call(label: str, endpoint: str, fn: Any) -> Any:
+def _call(label: str, endpoint: str, where: str, fn: Any) -> Any:
     """The client's errors (its own, httpx's or requests', by version) as one clear UserError."""
     try:
         return fn()
@@ -101,7 +102,7 @@ def _call(label: str, endpoint: str, fn: Any) -> Any:
         token = os.environ.get("HF_TOKEN", "")
         detail = redact.scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", [token] if token else [])
         raise UserError(f"cannot fetch {label} from {endpoint}: {type(exc).__name__}: {detail}",
-                        where="[instance.*.model] repo / revision",
+                        where=f"{where} repo / revision",
                         fix="check the repo id and revision; a gated or private repo needs HF_TOKEN; "
                             "check HF_ENDPOINT and the proxy variables (HTTPS_PROXY, NO_PROXY)") from None
 
