@@ -2,12 +2,13 @@
 
 The Hub is auto_infer/demo/fakehub.py on 127.0.0.1, talked to by the real huggingface_hub client
 (HF_ENDPOINT); the packages come from the test channel's mirror. Offline steps run in `unshare -n`.
-The server is the test responder through the SGLang path (python -m <server_module> <flags>), so
-its argv shows the --model-path serve gave it; its environment is read from inside its namespace.
+The server is the test responder through the SGLang path (python -m <server_module> <flags>): its
+/debug/env, read inside its namespace, shows its environment and the --model-path serve gave it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -117,8 +118,7 @@ def hubws(tmp_path_factory: pytest.TempPathFactory, built_channel: Built) -> Hub
         "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
         "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
         "AUTO_INFER_INSTALLER": "rattler", "AUTO_INFER_CHECK_MODULES": "demo_extras",
-        "AUTO_INFER_SGLANG_CONFIG": str(base / "models.toml"), "HOME": str(base / "home"),
-        "HF_HUB_DISABLE_TELEMETRY": "1"})
+        "AUTO_INFER_SGLANG_CONFIG": str(base / "models.toml"), "HOME": str(base / "home")})
     for name in ("HF_HOME", "HF_HUB_CACHE", "HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env.pop(name, None)
     ws = HubWorkspace(root, hub_root, folder, env, port, folder_port)
@@ -131,7 +131,6 @@ def hubws(tmp_path_factory: pytest.TempPathFactory, built_channel: Built) -> Hub
 
 
 def sha256(path: Path) -> str:
-    import hashlib
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -238,8 +237,7 @@ def test_a_folder_source_needs_config_and_weights(hubws: HubWorkspace, tmp_path:
         assert {n: r.get("spawned_at") for n, r in hubws.started().items()} == before      # nothing started
     finally:
         (tmp_path / "config.json").rename(hubws.folder / "config.json")
-    gguf = tmp_path / "gguf"
-    gguf.mkdir()
+    (gguf := tmp_path / "gguf").mkdir()
     (gguf / "m.gguf").write_bytes(b"GGUF" + bytes(100))
     assert audit.layout_problem(gguf) is None                  # a GGUF file carries its own config
     (gguf / "m.gguf").unlink()
