@@ -113,6 +113,7 @@ class Settings:
     lock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
     net: Net = field(default_factory=Net)
+    hf_home: Path | None = None                     # the user's HF_HOME, if set: weights go there instead
 
     # ---- derived paths: the only place they are spelled -------------------------------
     rattler_cache_dir = Derived("cache_root", "conda/rattler", "RATTLER_CACHE_DIR (the plan's contract)")
@@ -142,6 +143,11 @@ class Settings:
     template_record = Derived("project_state_dir", "template.json", "what the project copy was copied from")
     conda_meta = Derived("env_prefix", "conda-meta", "the environment's package records")
     install_record = Derived("conda_meta", "auto-infer-install", "written only after a complete install")
+
+    @property
+    def hub_cache(self) -> Path:
+        """Hugging Face Hub snapshots warm fetches (models--org--name/snapshots/<commit>/)."""
+        return (self.hf_home or self.cache_root / "huggingface") / "hub"
 
     @property
     def env_prefix(self) -> Path:
@@ -245,6 +251,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "install": truthy(get("AUTO_INFER_SGLANG_INSTALL_ON_BOOT")),
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },
+        hf_home=_abs("HF_HOME", get("HF_HOME")) if get("HF_HOME") else None,
     )
 
 
