@@ -6,12 +6,13 @@
                                  serve:NAME = the same for one instance
     boot = the gates AUTO_INFER_SGLANG_{CACHE_WARM,INSTALL,}_ON_BOOT → warm / install+check / serve
     chat · status · logs · stop act on running servers; env prints the contract; demo shows it all.
+    k8s renders Kubernetes manifests (Deployments / LeaderWorkerSets, Services, gateway) from the model config.
 
 Each task creator is a few lines in auto_infer/tasks/ (repo folder tasks/); the work is done by
 doit-free modules in auto_infer/. All paths are absolute, so any working folder will do.
 """
 
-from auto_infer.tasks import boot, demo, install, serve
+from auto_infer.tasks import boot, demo, install, k8s, serve
 from auto_infer.tasks.common import doit_config
 
 DOIT_CONFIG = doit_config()
@@ -35,3 +36,4 @@ task_boot = boot.task_boot               # gated by env vars; task_dep computed 
 task_env = install.task_env              # export lines for eval
 task_lock = install.task_lock            # pixi lock for the template (needs pixi + network)
 task_demo = demo.task_demo               # the whole pipeline offline on an embedded default
+task_k8s = k8s.task_k8s                  # Kubernetes manifests from the model config (writes only --out)

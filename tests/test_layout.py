@@ -17,7 +17,8 @@ LAYERS = {
     "install": {"core"},
     "serve": {"core"},
     "demo": {"core", "install"},
-    "tasks": {"core", "install", "serve", "demo", "tasks"},
+    "k8s": {"core", "serve"},
+    "tasks": {"core", "install", "serve", "demo", "k8s", "tasks"},
 }
 
 
