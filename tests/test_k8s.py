@@ -99,8 +99,11 @@ def test_kubernetes_validate_rejects_a_broken_deployment(tmp_path: Path) -> None
 
 
 def test_leaderworkerset_matches_the_lws_crd(tmp_path: Path) -> None:
-    (lws,) = [d for d in docs(rendered("glm-4.7-2node", tmp_path)) if d["kind"] == "LeaderWorkerSet"]
+    all_docs = docs(rendered("glm-4.7-2node", tmp_path))
+    (lws,) = [d for d in all_docs if d["kind"] == "LeaderWorkerSet"]
     assert lws_schema.errors(lws) == []
+    services = [d["metadata"]["name"] for d in all_docs if d["kind"] == "Service"]
+    assert lws["metadata"]["name"] not in services      # LWS owns the headless Service of its own name
     t = lws["spec"]["leaderWorkerTemplate"]
     assert t["size"] == 2 and t["restartPolicy"] == "RecreateGroupOnPodRestart"
     leader, worker = t["leaderTemplate"]["spec"]["containers"][0], t["workerTemplate"]["spec"]["containers"][0]
@@ -215,8 +218,9 @@ def test_cli_writes_the_folder_only(tmp_path: Path) -> None:
     out.mkdir()
     (out / "30-deployment-old.yaml").write_text(render.HEADER.format(config="x") + "kind: Deployment\n")
     (out / "mine.yaml").write_text("kind: ConfigMap\n")            # not ours: kept
-    r = run_cli(["k8s", "--out", str(out), "--namespace", "llm"], env)
+    r = run_cli(["k8s", "--out", str(out), "--namespace", "llm", "--k8s-version", "1.31"], env)
     assert r.returncode == 0, r.stderr
+    assert "objects valid for Kubernetes 1.31" in r.stderr
     names = sorted(p.name for p in out.iterdir())
     assert "30-lws-glm_4_7_2node.yaml" in names and "mine.yaml" in names and "30-deployment-old.yaml" not in names
     assert list(ws.iterdir()) == []                                 # nothing written to the workspace
@@ -224,3 +228,5 @@ def test_cli_writes_the_folder_only(tmp_path: Path) -> None:
     assert printed.returncode == 0 and "kind: LeaderWorkerSet" in printed.stdout
     bad = run_cli(["k8s", "--out", str(out)], {**env, "AUTO_INFER_SGLANG_CONFIG": str(tmp_path / "none.toml")})
     assert bad.returncode == 1 and "model config does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    old = run_cli(["k8s", "--k8s-version", "1.10"], env)
+    assert old.returncode == 1 and "no schemas for Kubernetes 1.10" in old.stderr and "Traceback" not in old.stderr

@@ -114,7 +114,8 @@ def _put_unit(put: Any, unit: Unit) -> None:
         put(f"31-service-{unit.instance}.yaml", "service.yaml.j2", name=unit.name, port=unit.port,
             selector=dict(unit.labels), labels=dict(unit.labels))
         return
-    put(f"31-service-{unit.instance}.yaml", "service.yaml.j2", name=unit.name, port=unit.port,
+    # not unit.name: LWS creates a headless Service of that name (the pods' subdomain, LWS_LEADER_ADDRESS)
+    put(f"31-service-{unit.instance}.yaml", "service.yaml.j2", name=f"{unit.name}-leader", port=unit.port,
         selector={"leaderworkerset.sigs.k8s.io/name": unit.name, "role": "leader"}, labels=dict(unit.labels))
 
 
@@ -144,10 +145,14 @@ def write(files: Mapping[str, str], out: Path) -> None:
         atomic_write_text(out / name, text)
 
 
-def k8s(settings: Settings, opts: Options, out: str | None) -> None:
-    """The `k8s` task: render, then write to ``out`` or print every document to stdout."""
+def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | None = None) -> None:
+    """The `k8s` task: render, check (with a version), then write to ``out`` or print to stdout."""
     cfg, router, text, user = load(settings)
     files = render(cfg, router, text, opts, user)
+    if k8s_version:
+        from auto_infer.k8s.check import validate
+        say(f"k8s: {validate(files, k8s_version)} objects valid for Kubernetes {k8s_version} "
+            "(kubernetes-validate, strict)")
     if not out:
         print("\n---\n".join(text.rstrip("\n") for text in files.values()))
         return
