@@ -18,7 +18,8 @@ LAYERS = {
     "serve": {"core", "weights"},
     "weights": {"core"},
     "demo": {"core", "install"},
-    "tasks": {"core", "install", "serve", "demo", "tasks", "weights"},
+    "k8s": {"core", "serve"},
+    "tasks": {"core", "install", "serve", "demo", "k8s", "tasks", "weights"},
 }
 
 
