@@ -15,7 +15,7 @@ from typing import Any
 from auto_infer.core.errors import UserError
 from auto_infer.install import bundle_export, bundle_import
 from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action
+from auto_infer.tasks.glue import action, takes_run_lock
 
 USAGE = ("auto-infer bundle export FILE [--since OLD_MANIFEST] [--dry-run]  |  "
          "auto-infer bundle import FILE")
@@ -46,6 +46,7 @@ def _bundle(args: list[str]) -> Any:
     return action(run)()
 
 
+@takes_run_lock     # import fills the cache; export may download archives into it
 def task_bundle() -> dict[str, Any]:
     """Carry it across the air gap: bundle export FILE [--since MANIFEST] [--dry-run] | bundle import FILE."""
-    return {"actions": [_bundle], "pos_arg": "args", "uptodate": [False], "verbosity": 2}
+    return {"actions": [_bundle], "pos_arg": "args", "verbosity": 2}
