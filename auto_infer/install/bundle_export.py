@@ -121,11 +121,16 @@ def _ensure_all(p: Plan, s: Step) -> dict[str, tuple[str, int]]:
 def _members(p: Plan, s: Step) -> list[fmt.Member]:
     measured = _ensure_all(p, s)
     members = [fmt.Member(p.member_path(a), a.kind, *measured[a.filename], source=p.store_path(a)) for a in p.carry]
-    wheel_info = {**{k: v for k, v in p.known.items()}, **measured}
-    tpl = replace(p.settings, project_dir=p.template_dir)       # pixi_toml_sha256 of the carried toml
     from auto_infer.install.backends.rattler import RattlerBackend
-    manifest = cache.build_manifest(tpl, p.locked, "rattler", RattlerBackend().version(), wheel_info, environ={})
+    from auto_infer.install.fetch import Fetched
+
+    known = {**p.known, **measured}
+    fetched = {a.url: Fetched(*known[a.filename], None) for a in p.locked.artifacts if a.filename in known}
+    tpl = replace(p.settings, project_dir=p.template_dir)       # pixi_toml_sha256 of the carried toml
+    manifest = cache.build_manifest(tpl, p.locked, "rattler", RattlerBackend().version(), fetched, environ={})
     manifest["warmed_at"] = None          # no wall-clock time: the same lock and files give the same bytes
+    for item in manifest["artifacts"]:
+        item["served_from"] = None        # on the far side the bundle served it, whichever mirror served us
     members += [fmt.of_bytes("template/pixi.toml", "template", (p.template_dir / "pixi.toml").read_bytes()),
                 fmt.of_bytes("template/pixi.lock", "template", (p.template_dir / "pixi.lock").read_bytes()),
                 fmt.of_bytes("cache-manifest.json", "manifest", (json.dumps(manifest, indent=2) + "\n").encode())]
