@@ -17,14 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import auto_infer
-from bench import cases, install_cases, real_cases, serve_cases, workload
+from bench import bundle_cases, cases, install_cases, real_cases, serve_cases, workload
 from bench.merge import merge
 from bench.report import Case, render
 from bench.timing import Failed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).with_name("findings.md")
-ALL = ("1", "2", "3", "4", "5", "6", "7", "8")
+ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9")
 
 
 def log(msg: str) -> None:
@@ -141,6 +141,11 @@ class Bench:
         n = max(3, self.a.repeats * 2)
         self.cases.append(cases.case_cli(env, self.cli, self.a.warmup, n, self.progress("6 cli")))
 
+    def bundle_case(self) -> None:
+        w = getattr(self, "main", None) or self.warmed(10)
+        self.cases.append(bundle_cases.case_bundle(w, self.cli, self.a.warmup, self.a.repeats,
+                                                   self.work / "bundle", self.progress("8 bundle")))
+
     def serving(self) -> serve_cases.Serving:
         w = self.by_factor.get(1) or self.warmed(1)
         return serve_cases.Serving(w.env, self.cli, self.work / "serve")
@@ -166,6 +171,8 @@ class Bench:
         if "8" in a.cases:
             self.guarded("8", real_cases.TITLE, lambda: self.cases.append(
                 real_cases.case_realwheels(self.work, self.cli, a, self.progress("8 real wheels"))))
+        if "9" in a.cases:
+            self.guarded("9", "Bundle export / import", self.bundle_case)
         self.cases.sort(key=lambda c: c.key)
         return self.write()
 

@@ -24,3 +24,8 @@ def doit_config() -> dict[str, Any]:
     except UserError as exc:
         print(f"auto-infer: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+# `install --verify` / `serve --verify`: hash every weight file against the cache manifest's sha256
+VERIFY = [{"name": "verify", "long": "verify", "type": bool, "default": False,
+           "help": "check the sha256 of every model weight file too (default: sizes)"}]

@@ -5,14 +5,16 @@
                             └──> serve  (start every instance at once → ready → chat → report)
                                  serve:NAME = the same for one instance
     boot = the gates AUTO_INFER_SGLANG_{CACHE_WARM,INSTALL,}_ON_BOOT → warm / install+check / serve
+    bundle export/import carries template + caches across an air gap (docs/bundle.md).
     chat · status · logs · stop act on running servers; env prints the contract; demo shows it all.
     supervise = install → serve → stay in the foreground (restart crashes; SIGTERM stops everything).
+    k8s renders Kubernetes manifests (Deployments / LeaderWorkerSets, Services, gateway) from the model config.
 
 Each task creator is a few lines in auto_infer/tasks/ (repo folder tasks/); the work is done by
 doit-free modules in auto_infer/. All paths are absolute, so any working folder will do.
 """
 
-from auto_infer.tasks import boot, demo, install, serve
+from auto_infer.tasks import boot, bundle, demo, install, k8s, serve
 from auto_infer.tasks.common import doit_config
 
 DOIT_CONFIG = doit_config()
@@ -35,5 +37,7 @@ task_supervise = serve.task_supervise    # foreground (PID 1): install, serve, r
 # -- container + tooling
 task_boot = boot.task_boot               # gated by env vars; task_dep computed from the gates
 task_env = install.task_env              # export lines for eval
+task_bundle = bundle.task_bundle         # bundle export FILE [--since M] [--dry-run] | bundle import FILE
 task_lock = install.task_lock            # pixi lock for the template (needs pixi + network)
 task_demo = demo.task_demo               # the whole pipeline offline on an embedded default
+task_k8s = k8s.task_k8s                  # Kubernetes manifests from the model config (writes only --out)

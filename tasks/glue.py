@@ -163,13 +163,13 @@ def action(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., A
     return run
 
 
-def uptodate(check: Callable[[], bool]) -> Callable[[], bool]:
+def uptodate(check: Callable[..., bool]) -> Callable[..., bool]:
     """Wrap an up-to-date check: a user error there means "run the task" (its action then says
     what is wrong, clearly); a bug goes through the CLI's crash handler like any other."""
-    @functools.wraps(check)
-    def run() -> bool:
+    @functools.wraps(check)         # keeps the signature: doit passes `task` to checks that take it
+    def run(*args: Any, **kwargs: Any) -> bool:
         try:
-            return bool(check())
+            return bool(check(*args, **kwargs))
         except UserError:
             return False
     return run

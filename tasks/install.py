@@ -9,8 +9,8 @@ from doit.tools import config_changed
 from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
-from auto_infer.install import cache, check, environment, template
-from auto_infer.tasks.common import settings
+from auto_infer.install import cache, check, environment, models, template
+from auto_infer.tasks.common import VERIFY, settings
 from auto_infer.tasks.glue import action, read_only, takes_run_lock, uptodate
 
 
@@ -49,7 +49,7 @@ def _warm_uptodate() -> bool:
     manifest = cache.read_manifest(s)
     return (manifest is not None and manifest.get("lock_sha256") == locked.sha256
             and manifest.get("installer", {}).get("name") == s.installer
-            and not cache.audit(s, locked, manifest, s.installer))
+            and not cache.audit(s, locked, manifest, s.installer) and models.complete(s, hub_only=True))
 
 
 @takes_run_lock
@@ -65,7 +65,13 @@ def task_install() -> dict[str, Any]:
     """Offline-capable: install the environment from the caches only (refuses if they can't)."""
     return {"actions": [action(environment.install, settings())],
             "task_dep": ["template"], "file_dep": _lock_deps(),
-            "uptodate": [_installer_config(), uptodate(_healthy)], "verbosity": 2}
+            "uptodate": [_installer_config(), uptodate(_install_uptodate)],
+            "verbosity": 2, "params": VERIFY}
+
+
+def _install_uptodate(task: Any) -> bool:
+    """Healthy and every weight file here; `install --verify` always runs (to hash the weights)."""
+    return not (task.options or {}).get("verify") and _healthy() and models.complete(settings())
 
 
 def _healthy() -> bool:

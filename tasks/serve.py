@@ -15,7 +15,7 @@ from typing import Any
 from doit.task import Task
 
 from auto_infer.serve import actions, config, orchestrator, supervise
-from auto_infer.tasks.common import settings
+from auto_infer.tasks.common import VERIFY, settings
 from auto_infer.tasks.glue import action, read_only, takes_run_lock
 
 
@@ -32,10 +32,11 @@ def task_serve() -> Iterator[Task]:
     """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
     s = settings()
     yield Task("serve", [action(orchestrator.serve, s, None)], task_dep=["install"],
-               has_subtask=True, verbosity=2, doc=task_serve.__doc__)
+               has_subtask=True, verbosity=2, doc=task_serve.__doc__, params=VERIFY)
     for name in _instance_names():
         yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"],
-                   subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report")
+                   subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report",
+                   params=VERIFY)
 
 
 @takes_run_lock        # PID 1 owns the workspace: another `serve` waits for it (and says for whom)

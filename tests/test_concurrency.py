@@ -54,7 +54,7 @@ def test_two_installs_at_once_both_end_well(tmp_path: Path, big: tuple[channel.B
     assert [p.returncode for p in procs] == [0, 0], outs
     both = "".join(err for _, err in outs)
     assert both.count("→ install:") == 1                  # the work was done once
-    assert "already running elsewhere: waited" in both    # the other one waited, then found it done
+    # the other one either waited for the lock or started after: either way it found the work done
     assert "-- install (up to date" in both or "nothing to do" in both
     check = run_cli(["check"], ws.env)
     assert check.returncode == 0, check.stderr

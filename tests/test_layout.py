@@ -14,10 +14,12 @@ MAX_LINES = 300
 # a package may import only from the packages listed for it (and itself)
 LAYERS = {
     "core": set(),
-    "install": {"core"},
-    "serve": {"core"},
+    "install": {"core", "weights"},
+    "serve": {"core", "weights"},
+    "weights": {"core"},
     "demo": {"core", "install"},
-    "tasks": {"core", "install", "serve", "demo", "tasks"},
+    "k8s": {"core", "serve"},
+    "tasks": {"core", "install", "serve", "demo", "k8s", "tasks", "weights"},
 }
 
 

@@ -1,7 +1,8 @@
 """A real model engine nobody here wrote: llama.cpp's OpenAI server with SmolLM2-135M, on the CPU.
 
 The `llamacpp` test runs it through the real pipeline (warm → serve, which installs first → chat →
-stop) with the model config's `command` engine. The engine lives in its own venv, built by
+stop) with the model config's `command` engine; its weights come through the contract: a folder
+source ([instance.smollm2.model] path), recorded by warm, checked before serve, passed as {model_path}. The engine lives in its own venv, built by
 `.ci/setup-llamacpp-venv.sh`; point AUTO_INFER_LLAMACPP_VENV at it to run that test. Timings are
 printed (pytest -s shows them), never asserted. The two small tests before it need no engine.
 """
@@ -38,8 +39,10 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     return found
 
 
-def write_config(path: Path, command: list[str], port: int) -> None:
+def write_config(path: Path, command: list[str], port: int, weights: Path | None = None) -> None:
+    """``weights``: the model folder, given as the instance's weights source ([instance.smollm2.model])."""
     items = ", ".join(json.dumps(c) for c in command)
+    model = f"\n[instance.smollm2.model]\npath = {json.dumps(str(weights))}\n" if weights else ""
     path.write_text(f"""[master]
 enable = true
 
@@ -57,7 +60,7 @@ command = [{items}]
 [instance.smollm2.server]
 port = {port}
 served_model_name = "smollm2"
-""")
+{model}""")
 
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -112,7 +115,9 @@ def test_llamacpp_smollm2_through_serve_chat_and_stop(workspace: Workspace, onli
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     python, gguf = engine(monkeypatch)
     config, port = tmp_path / "llama.toml", free_port()
-    write_config(config, engines.llamacpp_command(python, gguf), port)
+    command = engines.llamacpp_command(python, gguf)
+    command[command.index("--model") + 1] = "{model_path}/" + gguf.name     # the weights come via the contract
+    write_config(config, command, port, weights=gguf.parent)
     env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
     cli(["warm"], env)                                  # `serve` runs `install` first: it needs the caches
     try:
@@ -127,12 +132,15 @@ def test_llamacpp_smollm2_through_serve_chat_and_stop(workspace: Workspace, onli
     finally:
         stopped = cli(["stop"], env).stderr
     assert group_members(pgid) == [], stopped
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", port))                     # and the port is free again
+    with socket.socket() as s:                          # and the port is free again: nothing listens
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # (the probes' closed connections may
+        s.bind(("127.0.0.1", port))                     # sit in TIME_WAIT on it for a minute)
     report = json.loads((workspace.root / "reports" / "serve-latest.json").read_text())
     [inst] = report["instances"]
     assert inst["ok"] and "paris" in inst["chat"]["answer"].lower(), (inst["chat"], served)
     assert inst["argv"][:3] == [str(python), "-m", "llama_cpp.server"]
+    assert inst["argv"][inst["argv"].index("--model") + 1] == str(gguf)       # {model_path} = the checked folder
+    assert inst["weights"]["source"] == "folder" and inst["weights"]["path"] == str(gguf.parent)
     [chat_evidence] = (workspace.root / "reports" / "chat").glob("chat-*.json")
     again = json.loads(chat_evidence.read_text())["smollm2"]
     after = inst["seconds_after_spawn"]

@@ -56,3 +56,13 @@ def test_help_env_and_demo_from_the_installed_wheel(installed: Path, tmp_path: P
                        cwd="/", timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert "demo finished" in r.stderr and list((demo_ws / "reports").glob("serve-*.json"))
+
+
+def test_k8s_templates_ship_in_the_wheel(installed: Path, tmp_path: Path) -> None:
+    env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "HOME": str(tmp_path / "home"),
+                     "AUTO_INFER_SGLANG_CONFIG": str(REPO / "model-configs" / "sglang-qwen2-vl-7b-tp2.toml"),
+                     "PATH": f"{installed}:/usr/local/bin:/usr/bin:/bin"})
+    r = subprocess.run([str(installed / "auto-infer"), "k8s"], env=env, capture_output=True, text=True, cwd="/",
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "kind: Deployment" in r.stdout and "kind: LeaderWorkerSet" not in r.stdout

@@ -113,6 +113,7 @@ class Settings:
     lock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
     net: Net = field(default_factory=Net)
+    hf_home: Path | None = None                     # the user's HF_HOME, if set: weights go there instead
 
     # ---- derived paths: the only place they are spelled -------------------------------
     rattler_cache_dir = Derived("cache_root", "conda/rattler", "RATTLER_CACHE_DIR (the plan's contract)")
@@ -123,6 +124,9 @@ class Settings:
     conda_archive_dir = Derived("cache_root", "conda/archives", "conda archives warm downloads, at <subdir>/<file>")
     wheel_dir = Derived("cache_root", "pypi/wheels", "the lock's wheels the pixi-free backend installs")
     manifest_path = Derived("cache_root", "cache-manifest.json", "what warm put into the cache")
+    manifests_dir = Derived("cache_root", "manifests", "one manifest per lock: several locks share one cache")
+    bundles_dir = Derived("cache_root", "bundles", "records of imported bundles: a second import is a no-op")
+    bundle_staging_dir = Derived("cache_root", ".bundle-staging", "an import verifies members here first")
     state_dir = Derived("workspace", ".auto-infer", "the tool's own state")
     check_path = Derived("state_dir", "check.json", "what the last `check` found; the serve report quotes it")
     run_lock_path = Derived("state_dir", "run.lock", "one workspace-changing auto-infer run at a time")
@@ -139,6 +143,11 @@ class Settings:
     template_record = Derived("project_state_dir", "template.json", "what the project copy was copied from")
     conda_meta = Derived("env_prefix", "conda-meta", "the environment's package records")
     install_record = Derived("conda_meta", "auto-infer-install", "written only after a complete install")
+
+    @property
+    def hub_cache(self) -> Path:
+        """Hugging Face Hub snapshots warm fetches (models--org--name/snapshots/<commit>/)."""
+        return (self.hf_home or self.cache_root / "huggingface") / "hub"
 
     @property
     def env_prefix(self) -> Path:
@@ -242,6 +251,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "install": truthy(get("AUTO_INFER_SGLANG_INSTALL_ON_BOOT")),
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },
+        hf_home=_abs("HF_HOME", get("HF_HOME")) if get("HF_HOME") else None,
     )
 
 

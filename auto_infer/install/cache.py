@@ -63,13 +63,27 @@ def build_manifest(settings: Settings, locked: LockedEnv, installer: str, instal
 
 
 def write_manifest(settings: Settings, manifest: dict[str, Any]) -> Path:
+    """The per-lock copy first, then cache-manifest.json (the latest lock) last."""
+    if manifest.get("lock_sha256"):
+        atomic_write_json(settings.manifests_dir / f"{manifest['lock_sha256']}.json", manifest)
     atomic_write_json(settings.manifest_path, manifest)
     return settings.manifest_path
 
 
-def read_manifest(settings: Settings) -> dict[str, Any] | None:
-    data = read_json(settings.manifest_path)
-    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+def read_manifest(settings: Settings, lock_sha256: str | None = None) -> dict[str, Any] | None:
+    """cache-manifest.json; with ``lock_sha256``, the manifest of that lock (the latest one or its
+    per-lock copy in manifests/), so caches holding several locks serve each of them."""
+    paths = [settings.manifest_path]
+    if lock_sha256:
+        paths.append(settings.manifests_dir / f"{lock_sha256}.json")
+    found = None
+    for path in paths:
+        data = read_json(path)
+        if isinstance(data, dict) and data.get("schema") == SCHEMA:
+            if lock_sha256 is None or data.get("lock_sha256") == lock_sha256:
+                return data
+            found = found or data
+    return found
 
 
 # ---- audit -------------------------------------------------------------------------------
@@ -226,9 +240,10 @@ def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | N
 
 def preflight(settings: Settings, locked: LockedEnv, installer: str) -> dict[str, Any]:
     """Prove the cache can do the install, or raise a UserError that says what to run."""
-    manifest = read_manifest(settings)
+    manifest = read_manifest(settings, locked.sha256)
     run_warm = ("run `auto-infer warm` (or `doit warm`) where the network is, with the same "
-                "AUTO_INFER_SGLANG_CACHE_ROOT, then install again")
+                "AUTO_INFER_SGLANG_CACHE_ROOT, then install again (air-gapped: `auto-infer bundle import FILE` "
+                "of a bundle exported there)")
     if manifest is None:
         raise UserError(f"no cache manifest at {settings.manifest_path}: the cache was never warmed "
                         f"({len(locked.artifacts)} artifacts needed)",

@@ -15,7 +15,7 @@ from auto_infer.core.fsutil import disk_full_is_a_user_error, on_container_layer
 from auto_infer.core.progress import say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings, current_platform
-from auto_infer.install import backends, cache, health, lockfile
+from auto_infer.install import backends, cache, health, lockfile, models
 from auto_infer.install.health import Kind, Reason, health_check, locked_env
 
 __all__ = ["Kind", "Reason", "health_check", "install", "locked_env", "warm", "warn_uncacheable"]
@@ -82,6 +82,7 @@ def warm(settings: Settings) -> dict[str, Any]:
         _warn_filesystems(settings, warm=True)
         for entry in cache.evict_damaged(settings, locked):
             say(f"  removed a damaged package from the cache, to download it again: {entry}")
+        earlier = (cache.read_manifest(settings) or {}).get("models", [])
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
                 disk_full_is_a_user_error(settings.cache_root):
             fetched = backend.fetch(settings, locked, s)
@@ -92,16 +93,20 @@ def warm(settings: Settings) -> dict[str, Any]:
                                 remove_pypi=remove)
             health.finish(settings, locked, backend.name, backend.version())
             manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), fetched)
+            manifest["models"] = earlier
             cache.write_manifest(settings, manifest)
             s.note(f"manifest {settings.manifest_path}")
-        return manifest
+        with disk_full_is_a_user_error(settings.hub_cache):
+            return models.warm(settings, manifest)
 
 
-def install(settings: Settings) -> str:
-    """Offline-capable: refuse before touching anything unless the cache can do it all."""
+def install(settings: Settings, verify: bool = False) -> str:
+    """Offline-capable: refuse before touching anything unless the cache can do it all (the
+    model weights included: sizes, and sha256 with ``verify``)."""
     backend = backends.get(settings.installer)
     with exclusive(settings.install_lock, "install", settings.lock_timeout):
         locked = locked_env(settings)
+        models.check(settings, verify)
         reason = health_check(settings, locked)
         if reason is None:
             say(f"✓ install: {settings.env_prefix} already matches pixi.lock; nothing to do")

@@ -58,7 +58,7 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
     return {"name": rec["name"], "state": state, "pid": rec.get("pid") if running else None,
             "port": rec.get("port"), "url": rec.get("base_url"), "gpus": rec.get("gpus"),
             "uptime_s": round(time.time() - spawned, 1) if running and spawned else None,
-            "log": rec.get("log"), "detail": detail}
+            "weights": (rec.get("weights") or {}).get("label"), "log": rec.get("log"), "detail": detail}
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
@@ -83,6 +83,8 @@ def status(settings: Settings, as_json: bool = False) -> None:
     print("  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
     for t, r in zip(table, rows, strict=True):
         print("  ".join(str(x).ljust(w) for x, w in zip(t, widths, strict=True)).rstrip())
+        if r["weights"]:
+            print(f"    weights: {r['weights']}")
         if r["detail"]:
             print(f"    {r['detail']}")
 

@@ -9,15 +9,13 @@ defaults for every instance; every other key of ``[instance]`` is one server, na
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from auto_infer.core.errors import UserError
 from auto_infer.core.settings import Settings
+from auto_infer.core.tomlfile import apply_overrides, deep_merge, read_toml  # noqa: F401 (re-exported)
 from auto_infer.serve import gateway, validate
 from auto_infer.serve.model import (
     CONTROL_KEYS,
@@ -34,66 +32,7 @@ from auto_infer.serve.model import (
     Where,
     is_kind,
 )
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError("the model config does not exist", where=str(path),
-                        fix="set AUTO_INFER_SGLANG_CONFIG to your model config "
-                            "(model-configs/example.toml shows the format)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"the model config cannot be read: {exc}", where=str(path)) from None
-    import tomlkit
-    from tomlkit.exceptions import ParseError, TOMLKitError
-
-    try:
-        return dict(tomlkit.parse(text).unwrap())
-    except ParseError as exc:
-        raise UserError(f"TOML syntax error: {exc}", where=f"{path}, line {exc.line}",
-                        fix="correct the TOML syntax at that line") from None
-    except TOMLKitError as exc:    # e.g. KeyAlreadyPresent: a key repeated inside a table (no line given)
-        raise UserError(f"TOML error: {exc}", where=f"{path}{_repeat_line(text, str(exc))}",
-                        fix="each key may appear once per table: remove the repeated one") from None
-
-
-def _repeat_line(text: str, message: str) -> str:
-    """', line N' of the second assignment of the key a KeyAlreadyPresent message names."""
-    m = re.search(r'Key "([^"]+)" already exists', message)
-    if not m:
-        return ""
-    key = re.compile(rf'^\s*["\']?{re.escape(m.group(1))}["\']?\s*=')
-    hits = [i for i, line in enumerate(text.splitlines(), 1) if key.match(line)]
-    return f", line {hits[1]}" if len(hits) > 1 else ""
-
-
-def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Tables merge recursively; any other value replaces; null removes the key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(dict(out[key]), value)
-        else:
-            out[key] = value
-    return out
-
-
-def apply_overrides(data: dict[str, Any], overrides: str) -> dict[str, Any]:
-    if not overrides.strip():
-        return data
-    try:
-        extra = json.loads(overrides)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"AUTO_INFER_SGLANG_OVERRIDES is not valid JSON: {exc}",
-                        where="AUTO_INFER_SGLANG_OVERRIDES",
-                        fix='use a JSON object, e.g. {"instance": {"server": {"port": 31000}}}') from None
-    if not isinstance(extra, dict):
-        raise UserError("AUTO_INFER_SGLANG_OVERRIDES must be a JSON object", where="AUTO_INFER_SGLANG_OVERRIDES",
-                        fix='use a JSON object, e.g. {"master": {"enable": false}}')
-    return deep_merge(data, extra)
+from auto_infer.weights import spec
 
 
 def load(settings: Settings, path: Path | None = None) -> ModelConfig:
@@ -130,16 +69,18 @@ def _instances(ctx: Where, table: dict[str, Any]) -> tuple[Instance, ...]:
         if not isinstance(body, Mapping):
             raise ctx.error(f"{where} must be a table with control/server sub-tables", where,
                             f"write {srv} (and optionally {ctl})")
-        extra = sorted(set(body) - {"control", "server"})
+        extra = sorted(set(body) - {"control", "server", "model"})
         if extra:
             raise ctx.error(f"unknown key {extra[0]!r} in {where}", f"{where} {extra[0]}",
-                            f"an instance has {ctl} and {srv} only")
+                            f"an instance has {ctl}, {srv} and [instance.{name}.model] only")
         control = ctx.closed(ctx.table(body, "control", ctl), CONTROL_KEYS, ctl)
         server = _server(ctx, ctx.table(body, "server", srv), srv)
         merged_control = {**base_control, **control,
                           "env": {**base_control.get("env", {}), **control.get("env", {})}}
+        mdl = f"[instance.{name}.model]"
+        source = spec.parse(ctx.table(body, "model", mdl), mdl, ctx.path.parent, ctx.error) if "model" in body else None
         out.append(Instance(name, _control(ctx, merged_control, ctl),
-                            MappingProxyType(_merge_server(base_server, server))))
+                            MappingProxyType(_merge_server(base_server, server)), source))
     return tuple(out)
 
 

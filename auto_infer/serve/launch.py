@@ -58,9 +58,11 @@ def instance_python(settings: Settings, cfg: ModelConfig) -> Path:
 
 def our_env(settings: Settings) -> dict[str, str]:
     """What auto-infer sets for every server: the cache variables, the installed environment first
-    on PATH, CONDA_PREFIX, unbuffered Python output."""
+    on PATH, CONDA_PREFIX, unbuffered Python output, and the Hub offline (a server never reaches for
+    the network for configs or tokenizers; an instance's control.env may set them to "0")."""
     path = os.pathsep.join([str(settings.env_prefix / "bin"), os.environ.get("PATH", "")]).rstrip(os.pathsep)
-    return {**settings.cache_env(), "PATH": path, "CONDA_PREFIX": str(settings.env_prefix), "PYTHONUNBUFFERED": "1"}
+    return {**settings.cache_env(), "PATH": path, "CONDA_PREFIX": str(settings.env_prefix), "PYTHONUNBUFFERED": "1",
+            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 def base_env(settings: Settings) -> dict[str, str]:

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from auto_infer.core.errors import UserError
+from auto_infer.weights.spec import Source
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # an instance name becomes a folder name
 
@@ -76,6 +77,8 @@ class Instance:
     name: str
     control: Control
     server: Mapping[str, Any]
+    model: Source | None = None                     # [instance.NAME.model]: where the weights come from
+    weights: Mapping[str, Any] | None = None        # set by serve once they are checked (weights.audit)
 
     @property
     def engine(self) -> str:

@@ -18,7 +18,7 @@ from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, gateway_run, probe, procs, registry, report, validate
+from auto_infer.serve import config, gateway_run, probe, procs, registry, report, validate, weightcheck
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import Instance, ModelConfig
 from auto_infer.serve.outcome import Result
@@ -35,10 +35,12 @@ def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
     return chosen
 
 
-def serve(settings: Settings, names: list[str] | None = None, *, strict: bool = True) -> list[Result]:
-    """Validate everything, then start what needs starting, wait, chat, and write the report.
-    The gateway ([router]) comes last, in front of the ready workers, when every instance is served.
-    ``strict``: a failed instance is a UserError (``supervise`` passes False and restarts it)."""
+def serve(settings: Settings, names: list[str] | None = None, verify: bool = False, *,
+          strict: bool = True) -> list[Result]:
+    """Validate everything (weights: sizes, sha256 too with ``verify``), then start what needs
+    starting, wait, chat, and write the report. The gateway ([router]) comes last, in front of the
+    ready workers, when every instance is served. ``strict``: a failed instance is a UserError
+    (``supervise`` passes False and restarts it)."""
     cfg = config.load(settings)
     if not cfg.master.enable:
         say(f"master.enable = false in {cfg.path}: no server is launched")
@@ -54,6 +56,7 @@ def serve(settings: Settings, names: list[str] | None = None, *, strict: bool = 
         if not inst.control.background:
             say(f"  {inst.name}: background = false (infer-dev's foreground mode) is ignored: auto-infer always "
                 "runs servers detached; `auto-infer status`, `logs` and `stop` manage them")
+    chosen = weightcheck.resolve(settings, cfg, chosen, verify)
     validate.check_paths(cfg, chosen)
     plans = plan(settings, build_launches(settings, cfg, chosen))
     check_ports(settings, cfg, plans)
@@ -158,7 +161,7 @@ def _record(settings: Settings, r: Result, **state: Any) -> None:
         "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
         "log": str(launch.log), "launch_record": str(launch.launch_record), "config_hash": launch.config_hash,
         "api_key_env": inst.control.api_key_env, "smoke_prompt": inst.control.smoke_prompt,
-        "stop_grace": inst.control.stop_grace, **state})
+        "stop_grace": inst.control.stop_grace, "weights": dict(inst.weights) if inst.weights else None, **state})
 
 
 def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:

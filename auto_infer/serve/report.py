@@ -72,6 +72,7 @@ def instance_data(r: Result) -> dict[str, Any]:
         "seconds_after_spawn": {"first_answer": since(r.ready.first_answer), "ready": since(r.ready.ready),
                                 "chat_done": since(chat.done if chat else None)},
         "model_id": r.ready.model_id,
+        "weights": dict(inst.weights) if inst.weights else None,
         "chat": None if chat is None else {"request": chat.request, "status": chat.status, "ok": chat.ok,
                                            "answer": chat.answer, "seconds": round(chat.seconds, 3),
                                            "response": chat.response},
@@ -118,7 +119,8 @@ def _instance_md(i: dict[str, Any]) -> list[str]:
     secs = i["seconds_after_spawn"]
     timing = " · ".join(f"{k.replace('_', ' ')} +{v:.3f} s" for k, v in secs.items() if v is not None)
     rows = [("action", f"{i['action']} ({i['why']})"), ("pid", i["pid"]), ("url", i["base_url"]),
-            ("GPUs", i["gpus"]), ("model", i["model_id"]), ("spawned", i["times_iso"]["spawned"]),
+            ("GPUs", i["gpus"]), ("model", i["model_id"]), ("weights", (i["weights"] or {}).get("label", "model_path (not audited)")),
+            ("spawned", i["times_iso"]["spawned"]),
             ("timeline", timing or "-"), ("log", f"`{i['log']}`"), ("config hash", i["config_hash"])]
     out = [f"## {i['name']}: {mark}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
            "Command (secrets redacted):", "", "```", " ".join(i["argv"]), "```", ""]

@@ -39,9 +39,14 @@ def _check_instance(ctx: Where, inst: Instance) -> None:
                         "use an integer between 1 and 65535")
     if not isinstance(s.get("host", ""), str):
         raise ctx.error(f"instance {inst.name}: host must be a string", _where(inst, "host"), 'e.g. host = "0.0.0.0"')
-    if inst.engine == "sglang" and not isinstance(s.get("model_path"), str):
+    if inst.model is not None and "model_path" in s:
+        raise ctx.error(f"instance {inst.name} sets both model_path and [instance.{inst.name}.model]",
+                        _where(inst, "model_path"), "keep one: the model table (serve passes its checked local "
+                        "path as model_path) or model_path (a folder you manage)")
+    if inst.engine == "sglang" and inst.model is None and not isinstance(s.get("model_path"), str):
         raise ctx.error(f"instance {inst.name} has no model_path", _where(inst, "model_path"),
-                        f'add model_path = "/path/to/model" under [instance.{inst.name}.server]')
+                        f'add model_path = "/path/to/model" under [instance.{inst.name}.server], '
+                        f"or say where the weights come from in [instance.{inst.name}.model]")
     if inst.control.command:
         _check_placeholders(ctx, inst)
     mem = s.get("mem_fraction_static")
@@ -53,7 +58,7 @@ def _check_instance(ctx: Where, inst: Instance) -> None:
 
 
 def _check_placeholders(ctx: Where, inst: Instance) -> None:
-    known = {"name", "api_key", *inst.server}
+    known = {"name", "api_key", *inst.server, *(["model_path"] if inst.model else [])}
     for token in inst.control.command or ():
         try:
             fields = [f for _, f, _, _ in string.Formatter().parse(token) if f is not None]

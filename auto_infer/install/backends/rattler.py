@@ -20,9 +20,9 @@ from auto_infer.core.fsutil import disk_full, nearly_full
 from auto_infer.core.progress import Step
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
-from auto_infer.install import fetch
+from auto_infer.install import archives, fetch
 from auto_infer.install.cache import WheelStore
-from auto_infer.install.lockfile import Artifact, LockedEnv
+from auto_infer.install.lockfile import LockedEnv
 from auto_infer.install.mirrors import load as load_mirrors
 
 
@@ -48,18 +48,12 @@ def _versions() -> str:
     return " + ".join(parts)
 
 
-def _archive(settings: Settings, a: Artifact) -> Path:
-    """Where warm keeps a conda archive: <archives>/<subdir>/<filename> (subdir from the URL)."""
-    subdir = a.url.rstrip("/").rsplit("/", 2)[-2] if a.url.count("/") >= 2 else "unknown"
-    return settings.conda_archive_dir / subdir / a.filename
-
-
 def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
-    archives, wheels = WheelStore(settings.conda_archive_dir), WheelStore(settings.wheel_dir)
+    archived, wheels = WheelStore(settings.conda_archive_dir), WheelStore(settings.wheel_dir)
     jobs = []
     for a in locked.conda:
-        dest = _archive(settings, a)
-        jobs.append(fetch.Job(a.url, f"{dest.parent.name}/{a.filename}", a.url, dest, a.sha256, archives))
+        dest = archives.archive_path(settings, a)
+        jobs.append(fetch.Job(a.url, f"{dest.parent.name}/{a.filename}", a.url, dest, a.sha256, archived))
     for a in locked.pypi:
         if "://" not in a.url:       # a path entry (warm warned): nothing to download
             continue
@@ -96,12 +90,7 @@ class RattlerBackend:
     def _records(self, settings: Settings, locked: LockedEnv, online: bool) -> list[Any]:
         """The lock's records; online (warm) pointing at the archives warm fetched, so rattler fills
         the package cache from local files (same cache key and sha256 as from the channel)."""
-        if not online:
-            return list(locked.raw_records)
-        from rattler import RepoDataRecord
-
-        return [RepoDataRecord(r, r.file_name, _archive(settings, a).as_uri(), r.channel or "")
-                for r, a in zip(locked.raw_records, locked.conda, strict=True)]
+        return archives.local_records(settings, locked) if online else list(locked.raw_records)
 
     def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, online: bool) -> None:
         from rattler import install

@@ -1,0 +1,192 @@
+"""`bundle export`: the template, exactly the artifacts of its lock, and the manifest, in one file.
+
+Runs on the online build host. Conda packages travel as their ORIGINAL archives (the upstream
+bytes, compressed, checked with the one sha256 the lock holds): pixi and rattler keep only
+extracted packages, so archives come from the archive store (``Settings.conda_archive_dir``) and
+are downloaded from the lock's URL when missing. Wheels come from the wheel store. Every file is
+verified before it is listed, and hashed again while it is written (a file changed meanwhile
+fails the export). docs/bundle.md has the why and the numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import disk_full_is_a_user_error, sha256_file
+from auto_infer.core.progress import Step, fmt_secs, step
+from auto_infer.core.settings import Settings
+from auto_infer.install import bundle_format as fmt
+from auto_infer.install import bundle_layout, cache, lockfile, template
+from auto_infer.install.lockfile import Artifact, LockedEnv
+
+
+@dataclass
+class Plan:
+    settings: Settings
+    template_dir: Path
+    locked: LockedEnv
+    carry: list[Artifact]              # what goes into the bundle (all, or the delta)
+    since: dict[str, Any] | None       # the base manifest's identity, for a delta
+    known: dict[str, tuple[str, int]]  # filename -> (sha256, size) measured before (manifests)
+
+    def member_path(self, a: Artifact) -> str:
+        return bundle_layout.member_path(a)
+
+    def store_path(self, a: Artifact) -> Path:
+        return bundle_layout.store_path(self.settings, a)
+
+
+def _identity(a: Artifact, known: dict[str, tuple[str, int]]) -> tuple[str, str, str | None]:
+    return a.kind, a.filename, a.sha256 or known.get(a.filename, (None, 0))[0]
+
+
+def _read_since(path: Path) -> dict[str, Any]:
+    data = None
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"the base manifest does not exist: {path}", where="--since",
+                        fix="copy cache-manifest.json from the air-gapped host's cache root (or the "
+                            "previous bundle's) and pass its path") from None
+    except (OSError, ValueError):
+        pass
+    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list) or not data.get("lock_sha256"):
+        raise UserError(f"{path} is not a cache manifest", where="--since",
+                        fix="pass the cache-manifest.json of the cache you want to update")
+    return data
+
+
+def plan(settings: Settings, since: Path | None = None) -> Plan:
+    root = template.validate_template(settings)
+    locked = lockfile.read(root / "pixi.lock", settings.pixi_env, settings.platform)
+    bad = lockfile.non_wheel(locked)
+    if bad:
+        raise UserError(f"{len(bad)} PyPI entries of the lock are not wheels ({', '.join(a.name for a in bad[:5])}): "
+                        "they need a build, which cannot happen on the air-gapped host",
+                        where=str(root / "pixi.lock"), fix="lock wheels only (pixi: no-build = true)")
+    mine = cache.read_manifest(settings, locked.sha256)
+    mine = mine if mine and mine.get("lock_sha256") == locked.sha256 else None
+    known = {x["filename"]: (x["sha256"], x.get("size") or 0) for x in (mine or {}).get("artifacts", [])
+             if x.get("sha256")}
+    carry, base = list(locked.artifacts), None
+    if since is not None:
+        old = _read_since(since)
+        old_known = {x["filename"]: (x.get("sha256"), x.get("size") or 0) for x in old["artifacts"]}
+        have = {(x.get("kind"), x.get("filename"), x.get("sha256")) for x in old["artifacts"]}
+        carry = [a for a in carry if _identity(a, known | old_known) not in have]
+        for name, value in old_known.items():
+            if value[0]:
+                known.setdefault(name, (value[0], value[1]))
+        base = {"manifest_sha256": sha256_file(since), "lock_sha256": old["lock_sha256"]}
+    return Plan(settings, root, locked, carry, base, known)
+
+
+def listing(p: Plan) -> list[str]:
+    """`--dry-run`: one line per artifact the bundle would carry, then the total."""
+    lines, total = [], 0
+    for a in sorted(p.carry, key=lambda a: p.member_path(a)):
+        size = a.size or p.known.get(a.filename, ("", 0))[1]
+        total += size
+        where = "in the cache" if p.store_path(a).is_file() else f"to download from {a.url}"
+        lines.append(f"{p.member_path(a)}\t{size / 1e6:.1f} MB\t{where}" if size else f"{p.member_path(a)}\t?\t{where}")
+    conda = sum(1 for a in p.carry if a.kind == "conda")
+    delta = f" (delta over lock {p.since['lock_sha256'][:12]}…)" if p.since else ""
+    lines.append(f"{len(p.carry)} artifacts ({conda} conda + {len(p.carry) - conda} PyPI) of "
+                 f"{len(p.locked.artifacts)} in the lock{delta}, {total / 1e6:.1f} MB in the sizes known (the lock has none for wheels); plus the template and "
+                 "the cache manifest")
+    return lines
+
+
+def _ensure_all(p: Plan, s: Step) -> dict[str, tuple[str, int]]:
+    """Every carried artifact in its store, verified; missing ones downloaded by warm's downloader
+    (timeouts, retries, mirrors). Returns filename -> (sha256, size)."""
+    from auto_infer.install import fetch
+    from auto_infer.install.mirrors import load as load_mirrors
+
+    stores = {"conda": cache.WheelStore(p.settings.conda_archive_dir), "pypi": cache.WheelStore(p.settings.wheel_dir)}
+    jobs = [fetch.Job(a.url, a.filename, a.url, p.store_path(a), a.sha256 or p.known.get(a.filename, (None, 0))[0],
+                      stores[a.kind]) for a in p.carry]
+    got = fetch.fetch_all(jobs, p.settings.net, load_mirrors(p.settings.net.mirrors), s, "bundle artifacts")
+    return {a.filename: (got[a.url].sha256, got[a.url].size) for a in p.carry}
+
+
+def _members(p: Plan, s: Step) -> list[fmt.Member]:
+    measured = _ensure_all(p, s)
+    members = [fmt.Member(p.member_path(a), a.kind, *measured[a.filename], source=p.store_path(a)) for a in p.carry]
+    wheel_info = {**{k: v for k, v in p.known.items()}, **measured}
+    tpl = replace(p.settings, project_dir=p.template_dir)       # pixi_toml_sha256 of the carried toml
+    from auto_infer.install.backends.rattler import RattlerBackend
+    manifest = cache.build_manifest(tpl, p.locked, "rattler", RattlerBackend().version(), wheel_info, environ={})
+    manifest["warmed_at"] = None          # no wall-clock time: the same lock and files give the same bytes
+    members += [fmt.of_bytes("template/pixi.toml", "template", (p.template_dir / "pixi.toml").read_bytes()),
+                fmt.of_bytes("template/pixi.lock", "template", (p.template_dir / "pixi.lock").read_bytes()),
+                fmt.of_bytes("cache-manifest.json", "manifest", (json.dumps(manifest, indent=2) + "\n").encode())]
+    return sorted(members, key=fmt.order)
+
+
+def _head(p: Plan) -> dict[str, Any]:
+    from auto_infer import __version__
+    return {"tool": f"auto-infer {__version__}", "lock_sha256": p.locked.sha256,
+            "environment": p.locked.environment, "platform": p.locked.platform, "since": p.since}
+
+
+def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step) -> int:
+    total = sum(m.size for m in members) or 1
+    done = [0]
+
+    def count(n: int) -> None:
+        done[0] += n
+        s.note(f"{done[0] / 1e6:.0f} of {total / 1e6:.0f} MB written")
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+    try:
+        with open(tmp, "wb") as fh:
+            with tarfile.open(fileobj=fh, mode="w|", format=fmt.TAR_FORMAT) as tf:
+                tf.addfile(fmt.tar_info(fmt.INDEX, len(index)), io.BytesIO(index))
+                for m in members:
+                    if m.data is not None:
+                        tf.addfile(fmt.tar_info(m.path, m.size), io.BytesIO(m.data))
+                        continue
+                    assert m.source is not None
+                    with open(m.source, "rb") as src:
+                        reader = fmt.HashingReader(src, count)
+                        tf.addfile(fmt.tar_info(m.path, m.size), reader)   # type: ignore[arg-type]
+                    if reader.h.hexdigest() != m.sha256:
+                        raise UserError(f"{m.source} changed while it was exported (sha256 {reader.h.hexdigest()[:12]}… "
+                                        f"!= {m.sha256[:12]}…)", where=str(m.source), fix="export again")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+        return out.stat().st_size
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bool = False) -> dict[str, Any]:
+    p = plan(settings, since)
+    if dry_run:
+        for line in listing(p):
+            print(line, flush=True)
+        return {"artifacts": len(p.carry)}
+    out = Path(os.path.abspath(out))
+    if out.is_dir():
+        raise UserError(f"{out} is a folder", where="bundle export FILE", fix="name the bundle file, e.g. sglang.bundle.tar")
+    if not out.parent.is_dir():
+        raise UserError(f"the folder for the bundle does not exist: {out.parent}", where="bundle export FILE",
+                        fix="create it first")
+    what = f"{len(p.carry)} of {len(p.locked.artifacts)} artifacts" + (" (delta)" if p.since else "")
+    t0 = time.monotonic()
+    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(out.parent):
+        members = _members(p, s)
+        index = fmt.index_bytes(_head(p), members)
+        size = _write(out, index, members, s)
+        s.note(f"{len(members) + 1} members, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {out}")
+    return {"members": len(members) + 1, "bytes": size, "file": str(out)}

@@ -1,0 +1,84 @@
+"""The weights in warm and install: fetch (online) into the manifest, check (offline) before installing.
+
+The model config (``AUTO_INFER_SGLANG_CONFIG`` with the overrides) says which instance uses which
+weights; without a model config there is nothing to fetch or check. The manifest's ``models``
+section keeps one entry per source (repo@revision with its patterns, or folder), so a cache can
+serve several configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auto_infer.core.errors import UserError
+from auto_infer.core.progress import say, step
+from auto_infer.core.settings import Settings
+from auto_infer.core.tomlfile import apply_overrides, read_toml
+from auto_infer.install import cache
+from auto_infer.weights import audit, fetch, spec
+
+
+def sources(settings: Settings) -> dict[str, spec.Source]:
+    path = settings.config_path
+    if not path.is_file():
+        return {}
+    return spec.configured(apply_overrides(read_toml(path), settings.overrides), path)
+
+
+def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Fetch every Hub source (record every visible folder); rewrite the manifest with them."""
+    found = sources(settings)
+    wanted = {s.key: s for s in found.values()}
+    if not wanted:
+        say(f"  weights: no [instance.*.model] in {settings.config_path} (or no such file): none fetched")
+        return manifest
+    entries = {m["key"]: m for m in manifest.get("models", []) if isinstance(m, dict) and "key" in m}
+    for key, source in wanted.items():
+        if source.kind == spec.HUB:
+            with step(f"warm: weights {source.describe()} into {settings.hub_cache}") as s:
+                tables = ", ".join(f"[instance.{n}.model]" for n, x in found.items() if x.key == key)
+                entry = fetch.fetch_hub(source, settings.hub_cache, f"{settings.config_path}: {tables}")
+                s.note(f"commit {entry['commit'][:12]}, {len(entry['files'])} files, "
+                       f"{audit.human(entry['total_size'])}")
+        else:
+            folder = fetch.record_folder(source)
+            if folder is None:
+                say(f"  weights: folder {source.path} is not here: not recorded (install and serve check it)")
+                continue
+            entry = folder
+            say(f"  weights: folder {source.path}: {len(entry['files'])} files, {audit.human(entry['total_size'])}")
+        entries[key] = entry
+    manifest = {**manifest, "models": [entries[k] for k in sorted(entries)]}
+    cache.write_manifest(settings, manifest)
+    return manifest
+
+
+def check(settings: Settings, verify: bool = False) -> None:
+    """Every weight file of every enabled instance here, whole; else a UserError before anything runs.
+
+    A model config that does not load is serve's to report (install's job is the environment)."""
+    try:
+        found = sources(settings)
+    except UserError as exc:
+        say(f"  weights: not checked, the model config does not load ({exc.what.splitlines()[0]}); serve will say why")
+        return
+    if not found:
+        return
+    checked = audit.check(settings, found, str(settings.config_path), verify)
+    how = "size and sha256" if verify else "size"
+    labels = sorted({r.label for r in checked.values()})
+    say(f"  weights: {len(labels)} model(s) complete ({how} of every file): {'; '.join(labels)}")
+
+
+def complete(settings: Settings, hub_only: bool = False) -> bool:
+    """For the up-to-date checks: every source of the config is in the manifest and whole (warm:
+    ``hub_only``, as a folder on a disk the online machine lacks is checked at install and serve)."""
+    try:
+        found = {n: s for n, s in sources(settings).items() if s.kind == spec.HUB or not hub_only}
+        models = audit.manifest_models(settings)
+        if any(s.kind == spec.HUB and s.key not in models for s in found.values()):
+            return False
+        audit.check(settings, found, str(settings.config_path))
+    except Exception:  # noqa: BLE001 - any problem: not up to date; warm itself says why
+        return False
+    return True

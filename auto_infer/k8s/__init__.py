@@ -1,0 +1,1 @@
+"""Kubernetes manifests from the model config (`auto-infer k8s`)."""
