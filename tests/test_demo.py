@@ -32,7 +32,7 @@ def test_demo_carries_the_environment_to_a_machine_that_shares_nothing(tmp_path:
     record = json.loads((ws / "machine-b" / "sglang-infer" / ".pixi" / "envs" / "default" / "conda-meta"
                          / "auto-infer-install").read_text())
     assert len(record["conda"]) == 3 and len(record["pypi"]) == 1
-    assert f"B installed 3 conda + 1 PyPI packages" in first.stderr and "bytes downloaded by B: 0" in first.stderr
+    assert "B installed 3 conda + 1 PyPI packages" in first.stderr and "bytes downloaded by B: 0" in first.stderr
     assert ("unshare -n" in first.stderr) == can_unshare()
     report = json.loads((ws / "machine-b" / "reports" / "serve-latest.json").read_text())
     assert sorted(i["name"] for i in report["instances"]) == ["demo_a", "demo_b"]

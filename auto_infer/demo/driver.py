@@ -43,7 +43,8 @@ class Steps:
     """Runs `auto-infer ARGS` as its own process per step, one line each, and keeps the times."""
 
     def __init__(self, log: Path, use_netns: bool):
-        self.log, self.use_netns, self.times = log, use_netns, {}
+        self.log, self.use_netns = log, use_netns
+        self.times: dict[str, float] = {}
         log.parent.mkdir(parents=True, exist_ok=True)
 
     def _offline(self, cmd: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -110,6 +111,7 @@ def _engine_command(engine: str) -> list[str]:
 
 def machine_a(paths: DemoPaths, steps: Steps, port: int) -> None:
     env = machine_env(paths, paths.machine_a, paths.template)
+    paths.bundle.parent.mkdir(parents=True, exist_ok=True)      # the "USB stick"
     try:
         with mirror.Mirror(paths.channel_root, port):
             steps.run("A: warm (online, local mirror)", ["warm"], env)
