@@ -1,36 +1,54 @@
-"""The README's first command: `auto-infer demo`, twice in one workspace (the incremental rerun)."""
+"""The README's first command: `auto-infer demo`, twice in one workspace (the incremental rerun).
+
+The demo is two machines: A online (warm, bundle export), B sharing nothing with A (bundle import,
+install, check, serve, all offline). What it claims in its summary is checked against B's files."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from auto_infer.core.netns import can_unshare
 from tests.helpers import clean_env, run_cli
 
+STEPS = ("A: warm (online, local mirror)", "A: bundle export (one file)", "B: bundle import (offline)",
+         "B: install (offline, from the bundle)", "B: check (imports, offline)",
+         "B: serve (ready, chat, report)", "B: stop")
 
-def test_demo_runs_the_pipeline_then_reruns_incrementally(tmp_path: Path) -> None:
+
+def _lines(stderr: str) -> dict[str, str]:
+    return {ln.split("✓ ")[1].split("  ")[0]: ln for ln in stderr.splitlines() if "  ✓ " in ln}
+
+
+def test_demo_carries_the_environment_to_a_machine_that_shares_nothing(tmp_path: Path) -> None:
     ws = tmp_path / "demo"
     env = clean_env({"HOME": str(tmp_path)})
-    first = run_cli(["demo", "--workspace", str(ws)], env, timeout=600)
+    first = run_cli(["demo", "--workspace", str(ws)], env, timeout=900)
     assert first.returncode == 0, first.stderr
-    for step in ("warm (online, local mirror)", "install (offline, from cache)", "check (imports)",
-                 "serve (start, ready, chat, report)", "stop"):
-        assert f"✓ {step}" in first.stderr
-    assert "demo_a: Hello from demo-a" in first.stderr and "demo_b: Hello from demo-b" in first.stderr
-    report = json.loads((ws / "reports" / "serve-latest.json").read_text())
+    assert set(_lines(first.stderr)) == set(STEPS), first.stderr
+    # B is its own machine: its cache holds what the bundle carried, and it installed from it
+    b_cache = ws / "machine-b" / ".cache" / "sglang-infer"
+    assert json.loads((b_cache / "cache-manifest.json").read_text())["artifacts"]
+    record = json.loads((ws / "machine-b" / "sglang-infer" / ".pixi" / "envs" / "default" / "conda-meta"
+                         / "auto-infer-install").read_text())
+    assert len(record["conda"]) == 3 and len(record["pypi"]) == 1
+    assert "B installed 3 conda + 1 PyPI packages" in first.stderr and "bytes downloaded by B: 0" in first.stderr
+    assert ("unshare -n" in first.stderr) == can_unshare()
+    report = json.loads((ws / "machine-b" / "reports" / "serve-latest.json").read_text())
     assert sorted(i["name"] for i in report["instances"]) == ["demo_a", "demo_b"]
     assert all(i["chat"]["answer"] for i in report["instances"])
+    assert "demo_a answered a real chat: Hello from demo-a" in first.stderr
     assert f"clean up: rm -rf {ws}" in first.stderr
-    second = run_cli(["demo", "--workspace", str(ws)], env, timeout=600)
+
+    second = run_cli(["demo", "--workspace", str(ws)], env, timeout=900)
     assert second.returncode == 0, second.stderr
-    lines = {ln.split("✓ ")[1].split("  ")[0]: ln for ln in second.stderr.splitlines() if "✓ " in ln}
-    assert "skipped: up to date" in lines["warm (online, local mirror)"]
-    assert "skipped: up to date" in lines["install (offline, from cache)"]
-    status = run_cli(["status", "--json"], dict(env, AUTO_INFER_WORKSPACE_DIR=str(ws)))
+    lines = _lines(second.stderr)
+    assert "skipped: up to date" in lines["A: warm (online, local mirror)"]
+    assert "already done" in lines["B: bundle import (offline)"] or "up to date" in lines["B: bundle import (offline)"]
+    assert "skipped: up to date" in lines["B: install (offline, from the bundle)"]
+    status = run_cli(["status", "--json"], dict(env, AUTO_INFER_WORKSPACE_DIR=str(ws / "machine-b")))
     assert status.returncode == 0
-    rows = json.loads(status.stdout)
-    assert sorted(r["name"] for r in rows) == ["demo_a", "demo_b"]
-    assert {r["state"] for r in rows} == {"stopped"}        # demo stops what it started
+    assert {r["state"] for r in json.loads(status.stdout)} == {"stopped"}      # demo stops what it started
 
 
 def test_demo_llama_cpp_says_how_to_install_when_missing(tmp_path: Path) -> None:
