@@ -102,6 +102,22 @@ def run(argv: list[str]) -> int:
         return go()
 
 
+def _dry_run(args: list[str]) -> int | None:
+    """``serve[:NAME] [NAME...] --dry-run [--json]``: shown without doit, so that nothing (not even
+    the install that serve depends on) runs; None when this is not a dry run."""
+    if not args or args[0].split(":")[0] != "serve" or "--dry-run" not in args:
+        return None
+    from auto_infer.core import settings as settings_mod
+    from auto_infer.serve import dryrun
+
+    names = [args[0].split(":", 1)[1]] if ":" in args[0] else []
+    names += [a for a in args[1:] if not a.startswith("-")]
+    unknown = [a for a in args[1:] if a.startswith("-") and a not in ("--dry-run", "--json")]
+    if unknown:
+        raise UserError(f"serve --dry-run does not take {unknown[0]}", fix="use: auto-infer serve[:NAME] --dry-run [--json]")
+    return dryrun.dry_run(settings_mod.load(), names or None, "--json" in args)
+
+
 def _demo_workspace(args: list[str]) -> list[str]:
     """demo keeps everything, doit's own state included, in its workspace (a new temp dir by default)."""
     import os
@@ -134,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _demo_workspace(args)
     t0 = time.monotonic()
     try:
-        return run(args)
+        dry = _dry_run(args)
+        return dry if dry is not None else run(args)
     except UserError as exc:
         print(f"auto-infer: {exc}", file=sys.stderr)
         return 1

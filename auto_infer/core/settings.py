@@ -29,6 +29,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_CHECK_MODULES": ("torch,sglang", "Modules `check` requires inside the environment (comma list; none: only report)."),
     "AUTO_INFER_SGLANG_CONFIG": ("${AUTO_INFER_WORKSPACE_DIR}/sglang-configs/sglang.toml", "Model config (infer-dev runner TOML) for serve."),
     "AUTO_INFER_SGLANG_OVERRIDES": ("", "JSON deep-merged into the model config before validation."),
+    "AUTO_INFER_VLLM_OVERRIDES": ("", "infer-dev's spelling for a vLLM config: merged after AUTO_INFER_SGLANG_OVERRIDES."),
+    "AUTO_INFER_LLAMA_CPP_OVERRIDES": ("", "infer-dev's spelling for a llama.cpp config: merged after AUTO_INFER_SGLANG_OVERRIDES."),
     "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT": ("0", "boot: warm the caches first (needs network)."),
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
     "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
@@ -78,6 +80,7 @@ class Settings:
     overrides: str
     lock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
+    engine_overrides: Mapping[str, str] = field(default_factory=dict)   # AUTO_INFER_{VLLM,LLAMA_CPP}_OVERRIDES
 
     # ---- derived paths: the only place they are spelled -------------------------------
     @property
@@ -236,4 +239,6 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "install": truthy(get("AUTO_INFER_SGLANG_INSTALL_ON_BOOT")),
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },
+        engine_overrides={k: get(k) for k in ("AUTO_INFER_VLLM_OVERRIDES", "AUTO_INFER_LLAMA_CPP_OVERRIDES")
+                          if get(k).strip()},
     )
