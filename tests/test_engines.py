@@ -23,7 +23,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import Settings, load
 from auto_infer.serve import config, launch
-from auto_infer.serve.engines import base, llamacpp, sglang
+from auto_infer.serve.engines import base, llamacpp, sglang, vllm
 from tests.helpers import clean_env, run_cli
 from tests.test_serve import Serve, installed, serve  # noqa: F401 - the fixtures, one installed workspace here
 
@@ -336,3 +336,38 @@ def test_shipped_vllm_and_llama_examples_load(tmp_path: Path) -> None:
     root = Path(__file__).parent.parent / "model-configs"
     engines = {p.name: config.load(settings_for(tmp_path, p)).master.engine for p in root.glob("*.toml")}
     assert engines["vllm-qwen2-vl-7b.toml"] == "vllm" and engines["llamacpp-glm-4.7-q2k.toml"] == "llamacpp"
+
+
+# ---- vLLM's own parser is asked where it can be imported ----------------------------------------
+
+FAKE_VLLM_ARGS = '''
+import argparse
+def make_arg_parser(parser):
+    parser.add_argument("--model")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--served-model-name", nargs="+")
+    parser.add_argument("--enforce-eager", action="store_true")
+    return parser
+'''
+
+
+def test_vllm_preflight_asks_vllms_parser(tmp_path: Path) -> None:
+    pkg = tmp_path / "fake" / "vllm"
+    (pkg / "entrypoints" / "openai").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('__version__ = "0.0-fake"\n')
+    (pkg / "entrypoints" / "__init__.py").write_text("")
+    (pkg / "entrypoints" / "openai" / "__init__.py").write_text("")
+    (pkg / "entrypoints" / "openai" / "cli_args.py").write_text(FAKE_VLLM_ARGS)
+    (pkg / "utils.py").write_text("import argparse\nclass FlexibleArgumentParser(argparse.ArgumentParser):\n    pass\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake")}
+    s = settings_for(tmp_path, write(tmp_path, f'[master]\nengine = "vllm"\npython_path = "{sys.executable}"\n'
+                                               '[instance.a.server]\nmodel = "/m"\nmax_modle_len = 8\n'
+                                               '[instance.b.server]\nmodel = "/m"\nport = 8001\n'
+                                               'served_model_name = ["b1", "b2"]\nenforce_eager = true\n'))
+    cfg = config.load(s)
+    checked = vllm.preflight(s, cfg.master, {i.name: i.server for i in cfg.instances}, env)
+    assert checked.version == "0.0-fake" and "--served-model-name" in checked.multi
+    assert checked.rejected == {"a": ("max_modle_len", "vLLM does not know --max-modle-len 8")}
+    argv = launch.build_launch(s, cfg, cfg.get("b"), {}, checked.multi).argv
+    assert argv[3:] == ["--model", "/m", "--port", "8001", "--served-model-name", "b1", "b2", "--enforce-eager"]
+    assert cfg.get("b").served_name == "b1"
