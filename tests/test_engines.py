@@ -243,7 +243,7 @@ served_model_name = "vl-model"
 extra_args = ["--mode", "vllm", "--warmup", "1"]
 """)
     r = serve.ok("serve")
-    assert "engine: vLLM" in r.stderr
+    assert "engine: vLLM" in r.stderr and "is not a pixi project here" in r.stderr
     inst = serve.report()["instances"][0]
     assert inst["argv"] == [sys.executable, "-m", "auto_infer.demo.responder", "--mode", "vllm", "--warmup", "1",
                             "--host", "127.0.0.1", "--port", str(port), "--model", str(model),
@@ -361,6 +361,7 @@ def test_vllm_preflight_asks_vllms_parser(tmp_path: Path) -> None:
     (pkg / "utils.py").write_text("import argparse\nclass FlexibleArgumentParser(argparse.ArgumentParser):\n    pass\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake")}
     s = settings_for(tmp_path, write(tmp_path, f'[master]\nengine = "vllm"\npython_path = "{sys.executable}"\n'
+                                               '[instance.control]\ngpu_ids = "none"\n'
                                                '[instance.a.server]\nmodel = "/m"\nmax_modle_len = 8\n'
                                                '[instance.b.server]\nmodel = "/m"\nport = 8001\n'
                                                'served_model_name = ["b1", "b2"]\nenforce_eager = true\n'))
@@ -371,3 +372,16 @@ def test_vllm_preflight_asks_vllms_parser(tmp_path: Path) -> None:
     argv = launch.build_launch(s, cfg, cfg.get("b"), {}, checked.multi).argv
     assert argv[3:] == ["--model", "/m", "--port", "8001", "--served-model-name", "b1", "b2", "--enforce-eager"]
     assert cfg.get("b").served_name == "b1"
+
+
+def test_vllm_instances_sharing_gpus_need_gpu_memory_utilization(tmp_path: Path) -> None:
+    two = ('[master]\nengine = "vllm"\n[instance.control]\ngpu_ids = "0"\n'
+           '[instance.a.server]\nmodel = "/m"\nport = 8001\ngpu_memory_utilization = 0.6\n'
+           '[instance.b.server]\nmodel = "/m"\nport = 8002\n')
+    with pytest.raises(UserError) as err:
+        engine_of(tmp_path, two)
+    assert "instances a and b share GPUs, and b sets no gpu_memory_utilization" in str(err.value)
+    with pytest.raises(UserError) as err:
+        engine_of(tmp_path, two + "gpu_memory_utilization = 0.5\n")
+    assert "their gpu_memory_utilization sum to 1.10 > 1.0" in str(err.value)
+    assert engine_of(tmp_path, two + "gpu_memory_utilization = 0.4\n") == "vllm"

@@ -117,6 +117,8 @@ def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance,
         prog = engines.get(name).program(settings, cfg.master, group[0], frozenset(), None)
         if prog.missing and not dry_run:
             raise UserError(prog.missing, where=str(cfg.path), fix=prog.fix)
+        if prog.note:
+            say(f"  {prog.note}")
         checked = engines.get(name).preflight(settings, cfg.master, {i.name: i.server for i in group}, base)
         if checked.skipped and name != "command":
             say(f"  {checked.label}'s own argument check skipped: {checked.skipped}")

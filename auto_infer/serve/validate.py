@@ -27,7 +27,10 @@ def cross_check(ctx: Where, cfg: ModelConfig) -> None:
         _check_instance(ctx, inst)
     _check_ports(ctx, live)
     _check_log_files(ctx, live)
-    _check_gpu_sharing(ctx, tuple(i for i in live if i.engine == "sglang"))   # mem_fraction_static is SGLang's
+    for name in dict.fromkeys(i.engine for i in live):       # each engine's own memory-share key
+        key = engines.get(name).MEMORY_KEY
+        if key:
+            _check_gpu_sharing(ctx, tuple(i for i in live if i.engine == name), key)
 
 
 def _where(inst: Instance, key: str, table: str = "server") -> str:
@@ -47,10 +50,11 @@ def _check_instance(ctx: Where, inst: Instance) -> None:
         _check_placeholders(ctx, inst)
     else:
         _check_extra_args(ctx, inst, ("host", "port", *engine.NAME_KEYS))
-    mem = s.get("mem_fraction_static")
+    share = engine.MEMORY_KEY          # SGLang's mem_fraction_static, vLLM's gpu_memory_utilization
+    mem = s.get(share) if share else None
     if mem is not None and not (is_kind(mem, NUM) and 0 < mem <= 1):
-        raise ctx.error(f"instance {inst.name}: mem_fraction_static must be in (0, 1]",
-                        _where(inst, "mem_fraction_static"), "e.g. mem_fraction_static = 0.85")
+        raise ctx.error(f"instance {inst.name}: {share} must be in (0, 1]", _where(inst, share),
+                        f"e.g. {share} = 0.85")
     _check_parallel(ctx, inst)
     _check_multinode(ctx, inst)
 
@@ -150,23 +154,23 @@ def _check_log_files(ctx: Where, live: tuple[Instance, ...]) -> None:
                                 f"give [instance.{inst.name}.control] a log_file of its own (or use log_dir)")
 
 
-def _check_gpu_sharing(ctx: Where, live: tuple[Instance, ...]) -> None:
+def _check_gpu_sharing(ctx: Where, live: tuple[Instance, ...], key: str) -> None:
     for a_i, a in enumerate(live):
         group = [a] + [b for b in live[a_i + 1:] if _share(a.control.gpu_ids, b.control.gpu_ids)]
         if len(group) < 2:
             continue
         names = " and ".join(i.name for i in group)
-        lacking = next((i for i in group if i.server.get("mem_fraction_static") is None), None)
+        lacking = next((i for i in group if i.server.get(key) is None), None)
         if lacking is not None:
-            raise ctx.error(f"instances {names} share GPUs, and {lacking.name} sets no mem_fraction_static",
+            raise ctx.error(f"instances {names} share GPUs, and {lacking.name} sets no {key}",
                             _where(lacking, "gpu_ids", "control"),
-                            "give each instance its own gpu_ids, or set mem_fraction_static on every "
+                            f"give each instance its own gpu_ids, or set {key} on every "
                             "instance that shares (their sum at most 1.0)")
-        total = sum(float(i.server["mem_fraction_static"]) for i in group)
+        total = sum(float(i.server[key]) for i in group)
         if total > 1.0 + 1e-9:
-            raise ctx.error(f"instances {names} share GPUs and their mem_fraction_static sum to "
-                            f"{total:.2f} > 1.0", _where(group[-1], "mem_fraction_static"),
-                            "lower mem_fraction_static so the sharing instances sum to at most 1.0")
+            raise ctx.error(f"instances {names} share GPUs and their {key} sum to "
+                            f"{total:.2f} > 1.0", _where(group[-1], key),
+                            f"lower {key} so the sharing instances sum to at most 1.0")
 
 
 def _share(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:

@@ -41,6 +41,7 @@ class Program:
     env: dict[str, str] = field(default_factory=dict)
     missing: str | None = None
     fix: str = ""
+    note: str = ""                  # said once per serve: a choice the user may not expect
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Engine(Protocol):
     DEFAULT_PORT: int
     MODEL_KEY: str                       # the server key naming the weights ("" when none)
     NAME_KEYS: tuple[str, ...]           # server keys that set the id /v1/models lists
+    MEMORY_KEY: str                      # the server key for its share of each GPU ("" when none)
     MASTER_KEYS: Mapping[str, Any]       # [master] keys of this engine (they also recognise it)
     OVERRIDES_VAR: str                   # AUTO_INFER_<X>_OVERRIDES, infer-dev's spelling
     READY: ReadyRules

@@ -18,6 +18,7 @@ NAME = "command"
 TITLE = "command"
 DEFAULT_PORT = 30000
 MODEL_KEY = ""
+MEMORY_KEY = ""   # the share of each GPU it takes (checked when instances share GPUs)
 NAME_KEYS: tuple[str, ...] = ("served_model_name",)
 MASTER_KEYS: Mapping[str, Any] = {}
 OVERRIDES_VAR = ""

@@ -26,6 +26,7 @@ NAME = "llamacpp"
 TITLE = "llama.cpp"
 DEFAULT_PORT = 8080
 MODEL_KEY = "model"
+MEMORY_KEY = ""   # the share of each GPU it takes (checked when instances share GPUs)
 NAME_KEYS: tuple[str, ...] = ("alias",)
 MASTER_KEYS: Mapping[str, Any] = {"llama_cpp_path": str}
 OVERRIDES_VAR = "AUTO_INFER_LLAMA_CPP_OVERRIDES"

@@ -25,6 +25,7 @@ TITLE = "SGLang"
 DEFAULT_PORT = 30000
 DEFAULT_MODULE = "sglang.launch_server"
 MODEL_KEY = "model_path"
+MEMORY_KEY = "mem_fraction_static"   # the share of each GPU it takes (checked when instances share GPUs)
 NAME_KEYS: tuple[str, ...] = ("served_model_name", "model_path")   # SGLang lists the path without a name
 MASTER_KEYS: Mapping[str, Any] = {"server_module": str, "project_dir": str}
 OVERRIDES_VAR = "AUTO_INFER_SGLANG_OVERRIDES"

@@ -28,6 +28,7 @@ TITLE = "vLLM"
 DEFAULT_PORT = 8000
 DEFAULT_MODULE = "vllm.entrypoints.openai.api_server"
 MODEL_KEY = "model"
+MEMORY_KEY = "gpu_memory_utilization"   # the share of each GPU it takes (checked when instances share GPUs)
 NAME_KEYS: tuple[str, ...] = ("served_model_name", "model")
 MASTER_KEYS: Mapping[str, Any] = {"pixi_project_dir": str, "pixi_environment": str, "api_server_module": str}
 OVERRIDES_VAR = "AUTO_INFER_VLLM_OVERRIDES"
@@ -73,7 +74,9 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
     python = base.python_of(settings, master)
     missing = None if python.exists() else f"no Python to run vLLM with: {python}"
     fix = "fix master.python_path" if master.python_path else "run `auto-infer install` first (a vLLM template)"
-    return Program([str(python), "-m", module, *flags], missing=missing, fix=fix)
+    note = (f"master.pixi_project_dir ({master.pixi_project_dir}) is not a pixi project here, or pixi is not on "
+            f"PATH: vLLM runs with {python}") if master.pixi_project_dir else ""
+    return Program([str(python), "-m", module, *flags], missing=missing, fix=fix, note=note)
 
 
 def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],
