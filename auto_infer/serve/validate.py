@@ -50,11 +50,11 @@ def _check_instance(ctx: Where, inst: Instance) -> None:
         _check_placeholders(ctx, inst)
     else:
         _check_extra_args(ctx, inst, ("host", "port", *engine.NAME_KEYS))
-    share = engine.MEMORY_KEY          # SGLang's mem_fraction_static, vLLM's gpu_memory_utilization
-    mem = s.get(share) if share else None
-    if mem is not None and not (is_kind(mem, NUM) and 0 < mem <= 1):
-        raise ctx.error(f"instance {inst.name}: {share} must be in (0, 1]", _where(inst, share),
-                        f"e.g. {share} = 0.85")
+    for share in dict.fromkeys(("mem_fraction_static", engine.MEMORY_KEY or "mem_fraction_static")):
+        mem = s.get(share)             # SGLang's mem_fraction_static, vLLM's gpu_memory_utilization
+        if mem is not None and not (is_kind(mem, NUM) and 0 < mem <= 1):
+            raise ctx.error(f"instance {inst.name}: {share} must be in (0, 1]", _where(inst, share),
+                            f"e.g. {share} = 0.85")
     _check_parallel(ctx, inst)
     _check_multinode(ctx, inst)
 
