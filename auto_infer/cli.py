@@ -103,6 +103,23 @@ def run(argv: list[str]) -> int:
         return doit_main.run(graph, argv)
 
 
+def _dry_run(args: list[str]) -> int | None:
+    """``serve[:NAME] [NAME...] --dry-run [--json]``: shown without doit, so that nothing (not even
+    the install that serve depends on) runs; None when this is not a dry run."""
+    if not args or args[0].split(":")[0] != "serve" or "--dry-run" not in args:
+        return None
+    from auto_infer.core import settings as settings_mod
+    from auto_infer.serve import dryrun
+    from auto_infer.tasks.glue import UsageExit
+
+    names = [args[0].split(":", 1)[1]] if ":" in args[0] else []
+    names += [a for a in args[1:] if not a.startswith("-")]
+    unknown = [a for a in args[1:] if a.startswith("-") and a not in ("--dry-run", "--json")]
+    if unknown:
+        raise UsageExit(f"serve --dry-run does not take {unknown[0]}\n  use: auto-infer serve[:NAME] --dry-run [--json]")
+    return dryrun.dry_run(settings_mod.load(), names or None, "--json" in args)
+
+
 def _demo_workspace(args: list[str]) -> list[str]:
     """demo keeps everything, doit's own state included, in its workspace (a new temp dir by default)."""
     import os
@@ -140,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         args = ["warm", "rehearse", *(a for a in args[1:] if a != "--rehearse")]
     t0 = time.monotonic()
     try:
-        return run(args)
+        dry = _dry_run(args)
+        return dry if dry is not None else run(args)
     except UsageExit as exc:
         print(f"auto-infer: {exc}", file=sys.stderr)
         return 2

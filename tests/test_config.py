@@ -10,7 +10,8 @@ import pytest
 
 from auto_infer.core import settings
 from auto_infer.core.errors import UserError
-from auto_infer.serve import config, model, sglang_args, validate
+from auto_infer.serve import config, model, validate
+from auto_infer.serve.engines import base as argv_rules
 from tests.helpers import realworld
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ BAD: list[Bad] = [
     Bad("toml-syntax", '[instance.a.server]\nport = 30000\nhost = \n', ("TOML syntax error", "line 3")),
     Bad("unknown-control-key", f'[instance.a.control]\n{CMD}\nreadytimeout = 5\n[instance.a.server]\nport = {{port}}\n',
         ("unknown key 'readytimeout'", "[instance.a.control]", "ready_timeout")),
-    Bad("unknown-master-key", '[master]\nenabled = true\n', ("unknown key 'enabled' in [master]", "known keys: enable")),
+    Bad("unknown-master-key", '[master]\nenabled = true\n', ("unknown key 'enabled' in [master]", "api_server_module, enable, engine")),
     Bad("unknown-default-control-key", '[instance.control]\nlogdir = "/tmp"\n', ("unknown key 'logdir'", "[instance.control]")),
     Bad("unknown-top-table", '[masters]\nenable = true\n', ("unknown top-level table 'masters'",)),
     Bad("unknown-instance-table", '[instance.a.servers]\nport = 1\n', ("unknown key 'servers' in [instance.a]",)),
@@ -143,7 +144,7 @@ def test_example_and_shipped_configs_load(tmp_path: Path) -> None:
         assert cfg.enabled(), path
         for inst in cfg.instances:
             if inst.engine == "sglang" and inst.model is None:     # a model table: serve sets model_path
-                flags = sglang_args.server_flags(inst.server)
+                flags = argv_rules.server_flags(inst.server)
                 assert flags[flags.index("--model-path") + 1] == inst.server["model_path"]
     ex = config.load(env, REPO / "model-configs" / "example.toml")
     assert [i.name for i in ex.enabled()] == ["qwen2_vl_7b", "qwen3_small"]
@@ -162,7 +163,7 @@ def test_realworld_file_loads_unchanged(tmp_path: Path) -> None:
     assert (glm.name, glm.host, glm.port, glm.served_name, glm.control.gpu_ids) == (
         "glm_4_7_tp8", "0.0.0.0", 30000, "glm-4.7", None)
     assert glm.control.log_dir == Path("/tmp")
-    assert sglang_args.server_flags(glm.server) == [
+    assert argv_rules.server_flags(glm.server) == [
         "--host", "0.0.0.0", "--port", "30000", "--trust-remote-code", "--tool-call-parser", "glm47",
         "--reasoning-parser", "glm45", "--mem-fraction-static", "0.9", "--disable-cuda-graph-padding",
         "--model-path", "/llm-models/GLM-4.7", "--served-model-name", "glm-4.7", "--tp-size", "8"]
@@ -251,7 +252,7 @@ nnodes = 2
 node_rank = 1
 dist_init_addr = "10.0.0.1:50000"
 """)
-    flags = sglang_args.server_flags(cfg.instances[0].server)
+    flags = argv_rules.server_flags(cfg.instances[0].server)
     assert flags[-6:] == ["--nnodes", "2", "--node-rank", "1", "--dist-init-addr", "10.0.0.1:50000"]
 
 
@@ -259,14 +260,14 @@ def test_server_keys_become_flags() -> None:
     server = {"model_path": "/m", "trust_remote_code": True, "disable_radix_cache": False,
               "lora_paths": ["a=/a", "b=/b"], "json_model_override_args": {"rope": {"factor": 2}},
               "mem_fraction_static": 0.85, "extra_args": "--enable-metrics --log-level 'debug'"}
-    assert sglang_args.server_flags(server) == [
+    assert argv_rules.server_flags(server) == [      # extra_args first, as infer-dev's runners
+        "--enable-metrics", "--log-level", "debug",
         "--model-path", "/m", "--trust-remote-code", "--lora-paths", "a=/a", "--lora-paths", "b=/b",
-        "--json-model-override-args", '{"rope":{"factor":2}}', "--mem-fraction-static", "0.85",
-        "--enable-metrics", "--log-level", "debug"]
+        "--json-model-override-args", '{"rope":{"factor":2}}', "--mem-fraction-static", "0.85"]
     # a flag SGLang's parser takes several values for gets them all after one flag
-    multi = sglang_args.server_flags(server, frozenset({"--lora-paths"}))
-    assert multi[3:6] == ["--lora-paths", "a=/a", "b=/b"]
-    assert sglang_args.server_flags({"extra_args": ["--x", 1]}) == ["--x", "1"]
+    multi = argv_rules.server_flags(server, frozenset({"--lora-paths"}))
+    assert multi[6:9] == ["--lora-paths", "a=/a", "b=/b"]
+    assert argv_rules.server_flags({"extra_args": ["--x", 1]}) == ["--x", "1"]
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -20,7 +20,10 @@ import yaml
 from auto_infer.core import settings
 from auto_infer.core.errors import UserError
 from auto_infer.k8s import plan, render
-from auto_infer.serve import config, sglang_args
+from auto_infer.serve import config
+from auto_infer.serve.engines import base as argv_rules
+from auto_infer.serve.engines import preflight
+from auto_infer.serve.engines import sglang as sglang_engine
 from tests import lws_schema
 from tests.helpers import run_cli
 
@@ -139,7 +142,7 @@ def pod_argvs(case: str, tmp_path: Path) -> dict[str, list[str]]:
             s = settings.load({**env, "AUTO_INFER_SGLANG_CONFIG": str(cfg_path), "AUTO_INFER_WORKSPACE_DIR": str(tmp_path)})
             (inst,) = config.load(s).enabled()
             assert inst.control.gpu_ids is None             # the device plugin's GPUs, all of them
-            out[f"{doc['metadata']['name']}:{role}"] = sglang_args.server_flags(inst.server)
+            out[f"{doc['metadata']['name']}:{role}"] = argv_rules.server_flags(inst.server)
     return out
 
 
@@ -163,7 +166,7 @@ def test_pod_argv_parses_with_sglang(tmp_path: Path) -> None:
         (tmp_path / case).mkdir()
         servers.update({f"{case}/{k}": v for k, v in pod_argvs(case, tmp_path / case).items()})
     assert len(servers) == 4
-    checked = sglang_args.check(Path(VENV) / "bin" / "python", dict(os.environ), lambda multi: servers)
+    checked = preflight.check("SGLang", sglang_engine.SCRIPT, Path(VENV) / "bin" / "python", dict(os.environ), lambda multi: servers)
     assert checked.skipped is None, checked.skipped
     assert checked.rejected == {}, checked.rejected
 

@@ -189,3 +189,60 @@ def test_gateway_in_front_of_two_llamacpp_servers_answers_paris(workspace: Works
     assert report["ok"] and gw["ok"] and set(gw["fronts"]) == set(ports), (gw, served)
     assert "paris" in gw["chat"]["answer"].lower() and gw["argv"][:2] == [str(smg), "launch"]
     print(f"\nthrough the gateway: serve's smoke chat {gw['chat']['answer']!r}; `chat router`: {through!r}")
+
+
+LLAMA_SERVER = os.environ.get("AUTO_INFER_LLAMA_SERVER", "")    # built by .ci/setup-llama-server.sh
+
+
+@pytest.mark.llamacpp
+@pytest.mark.skipif(not (VENV and LLAMA_SERVER), reason="needs AUTO_INFER_LLAMA_SERVER (.ci/setup-llama-server.sh) "
+                                                        f"and the SmolLM2 GGUF ({engines.VENV_VAR})")
+def test_llama_server_serves_an_infer_dev_llama_cpp_config(workspace: Workspace, online: object,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp's own llama-server, from an infer-dev format config (llama_cpp_path + GGUF model)."""
+    _, gguf = engine(monkeypatch)
+    config, port = tmp_path / "smollm2-llama.toml", free_port()
+    config.write_text(f"""[master]
+enable = true
+llama_cpp_path = "{LLAMA_SERVER}"
+
+[instance.control]
+log_dir = "{tmp_path / 'logs'}"
+background = true
+ready_timeout = 300
+stop_grace = 10
+smoke_prompt = "{QUESTION}"
+
+[instance.server]
+host = "127.0.0.1"
+ctx_size = 2048
+n_predict = 64
+temp = 0.0
+# plain ChatML, as llama-cpp-python uses: the GGUF's own template adds SmolLM's system prompt, after
+# which this 135M model answers the question with junk ("L'Étoile, la Marseillaise, ...")
+chat_template = "chatml"
+
+[instance.smollm2]
+    [instance.smollm2.control]
+    gpu_ids = "none"
+
+[instance.smollm2.server]
+    model = "{gguf}"
+    port = {port}
+    alias = "smollm2"
+""")
+    env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
+    cli(["warm"], env)                                  # `serve` runs `install` first: it needs the caches
+    try:
+        served = cli(["serve"], env).stderr
+        assert "engine: llama.cpp" in served
+        [chatted] = [ln.split(": ", 1)[1] for ln in cli(["chat"], env).stdout.splitlines()
+                     if ln.startswith("smollm2: ")]
+        assert "paris" in chatted.lower(), chatted
+    finally:
+        cli(["stop"], env)
+    [inst] = json.loads((workspace.root / "reports" / "serve-latest.json").read_text())["instances"]
+    assert inst["ok"] and inst["argv"][0] == LLAMA_SERVER and inst["model_id"] == "smollm2", inst
+    assert "paris" in inst["chat"]["answer"].lower(), (inst["chat"], served)
+    log = (tmp_path / "logs" / "smollm2" / "server.log").read_text()
+    assert f"listening on http://127.0.0.1:{port}" in log and "model loaded" in log, log[-2000:]

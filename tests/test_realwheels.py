@@ -20,7 +20,10 @@ import pytest
 
 from auto_infer.core import settings
 from auto_infer.demo import mirror
-from auto_infer.serve import config, sglang_args
+from auto_infer.serve import config
+from auto_infer.serve.engines import base as argv_rules
+from auto_infer.serve.engines import preflight
+from auto_infer.serve.engines import sglang as sglang_engine
 from bench import realwheels
 from tests.conftest import needs_netns
 from tests.helpers import clean_env, run_cli
@@ -82,8 +85,8 @@ def test_real_wheels_warm_install_offline_check_and_sglang_preflight(tmp_path: P
     python = s.env_prefix / "bin" / "python"
     servers = model_configs(s)
     assert len(servers) >= 6 and all(any(k.startswith(f"{p}:") for k in servers) for p in EXAMPLES)
-    result = sglang_args.check(python, clean_env({"HOME": str(tmp_path / "home")}),
-                               lambda multi: {n: sglang_args.server_flags(v, multi) for n, v in servers.items()})
+    result = preflight.check("SGLang", sglang_engine.SCRIPT, python, clean_env({"HOME": str(tmp_path / "home")}),
+                               lambda multi: {n: argv_rules.server_flags(v, multi) for n, v in servers.items()})
     assert result.skipped is None, result.skipped
     assert result.version == realwheels.SGLANG_VERSION
     assert result.rejected == {}, result.rejected

@@ -312,9 +312,9 @@ extra_args = ["--warmup", "0.5"]
     inst = serve.report()["instances"][0]
     assert inst["base_url"] == f"http://127.0.0.1:{port}" and inst["model_id"] == "guarded-model"
     assert inst["argv"][:3] == [sys.executable, "-m", "auto_infer.demo.responder"]
-    assert inst["argv"][3:] == ["--host", "0.0.0.0", "--trust-remote-code", "--model-path", str(model_dir),
-                                "--served-model-name", "guarded-model", "--port", str(port), "--tp-size", "1",
-                                "--warmup", "0.5", "--api-key", "***"]
+    assert inst["argv"][3:] == ["--warmup", "0.5", "--host", "0.0.0.0", "--trust-remote-code",
+                                "--model-path", str(model_dir), "--served-model-name", "guarded-model",
+                                "--port", str(port), "--tp-size", "1", "--api-key", "***"]
     assert requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).status_code == 401
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
     answer = client.chat.completions.create(model="guarded-model",

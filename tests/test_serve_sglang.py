@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from auto_infer.core import settings
-from auto_infer.serve import config, sglang_args
+from auto_infer.serve import config
+from auto_infer.serve.engines import base, sglang
 from tests.helpers import run_cli
 from tests.test_config import EXAMPLES, REALWORLD
 from tests.test_serve import make_installed
@@ -27,9 +28,8 @@ pytestmark = [pytest.mark.sglang,
               pytest.mark.skipif(not VENV, reason="set AUTO_INFER_SGLANG_VENV (built by .ci/setup-sglang-venv.sh)")]
 
 
-def check(servers: dict[str, dict[str, Any]]) -> sglang_args.Checked:
-    return sglang_args.check(PYTHON, dict(os.environ),
-                             lambda multi: {n: sglang_args.server_flags(s, multi) for n, s in servers.items()})
+def check(servers: dict[str, dict[str, Any]]) -> base.Checked:
+    return sglang.check_flags(PYTHON, dict(os.environ), servers)
 
 
 def test_every_shipped_and_realworld_config_parses_with_sglang(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_sglang_rejects_unknown_keys_and_bad_values_by_key() -> None:
 
 def test_a_list_for_a_multi_value_flag_reaches_sglang_whole() -> None:
     multi = check({}).multi
-    flags = sglang_args.server_flags({"model_path": "/m", "lora_paths": ["a=/a", "b=/b"]}, multi)
+    flags = base.server_flags({"model_path": "/m", "lora_paths": ["a=/a", "b=/b"]}, multi)
     assert flags == ["--model-path", "/m", "--lora-paths", "a=/a", "b=/b"]
     code = ("import argparse, sys; from sglang.srt.server_args import ServerArgs; p = argparse.ArgumentParser(); "
             "ServerArgs.add_cli_args(p); print(p.parse_args(sys.argv[1:]).lora_paths)")

@@ -30,6 +30,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_CHECK_MODULES": ("torch,sglang", "Modules `check` requires inside the environment (comma list; none: only report)."),
     "AUTO_INFER_SGLANG_CONFIG": ("${AUTO_INFER_WORKSPACE_DIR}/sglang-configs/sglang.toml", "Model config (infer-dev runner TOML) for serve."),
     "AUTO_INFER_SGLANG_OVERRIDES": ("", "JSON deep-merged into the model config before validation."),
+    "AUTO_INFER_VLLM_OVERRIDES": ("", "infer-dev's spelling for a vLLM config: merged after AUTO_INFER_SGLANG_OVERRIDES."),
+    "AUTO_INFER_LLAMA_CPP_OVERRIDES": ("", "infer-dev's spelling for a llama.cpp config: merged after AUTO_INFER_SGLANG_OVERRIDES."),
     "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT": ("0", "boot: warm the caches first (needs network)."),
     "AUTO_INFER_SGLANG_REHEARSE_ON_BOOT": ("0", "boot: after warming, rehearse the offline install (scratch project, no network)."),
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
@@ -114,6 +116,7 @@ class Settings:
     gates: Mapping[str, bool] = field(default_factory=dict)
     net: Net = field(default_factory=Net)
     hf_home: Path | None = None                     # the user's HF_HOME, if set: weights go there instead
+    engine_overrides: Mapping[str, str] = field(default_factory=dict)   # AUTO_INFER_{VLLM,LLAMA_CPP}_OVERRIDES
 
     # ---- derived paths: the only place they are spelled -------------------------------
     rattler_cache_dir = Derived("cache_root", "conda/rattler", "RATTLER_CACHE_DIR (the plan's contract)")
@@ -252,6 +255,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
         },
         hf_home=_abs("HF_HOME", get("HF_HOME")) if get("HF_HOME") else None,
+        engine_overrides={k: get(k) for k in ("AUTO_INFER_VLLM_OVERRIDES", "AUTO_INFER_LLAMA_CPP_OVERRIDES")
+                          if get(k).strip()},
     )
 
 

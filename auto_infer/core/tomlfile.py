@@ -60,16 +60,16 @@ def deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def apply_overrides(data: dict[str, Any], overrides: str) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: str, var: str = "AUTO_INFER_SGLANG_OVERRIDES") -> dict[str, Any]:
+    """``overrides`` (JSON from the variable ``var``) deep-merged into ``data``."""
     if not overrides.strip():
         return data
     try:
         extra = json.loads(overrides)
     except json.JSONDecodeError as exc:
-        raise UserError(f"AUTO_INFER_SGLANG_OVERRIDES is not valid JSON: {exc}",
-                        where="AUTO_INFER_SGLANG_OVERRIDES",
+        raise UserError(f"{var} is not valid JSON: {exc}", where=var,
                         fix='use a JSON object, e.g. {"instance": {"server": {"port": 31000}}}') from None
     if not isinstance(extra, dict):
-        raise UserError("AUTO_INFER_SGLANG_OVERRIDES must be a JSON object", where="AUTO_INFER_SGLANG_OVERRIDES",
+        raise UserError(f"{var} must be a JSON object", where=var,
                         fix='use a JSON object, e.g. {"master": {"enable": false}}')
     return deep_merge(data, extra)

@@ -1,4 +1,4 @@
-"""A test responder: a tiny OpenAI-compatible server that behaves like an SGLang server would.
+"""A test responder: a tiny OpenAI-compatible server that behaves like SGLang, vLLM or llama-server.
 
 Stdlib only and self-contained, so the file can be copied into any Python environment (the demo
 ships it inside a conda package). It answers ``/v1/models``, ``/health``, ``/health_generate``,
@@ -7,10 +7,19 @@ instance was given), and can misbehave on request::
 
     python -m auto_infer.demo.responder --host 127.0.0.1 --port 30000 --model demo \
         [--slow-start S] [--warmup S] [--crash-on-start] [--never-ready] [--empty-answer] \
-        [--ignore-sigterm] [--die-after S] [--ready-file PATH] [--api-key KEY] [--spawn-child]
+        [--ignore-sigterm] [--die-after S] [--ready-file PATH] [--api-key KEY] [--spawn-child] \
+        [--mode sglang|vllm|llama-server]
 
-It also takes SGLang's spelling (``--served-model-name``, ``--model-path``) and ignores other
-flags, so ``master.server_module = "auto_infer.demo.responder"`` stands in for ``sglang.launch_server``.
+It also takes SGLang's, vLLM's and llama-server's spelling of the model (``--model-path``,
+``--model``, ``--served-model-name``, ``--alias``) and ignores other flags, so it stands in for
+``sglang.launch_server`` (``master.server_module``), vLLM's api_server (``master.api_server_module``)
+or llama-server (``master.llama_cpp_path`` = a script that runs it with ``--mode llama-server``).
+
+--mode M         whose readiness sequence to play (while --warmup lasts, then ready):
+                 sglang: /v1/models answers at once, /health and /health_generate 503, then 200;
+                 vllm: /health 503, /v1/models 503, then both 200 (no /health_generate);
+                 llama-server: /health and /v1/models 503 {"error": {"code": 503, "message":
+                 "Loading model", "type": "unavailable_error"}}, then /health 200 {"status": "ok"}
 
 --slow-start S   sleep S seconds before listening (connections are refused meanwhile)
 --warmup S       listen, answer /v1/models, but /health* answer 503 for S seconds (SGLang's warmup)
@@ -36,6 +45,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+LOADING = {"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}
 
 
 def log(message: str) -> None:
@@ -78,12 +89,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         args = self.state.args
         path = self.path.split("?", 1)[0]
-        if path == "/v1/models":
+        mode, ready = args.mode, self.state.ready
+        if path == "/health_generate" and mode != "sglang":
+            self._send(404, {"error": f"no route {path}"})
+        elif mode != "sglang" and path in ("/health", "/v1/models") and not ready:
+            self._send(503, LOADING if mode == "llama-server" else {"error": "starting"})
+        elif path == "/v1/models":
             self._send(200, {"object": "list", "data": [
                 {"id": args.model, "object": "model", "created": int(time.time()), "owned_by": "responder"}]})
         elif path in ("/health", "/health_generate"):
-            if self.state.ready:
-                self._send(200, {"status": "ok"})
+            if ready:
+                self._send(200, {"status": "ok"} if mode != "vllm" else {})
             else:
                 self._send(503, {"status": "starting"})
         elif path == "/debug/env":
@@ -163,8 +179,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="responder", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--model", "--served-model-name", dest="model", default=None)
-    p.add_argument("--model-path", default=None, help="as SGLang: the model id when no name is given")
+    p.add_argument("--served-model-name", "--alias", dest="model", default=None)
+    p.add_argument("--model", "--model-path", "-m", dest="weights", default=None,
+                   help="as the engines: the model id when no name is given")
+    p.add_argument("--mode", choices=("sglang", "vllm", "llama-server"), default="sglang")
     p.add_argument("--slow-start", type=float, default=0.0)
     p.add_argument("--warmup", type=float, default=0.0)
     p.add_argument("--crash-on-start", action="store_true")
@@ -176,7 +194,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--api-key", default=None)
     p.add_argument("--spawn-child", action="store_true")
     args, ignored = p.parse_known_args(argv)   # other SGLang flags (--tp-size ...) are accepted
-    args.model = args.model or args.model_path or "responder"
+    args.model = args.model or args.weights or "responder"
     args.ignored = ignored
     return args
 

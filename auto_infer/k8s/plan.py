@@ -135,7 +135,7 @@ def base_env(opts: Options) -> dict[str, str]:
 
 
 def _overrides(cfg: ModelConfig, inst: Instance, user: Mapping[str, Any], role: str) -> str:
-    from auto_infer.serve.config import deep_merge
+    from auto_infer.core.tomlfile import deep_merge
     mine: dict[str, Any] = {"control": {"gpu_ids": "all"}, "server": {"host": "0.0.0.0"}}
     if role in ("leader", "worker"):
         port = str(inst.server["dist_init_addr"]).rpartition(":")[2] if "dist_init_addr" in inst.server \

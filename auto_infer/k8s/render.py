@@ -23,8 +23,8 @@ from auto_infer.core.settings import Settings
 from auto_infer.k8s import plan
 from auto_infer.k8s.plan import Options, Router, Unit
 from auto_infer.serve import config
+from auto_infer.serve.engines.base import flag
 from auto_infer.serve.model import ModelConfig
-from auto_infer.serve.sglang_args import flag
 
 TEMPLATES = Path(__file__).parent / "templates"
 HEADER = "# Rendered by `auto-infer k8s` from {config}; edit the model config and render again.\n"

@@ -2,8 +2,9 @@
 
 ``[master]`` says whether and with what to run; ``[instance.control]`` / ``[instance.server]`` are
 defaults for every instance; every other key of ``[instance]`` is one server, named by its key.
-``server`` keys are SGLang's own (checked against SGLang by :mod:`auto_infer.serve.sglang_args`);
-``control`` and ``master`` keys are ours and closed. The format is described for editors by
+``server`` keys are the engine's own flags (SGLang, vLLM or llama.cpp: :mod:`auto_infer.serve.engines`
+recognises which, and asks the engine's own parser where it can be imported); ``control`` and
+``master`` keys are ours and closed. The format is described for editors by
 ``auto_infer/data/model-config.schema.json`` and, with comments, by ``model-configs/example.toml``.
 """
 
@@ -15,8 +16,9 @@ from types import MappingProxyType
 from typing import Any
 
 from auto_infer.core.settings import Settings
-from auto_infer.core.tomlfile import apply_overrides, deep_merge, read_toml  # noqa: F401 (re-exported)
+from auto_infer.core.tomlfile import apply_overrides, read_toml
 from auto_infer.serve import gateway, validate
+from auto_infer.serve.engines import known as engines
 from auto_infer.serve.model import (
     CONTROL_KEYS,
     DEFAULT_PROMPT,
@@ -35,24 +37,57 @@ from auto_infer.serve.model import (
 from auto_infer.weights import spec
 
 
+def _merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[str]]:
+    """The file with the overrides merged: AUTO_INFER_SGLANG_OVERRIDES (every engine), then the
+    engine's own infer-dev spelling (AUTO_INFER_VLLM_OVERRIDES / AUTO_INFER_LLAMA_CPP_OVERRIDES)."""
+    raw = read_toml(path)
+    engine = engines.recognise(raw, settings.engine_overrides, str(path))
+    applied, data = [], raw
+    own = engines.get(engine).OVERRIDES_VAR
+    for var, text in (("AUTO_INFER_SGLANG_OVERRIDES", settings.overrides), (own, settings.engine_overrides.get(own, ""))):
+        if text.strip():
+            data = apply_overrides(data, text, var)
+            applied.append(var)
+    if applied:      # the overrides may name the engine ([master] engine) themselves
+        engine = engines.recognise(data, settings.engine_overrides, f"{path} (after {', '.join(applied)})")
+    master = data.get("master")
+    if isinstance(master, dict):
+        data["master"] = {**master, "engine": engine}
+    elif master is None:
+        data["master"] = {"engine": engine}
+    return data, engine, applied
+
+
 def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     """Read, merge and check the model config; nothing on the host (paths, ports) is looked at."""
     path = path or settings.config_path
-    data = apply_overrides(read_toml(path), settings.overrides)
-    ctx = Where(path, bool(settings.overrides.strip()))
+    data, engine, applied = _merged(settings, path)
+    ctx = Where(path, ", ".join(applied))
     unknown = sorted(set(data) - {"master", "instance", "router"})
     if unknown:
         raise ctx.error(f"unknown top-level table {unknown[0]!r}", unknown[0],
                         "the format has [master], [instance.*] and [router] only")
-    master = Master(**ctx.closed(ctx.table(data, "master", "[master]"), MASTER_KEYS, "[master]"))
+    master = Master(**ctx.closed(ctx.table(data, "master", "[master]"), {**MASTER_KEYS, **engines.master_keys()},
+                                 "[master]"))
+    _foreign_master_keys(ctx, master, data["master"])
     router = gateway.parse(ctx, ctx.table(data, "router", "[router]")) if "router" in data else None
-    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]")), router)
+    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]"), engine), router)
     validate.cross_check(ctx, cfg)
     gateway.cross_check(ctx, cfg)
     return cfg
 
 
-def _instances(ctx: Where, table: dict[str, Any]) -> tuple[Instance, ...]:
+def _foreign_master_keys(ctx: Where, master: Master, table: dict[str, Any]) -> None:
+    """A [master] key of another engine than the config's (e.g. llama_cpp_path with engine = "vllm")."""
+    for name, eng in engines.ENGINES.items():
+        for key in eng.MASTER_KEYS:
+            if key in table and name != master.engine:
+                raise ctx.error(f"[master] {key} is {eng.TITLE}'s, but this config's engine is "
+                                f"{engines.get(master.engine).TITLE}", f"[master] {key}",
+                                f"remove {key}, or set [master] engine = \"{name}\"")
+
+
+def _instances(ctx: Where, table: dict[str, Any], engine: str) -> tuple[Instance, ...]:
     base_control = ctx.closed(ctx.table(table, "control", "[instance.control]"), CONTROL_KEYS,
                               "[instance.control]")
     _control(ctx, base_control, "[instance.control]")          # defaults are checked on their own too
@@ -77,10 +112,12 @@ def _instances(ctx: Where, table: dict[str, Any]) -> tuple[Instance, ...]:
         server = _server(ctx, ctx.table(body, "server", srv), srv)
         merged_control = {**base_control, **control,
                           "env": {**base_control.get("env", {}), **control.get("env", {})}}
+        control_ = _control(ctx, merged_control, ctl)
+        eng = engines.get("command" if control_.command else engine)
         mdl = f"[instance.{name}.model]"
         source = spec.parse(ctx.table(body, "model", mdl), mdl, ctx.path.parent, ctx.error) if "model" in body else None
-        out.append(Instance(name, _control(ctx, merged_control, ctl),
-                            MappingProxyType(_merge_server(base_server, server)), source))
+        out.append(Instance(name, control_, MappingProxyType(_merge_server(base_server, server)), engine,
+                            eng.DEFAULT_PORT, eng.NAME_KEYS, model=source))
     return tuple(out)
 
 

@@ -13,7 +13,7 @@ routes OpenAI requests to the workers (``--worker-urls``) by a policy. ``[router
 
 Before anything starts, the flags go through ``sglang_router.launch_router.parse_router_args`` in
 the gateway's own Python (the environment's, or the one next to ``command[0]``), as SGLang's
-flags go through SGLang's parser (:mod:`auto_infer.serve.sglang_args`).
+flags go through SGLang's parser (:mod:`auto_infer.serve.engines.sglang`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
 from auto_infer.serve import gateway, launch, probe, procs, registry
+from auto_infer.serve.engines.base import python_of
 from auto_infer.serve.model import ROUTER_NAME, ModelConfig, Router
 
 
@@ -74,7 +75,7 @@ def prepare(settings: Settings, cfg: ModelConfig) -> GatewayRun | None:
     router = gateway.active(cfg)
     if router is None:
         return None
-    python, env = launch.instance_python(settings, cfg), launch.base_env(settings)
+    python, env = python_of(settings, cfg.master), launch.base_env(settings)
     fronts = gateway.fronted(cfg)
     urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
     say(f"  {gateway.preflight(cfg, router, python, env, urls)}")

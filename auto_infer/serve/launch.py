@@ -1,10 +1,12 @@
 """From a config instance to a launch: the argv, the environment, the log, the probe target.
 
-SGLang instances run ``<python> -m sglang.launch_server <flags>`` (python: ``master.python_path``,
-else the installed environment's), after SGLang's own parser has accepted the flags; ``command``
-instances run their command with ``{name}``, ``{api_key}`` and the ``server`` keys filled in. Both
-get auto-infer's environment without proxies, the installed environment first on PATH, the
-instance's ``control.env`` and ``CUDA_VISIBLE_DEVICES`` from ``gpu_ids``. The config hash covers
+The instance's engine (:mod:`auto_infer.serve.engines`) builds the argv, after the engine's own
+parser has accepted the flags where it can be imported: SGLang ``<python> -m sglang.launch_server``,
+vLLM ``<python> -m vllm.entrypoints.openai.api_server`` (or infer-dev's ``pixi run``), llama.cpp
+``llama-server``, ``command`` instances their command with ``{name}``, ``{api_key}`` and the
+``server`` keys filled in. All get auto-infer's environment without proxies, the installed
+environment first on PATH, what the engine adds (llama-server: LD_LIBRARY_PATH), the instance's
+``control.env`` and ``CUDA_VISIBLE_DEVICES`` from ``gpu_ids``. The config hash covers
 what a restart would change (argv and environment with secrets redacted, log, working folder).
 """
 
@@ -20,7 +22,9 @@ from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import model, probe, sglang_args
+from auto_infer.serve import probe
+from auto_infer.serve.engines import known as engines
+from auto_infer.serve.engines.base import Checked, Program
 from auto_infer.serve.model import Instance, ModelConfig
 
 
@@ -36,6 +40,7 @@ class Launch:
     target: probe.Target
     secrets: list[str]
     config_hash: str
+    missing: str | None = None      # why it cannot start here (no Python, no binary): --dry-run shows it
 
     @property
     def launch_record(self) -> Path:
@@ -50,10 +55,6 @@ class Launch:
         set_here = {**self.ours, **self.added}
         return {"set": redact.redact_env(set_here, self.secrets),
                 "inherited_names": sorted(k for k in self.env if k not in set_here)}
-
-
-def instance_python(settings: Settings, cfg: ModelConfig) -> Path:
-    return Path(cfg.master.python_path) if cfg.master.python_path else settings.env_prefix / "bin" / "python"
 
 
 def our_env(settings: Settings) -> dict[str, str]:
@@ -83,66 +84,57 @@ def _api_key(cfg: ModelConfig, inst: Instance) -> str | None:
     return value
 
 
-def _command(inst: Instance, api_key: str | None) -> list[str]:
-    values = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()}
-    values.update(name=inst.name, api_key=api_key or "")
-    return [token.format_map(values) for token in inst.control.command or ()]
-
-
 def log_path(settings: Settings, inst: Instance) -> Path:
     if inst.control.log_file is not None:
         return inst.control.log_file
     return (inst.control.log_dir or settings.logs_dir) / inst.name / "server.log"
 
 
-def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, python: Path, base: dict[str, str],
+def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dict[str, str],
                  multi: frozenset[str] = frozenset()) -> Launch:
     key = _api_key(cfg, inst)
-    if inst.engine == "sglang":
-        argv = [str(python), "-m", cfg.master.server_module, *sglang_args.server_flags(inst.server, multi)]
-        if key and "api_key" not in inst.server:
-            argv += ["--api-key", key]
-    else:
-        argv = _command(inst, key)
-    added = dict(inst.control.env)
+    prog: Program = engines.get(inst.engine).program(settings, cfg.master, inst, multi, key)
+    added = {**prog.env, **inst.control.env}
     gpus = inst.control.gpu_ids
     if gpus is not None:
         added["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     hidden = redact.secret_values(key, inst.server.get("api_key"), inst.server.get("admin_api_key"), env=added)
-    model = inst.served_name if inst.engine == "sglang" else inst.server.get("served_model_name")
-    target = probe.Target(inst.name, probe.base_url(inst.host, inst.port), model and str(model), inst.engine, key)
+    target = probe.Target(inst.name, probe.base_url(inst.host, inst.port), inst.served_name, inst.engine, key)
     log = log_path(settings, inst)
-    digest = json.dumps({"argv": redact.redact_argv(argv, hidden), "env": redact.redact_env(added, hidden),
+    digest = json.dumps({"argv": redact.redact_argv(prog.argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
-    return Launch(inst, argv, {**base, **added}, added, our_env(settings), log, cfg.path.parent, target, hidden,
-                  hashlib.sha256(digest.encode()).hexdigest()[:16])
+    missing = f"{prog.missing} ({prog.fix})" if prog.missing else None
+    return Launch(inst, prog.argv, {**base, **added}, added, our_env(settings), log, cfg.path.parent, target, hidden,
+                  hashlib.sha256(digest.encode()).hexdigest()[:16], missing)
 
 
-def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance, ...]) -> list[Launch]:
-    """Every launch, after SGLang's own parser has accepted each SGLang instance's flags."""
-    python, base = instance_python(settings, cfg), base_env(settings)
-    sgl = [i for i in chosen if i.engine == "sglang"]
-    multi: frozenset[str] = frozenset()
-    if sgl and not python.exists():
-        raise UserError(f"no Python to run SGLang with: {python}",
-                        where=f"{cfg.path}: [master] python_path" if cfg.master.python_path else str(settings.env_prefix),
-                        fix="run `auto-infer install` first" if not cfg.master.python_path else "fix master.python_path")
-    if sgl and cfg.master.server_module == model.DEFAULT_MODULE:
-        checked = sglang_args.check(python, base, lambda m: {
-            i.name: sglang_args.server_flags(i.server, m) for i in sgl})
-        if checked.skipped:
-            say(f"  SGLang's own argument check skipped: {checked.skipped}")
-        else:
-            say(f"  flags accepted by SGLang {checked.version}'s own parser ({python})")
+def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance, ...],
+                   dry_run: bool = False) -> list[Launch]:
+    """Every launch, after each engine's own parser has accepted its instances' flags (where it
+    can be imported). Without ``dry_run`` an instance that cannot start here is an error."""
+    base = base_env(settings)
+    multi: dict[str, frozenset[str]] = {}
+    for name in dict.fromkeys(i.engine for i in chosen):
+        group = [i for i in chosen if i.engine == name]
+        prog = engines.get(name).program(settings, cfg.master, group[0], frozenset(), None)
+        if prog.missing and not dry_run:
+            raise UserError(prog.missing, where=str(cfg.path), fix=prog.fix)
+        if prog.note:
+            say(f"  {prog.note}")
+        checked = engines.get(name).preflight(settings, cfg.master, {i.name: i.server for i in group}, base)
+        if checked.skipped and name != "command":
+            say(f"  {checked.label}'s own argument check skipped: {checked.skipped}")
+        elif not checked.skipped:
+            say(f"  flags accepted by {checked.label} {checked.version}'s own parser")
         _raise_rejected(cfg, checked)
-        multi = checked.multi
-    return [build_launch(settings, cfg, i, python, base, multi) for i in chosen]
+        multi[name] = checked.multi
+    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset())) for i in chosen]
 
 
-def _raise_rejected(cfg: ModelConfig, checked: sglang_args.Checked) -> None:
+def _raise_rejected(cfg: ModelConfig, checked: Checked) -> None:
     for name, (key, message) in checked.rejected.items():
         inst = cfg.get(name)
         where = key if key in inst.server else f"extra_args ({key})"
-        raise UserError(f"instance {name}: SGLang {checked.version} rejects server key {key}: {message}",
+        raise UserError(f"instance {name}: {checked.label} {checked.version} rejects server key {key}: {message}",
                         where=f"{cfg.path}: [instance.{name}.server] {where}",
-                        fix=f"check the name and value against `{checked.python} -m sglang.launch_server --help`")
+                        fix=f"check the name and value against the engine's --help ({checked.label} {checked.version})")

@@ -17,12 +17,11 @@ from auto_infer.weights.spec import Source
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")   # an instance name becomes a folder name
 
-DEFAULT_MODULE = "sglang.launch_server"
 DEFAULT_PROMPT = "Say hello in one short sentence."
 DEFAULT_READY_TIMEOUT = 1800.0   # big models + cold JIT caches take many minutes (notes/serving.md 1.5)
 DEFAULT_STOP_GRACE = 30.0        # SGLang drains on SIGTERM, polling every 5 s (notes/serving.md 1.7)
 NUM = (int, float)
-MASTER_KEYS: dict[str, Any] = {"enable": bool, "python_path": str, "server_module": str, "project_dir": str}
+MASTER_KEYS: dict[str, Any] = {"enable": bool, "engine": str, "python_path": str}   # + each engine's (config)
 CONTROL_KEYS: dict[str, Any] = {
     "enabled": bool, "log_dir": str, "log_file": str, "background": bool, "gpu_ids": (str, int, list),
     "ready_timeout": NUM, "stop_grace": NUM, "smoke_prompt": str, "api_key_env": str, "env": dict,
@@ -52,9 +51,14 @@ class Router:
 @dataclass(frozen=True)
 class Master:
     enable: bool = True
+    engine: str = "sglang"                  # as recognised (engines.recognise), canonical spelling
     python_path: str | None = None
-    server_module: str = DEFAULT_MODULE
-    project_dir: str | None = None
+    server_module: str | None = None        # SGLang's (default sglang.launch_server)
+    project_dir: str | None = None          # infer-dev's SGLang bundle folder: accepted, ignored
+    pixi_project_dir: str | None = None     # vLLM: infer-dev's pixi project (pixi run, when pixi is here)
+    pixi_environment: str | None = None
+    api_server_module: str | None = None    # vLLM's (default vllm.entrypoints.openai.api_server)
+    llama_cpp_path: str | None = None       # llama.cpp: the llama-server binary
 
 
 @dataclass(frozen=True)
@@ -77,12 +81,15 @@ class Instance:
     name: str
     control: Control
     server: Mapping[str, Any]
+    kind: str = "sglang"                    # the config's engine (engines/known.py)
+    default_port: int = 30000               # the engine's, when the server sets no port
+    name_keys: tuple[str, ...] = ("served_model_name", "model_path")   # what names the model, in order
     model: Source | None = None                     # [instance.NAME.model]: where the weights come from
     weights: Mapping[str, Any] | None = None        # set by serve once they are checked (weights.audit)
 
     @property
     def engine(self) -> str:
-        return "command" if self.control.command else "sglang"
+        return "command" if self.control.command else self.kind
 
     @property
     def host(self) -> str:
@@ -90,13 +97,17 @@ class Instance:
 
     @property
     def port(self) -> int:
-        return int(self.server.get("port", 30000))
+        return int(self.server.get("port", self.default_port))
 
     @property
     def served_name(self) -> str | None:
-        """The model id /v1/models should list (SGLang lists the model path when no name is set)."""
-        name = self.server.get("served_model_name") or self.server.get("model_path")
-        return str(name) if name else None
+        """The model id /v1/models should list (None: whatever it lists); a list names the first."""
+        for key in self.name_keys:
+            value = self.server.get(key)
+            value = value[0] if isinstance(value, list) and value else value
+            if value:
+                return str(value)
+        return None
 
 
 @dataclass(frozen=True)
@@ -129,9 +140,9 @@ def is_kind(value: Any, kind: Any) -> bool:
 class Where:
     """Where errors point: the file, and whether overrides were applied."""
 
-    def __init__(self, path: Path, overridden: bool):
+    def __init__(self, path: Path, overridden: str = ""):
         self.path = path
-        self.suffix = " (after AUTO_INFER_SGLANG_OVERRIDES)" if overridden else ""
+        self.suffix = f" (after {overridden})" if overridden else ""     # the override variables applied
 
     def error(self, what: str, where: str, fix: str) -> UserError:
         return UserError(what, where=f"{self.path}: {where}{self.suffix}", fix=fix)

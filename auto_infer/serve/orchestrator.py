@@ -19,6 +19,7 @@ from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
 from auto_infer.serve import config, gateway_run, probe, procs, registry, report, validate, weightcheck
+from auto_infer.serve.engines import known as engines
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import Instance, ModelConfig
 from auto_infer.serve.outcome import Result
@@ -45,6 +46,7 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
     if not cfg.master.enable:
         say(f"master.enable = false in {cfg.path}: no server is launched")
         return []
+    say(f"  engine: {engines.get(cfg.master.engine).TITLE} ({cfg.path})")
     if cfg.master.project_dir:
         say(f"  master.project_dir ({cfg.master.project_dir}) is ignored: the environment installed by "
             f"`install` is used ({settings.env_prefix})")

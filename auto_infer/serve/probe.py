@@ -1,11 +1,12 @@
 """Readiness and the smoke chat, over real HTTP.
 
-Ready means (notes/serving.md 1.4): ``/v1/models`` answers 200 and lists the model, and for SGLang
-``/health_generate`` (or ``/health`` where that route does not exist) answers 200, because
-``/v1/models`` answers long before SGLang's warmup is done. Other engines (``command``) need
-``/v1/models``, and ``/health`` only if it exists; the gateway needs ``/readiness`` (503 until it
-has a healthy worker). Every round first asks whether the process has
-ended, so a crash is reported at once with the tail of its log, not after the timeout.
+Ready means ``/v1/models`` answers 200 and lists the model, and the engine's health routes answer
+200; the engine says which routes and in which order (engines/*.py READY): SGLang lists models
+long before its warmup is done, so ``/health_generate`` (else ``/health``) decides (notes/serving.md
+1.4); vLLM and llama-server answer ``/health`` first (llama-server: 503 while the model loads);
+other engines (``command``) need ``/health`` only if it exists; the gateway needs ``/readiness`` (503
+until it has a healthy worker). Every round first asks whether the
+process has ended, so a crash is reported at once with the tail of its log, not after the timeout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.serve import procs
+from auto_infer.serve.engines import known as engines
+from auto_infer.serve.engines.base import ReadyRules
 
 INTERVAL = 0.1            # between rounds: ready is seen within ~0.1 s plus two local requests
 HEALTH_TIMEOUT = 30.0     # SGLang's /health_generate waits up to 20 s for a token, polling each 1 s
@@ -34,7 +37,7 @@ class Target:
     name: str
     base_url: str                 # http://127.0.0.1:PORT (127.0.0.1 when the server binds 0.0.0.0)
     model: str | None             # the id /v1/models must list; None: whatever it lists
-    engine: str                   # "sglang" | "command" | "gateway"
+    engine: str                   # a name in engines.ENGINES ("gateway": the SGLang gateway)
     api_key: str | None = None
 
     def headers(self) -> dict[str, str]:
@@ -65,9 +68,29 @@ def base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+GATEWAY_READY = ReadyRules(health=("/readiness",), health_first=False)   # 503 until it has a healthy worker
+
+
+def _rules(target: Target) -> ReadyRules:
+    return GATEWAY_READY if target.engine == "gateway" else engines.get(target.engine).READY
+
+
 def check_once(target: Target, session: requests.Session, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str, str | None]:
     """(ready, what we saw, the model id). Raises requests.RequestException when nothing answers."""
-    r = session.get(f"{target.base_url}/v1/models", headers=target.headers(), timeout=min(timeout, 10.0))
+    rules = _rules(target)
+    if rules.health_first:
+        ok, seen = _health(target, session, timeout)
+        if not ok:
+            return False, seen, None
+    ok, seen, model = _models(target, session)
+    if not ok or rules.health_first:
+        return ok, seen, model
+    ok, seen = _health(target, session, timeout)
+    return ok, seen, model
+
+
+def _models(target: Target, session: requests.Session) -> tuple[bool, str, str | None]:
+    r = session.get(f"{target.base_url}/v1/models", headers=target.headers(), timeout=10.0)
     if r.status_code != 200:
         return False, f"/v1/models answers {r.status_code}", None
     try:
@@ -77,14 +100,30 @@ def check_once(target: Target, session: requests.Session, timeout: float = HEALT
     model = target.model if target.model is not None else (ids[0] if ids else None)
     if model is None or model not in ids:
         return False, f"/v1/models lists {ids}, not {target.model!r}", None
-    routes = {"sglang": ("/health_generate", "/health"), "gateway": ("/readiness",)}.get(target.engine, ("/health",))
-    for route in routes:
+    return True, "ready", model
+
+
+def _health(target: Target, session: requests.Session, timeout: float) -> tuple[bool, str]:
+    rules = _rules(target)
+    for route in rules.health:
         h = session.get(f"{target.base_url}{route}", headers=target.headers(), timeout=timeout)
-        if h.status_code == 200 or (h.status_code == 404 and target.engine not in ("sglang", "gateway")):
-            return True, "ready", model
+        if h.status_code == 200:
+            return True, "ready"
         if h.status_code != 404:
-            return False, f"{route} answers {h.status_code} (warming up)", model
-    return False, "neither /health_generate nor /health exists", model
+            return False, f"{route} answers {h.status_code} ({_why(h)})"
+    if rules.health_optional:
+        return True, "ready"
+    return False, f"none of {', '.join(rules.health)} exists"
+
+
+def _why(response: requests.Response) -> str:
+    """llama-server says why it is not ready ({"error": {"message": "Loading model"}})."""
+    try:
+        error = response.json().get("error")
+        message = error.get("message") if isinstance(error, dict) else None
+    except (ValueError, AttributeError):
+        message = None
+    return str(message)[:80] if message else "warming up"
 
 
 def wait_ready(target: Target, handle: procs.Handle, log: Path, timeout: float,

@@ -1,9 +1,10 @@
 """Checks across keys and instances of a model config, with the instance's name in every message.
 
 Called by :func:`auto_infer.serve.config.load` (structure) and by serving before a launch
-(:func:`check_paths`, the host side). SGLang's own parser checks each flag later
-(:mod:`auto_infer.serve.sglang_args`); these are the rules it cannot see: ports and GPUs shared
-between instances, tp × dp against the GPUs given, multi-node keys that only work together.
+(:func:`check_paths`, the host side). The engine's own parser checks each flag later
+(:mod:`auto_infer.serve.engines`); these are the rules it cannot see: ports and GPUs shared
+between instances, tp × dp against the GPUs given, multi-node keys that only work together, and
+``extra_args`` that set what a key sets (or what the probe reads).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import string
 from pathlib import Path
 
 from auto_infer.core.errors import UserError
+from auto_infer.serve.engines import base
+from auto_infer.serve.engines import known as engines
 from auto_infer.serve.model import Instance, ModelConfig, Where, is_kind
 
 NUM = (int, float)
@@ -24,37 +27,59 @@ def cross_check(ctx: Where, cfg: ModelConfig) -> None:
         _check_instance(ctx, inst)
     _check_ports(ctx, live)
     _check_log_files(ctx, live)
-    _check_gpu_sharing(ctx, tuple(i for i in live if i.engine == "sglang"))   # mem_fraction_static is SGLang's
+    for name in dict.fromkeys(i.engine for i in live):       # each engine's own memory-share key
+        key = engines.get(name).MEMORY_KEY
+        if key:
+            _check_gpu_sharing(ctx, tuple(i for i in live if i.engine == name), key)
 
 
 def _where(inst: Instance, key: str, table: str = "server") -> str:
     return f"[instance.{inst.name}.{table}] {key} (instance {inst.name})"
 
 
+def model_key(inst: Instance) -> str:
+    """The server key that names the weights: SGLang's model_path, vLLM's and llama.cpp's model
+    (a `command` uses the {model_path} placeholder)."""
+    return "model" if inst.engine in ("vllm", "llamacpp") else "model_path"
+
+
 def _check_instance(ctx: Where, inst: Instance) -> None:
-    s = inst.server
-    port = s.get("port", 30000)
+    s, engine = inst.server, engines.get(inst.engine)
+    port = s.get("port", engine.DEFAULT_PORT)
     if not is_kind(port, int) or not 0 < port < 65536:
         raise ctx.error(f"instance {inst.name}: port {port!r} is not a TCP port", _where(inst, "port"),
                         "use an integer between 1 and 65535")
     if not isinstance(s.get("host", ""), str):
         raise ctx.error(f"instance {inst.name}: host must be a string", _where(inst, "host"), 'e.g. host = "0.0.0.0"')
-    if inst.model is not None and "model_path" in s:
-        raise ctx.error(f"instance {inst.name} sets both model_path and [instance.{inst.name}.model]",
-                        _where(inst, "model_path"), "keep one: the model table (serve passes its checked local "
-                        "path as model_path) or model_path (a folder you manage)")
-    if inst.engine == "sglang" and inst.model is None and not isinstance(s.get("model_path"), str):
-        raise ctx.error(f"instance {inst.name} has no model_path", _where(inst, "model_path"),
-                        f'add model_path = "/path/to/model" under [instance.{inst.name}.server], '
-                        f"or say where the weights come from in [instance.{inst.name}.model]")
+    key = model_key(inst)
+    if inst.model is not None and key in s:
+        raise ctx.error(f"instance {inst.name} sets both {key} and [instance.{inst.name}.model]",
+                        _where(inst, key), f"keep one: the model table (serve passes its checked local "
+                        f"path as {key}) or {key} (a folder you manage)")
+    if inst.model is None:
+        engine.check(ctx, inst)
     if inst.control.command:
         _check_placeholders(ctx, inst)
-    mem = s.get("mem_fraction_static")
-    if mem is not None and not (is_kind(mem, NUM) and 0 < mem <= 1):
-        raise ctx.error(f"instance {inst.name}: mem_fraction_static must be in (0, 1]",
-                        _where(inst, "mem_fraction_static"), "e.g. mem_fraction_static = 0.85")
+    else:
+        _check_extra_args(ctx, inst, ("host", "port", *engine.NAME_KEYS))
+    for share in dict.fromkeys(("mem_fraction_static", engine.MEMORY_KEY or "mem_fraction_static")):
+        mem = s.get(share)             # SGLang's mem_fraction_static, vLLM's gpu_memory_utilization
+        if mem is not None and not (is_kind(mem, NUM) and 0 < mem <= 1):
+            raise ctx.error(f"instance {inst.name}: {share} must be in (0, 1]", _where(inst, share),
+                            f"e.g. {share} = 0.85")
     _check_parallel(ctx, inst)
     _check_multinode(ctx, inst)
+
+
+def _check_extra_args(ctx: Where, inst: Instance, probe_keys: tuple[str, ...]) -> None:
+    """A flag in extra_args that a key also sets (or that the probe reads) is an error: the server
+    would follow one and the probe the other (issue 10: --port in extra_args, probe on the key's port)."""
+    for key, token in base.clashes(inst.server, probe_keys):
+        given = f"{key} = {inst.server[key]!r} and " if key in inst.server else ""
+        raise ctx.error(f"instance {inst.name}: {given}extra_args {token!r} both set {base.flag(key)}"
+                        + ("" if given else f" (the probe reads {key} from the key, not from extra_args)"),
+                        _where(inst, "extra_args"),
+                        f"set it once, as the key {key} = ..., and remove {token!r} (and its value) from extra_args")
 
 
 def _check_placeholders(ctx: Where, inst: Instance) -> None:
@@ -141,23 +166,23 @@ def _check_log_files(ctx: Where, live: tuple[Instance, ...]) -> None:
                                 f"give [instance.{inst.name}.control] a log_file of its own (or use log_dir)")
 
 
-def _check_gpu_sharing(ctx: Where, live: tuple[Instance, ...]) -> None:
+def _check_gpu_sharing(ctx: Where, live: tuple[Instance, ...], key: str) -> None:
     for a_i, a in enumerate(live):
         group = [a] + [b for b in live[a_i + 1:] if _share(a.control.gpu_ids, b.control.gpu_ids)]
         if len(group) < 2:
             continue
         names = " and ".join(i.name for i in group)
-        lacking = next((i for i in group if i.server.get("mem_fraction_static") is None), None)
+        lacking = next((i for i in group if i.server.get(key) is None), None)
         if lacking is not None:
-            raise ctx.error(f"instances {names} share GPUs, and {lacking.name} sets no mem_fraction_static",
+            raise ctx.error(f"instances {names} share GPUs, and {lacking.name} sets no {key}",
                             _where(lacking, "gpu_ids", "control"),
-                            "give each instance its own gpu_ids, or set mem_fraction_static on every "
+                            f"give each instance its own gpu_ids, or set {key} on every "
                             "instance that shares (their sum at most 1.0)")
-        total = sum(float(i.server["mem_fraction_static"]) for i in group)
+        total = sum(float(i.server[key]) for i in group)
         if total > 1.0 + 1e-9:
-            raise ctx.error(f"instances {names} share GPUs and their mem_fraction_static sum to "
-                            f"{total:.2f} > 1.0", _where(group[-1], "mem_fraction_static"),
-                            "lower mem_fraction_static so the sharing instances sum to at most 1.0")
+            raise ctx.error(f"instances {names} share GPUs and their {key} sum to "
+                            f"{total:.2f} > 1.0", _where(group[-1], key),
+                            f"lower {key} so the sharing instances sum to at most 1.0")
 
 
 def _share(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
@@ -169,8 +194,9 @@ def _share(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
 def check_paths(cfg: ModelConfig, instances: tuple[Instance, ...]) -> None:
     """The host side of validation: model paths exist (offline, a hub id cannot be fetched)."""
     for inst in instances:
-        path = inst.server.get("model_path")
+        key = engines.get(inst.engine).MODEL_KEY or "model_path"
+        path = inst.server.get(key)
         if isinstance(path, str) and not Path(path).exists():
-            raise UserError(f"instance {inst.name}: model_path does not exist: {path}",
-                            where=f"{cfg.path}: {_where(inst, 'model_path')}",
-                            fix="point model_path at a local model folder (or file) that exists here")
+            raise UserError(f"instance {inst.name}: {key} does not exist: {path}",
+                            where=f"{cfg.path}: {_where(inst, key)}",
+                            fix=f"point {key} at a local model folder (or file) that exists here")

@@ -8,12 +8,23 @@ placeholder of a ``command``. Instances without a model table are left exactly a
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import MappingProxyType
 
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
 from auto_infer.serve.model import Instance, ModelConfig
+from auto_infer.serve.validate import model_key
 from auto_infer.weights import audit
+
+
+def _model_value(inst: Instance, path: Path) -> str:
+    """llama.cpp takes a GGUF file: the folder's one .gguf (or the first shard of a split model)."""
+    if inst.engine != "llamacpp" or not path.is_dir():
+        return str(path)
+    ggufs = sorted(path.rglob("*.gguf"))
+    firsts = [g for g in ggufs if "-of-" not in g.name or "-00001-of-" in g.name]
+    return str(firsts[0]) if len(firsts) == 1 else str(path)       # several: validate's message names them
 
 
 def resolve(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance, ...],
@@ -30,6 +41,6 @@ def resolve(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance, ...],
             out.append(inst)
             continue
         say(f"  {inst.name}: weights {found.label}: every file present ({how} checked)")
-        server = MappingProxyType({**inst.server, "model_path": str(found.path)})
+        server = MappingProxyType({**inst.server, model_key(inst): _model_value(inst, found.path)})
         out.append(dataclasses.replace(inst, server=server, weights=MappingProxyType(found.summary)))
     return tuple(out)

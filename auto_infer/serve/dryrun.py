@@ -1,0 +1,74 @@
+"""``serve --dry-run`` (and ``--json``): validate the model config and show, per instance, exactly
+what serve would run — the argv, the environment it adds, GPUs, port, log, the readiness rules —
+starting nothing, writing nothing, and without needing an installed environment. The engine's own
+parser judges the flags where it can be imported (else it says why not); what the host lacks (a
+model path, the Python or binary to run) is listed as a problem, and makes the exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from auto_infer.core import redact
+from auto_infer.core.errors import UserError
+from auto_infer.core.progress import say
+from auto_infer.core.settings import Settings
+from auto_infer.serve import config, validate
+from auto_infer.serve.engines import known as engines
+from auto_infer.serve.launch import Launch, build_launches
+from auto_infer.serve.model import ModelConfig
+
+
+def describe(settings: Settings, names: list[str] | None = None) -> dict[str, Any]:
+    from auto_infer.serve.orchestrator import select
+
+    cfg = config.load(settings)
+    chosen = select(cfg, names) if cfg.master.enable else ()
+    launches = build_launches(settings, cfg, chosen, dry_run=True)
+    return {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
+            "instances": [_instance(cfg, launch) for launch in launches]}
+
+
+def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
+    inst, rules = launch.inst, engines.get(launch.inst.engine).READY
+    problems = [launch.missing] if launch.missing else []
+    try:
+        validate.check_paths(cfg, (inst,))
+    except UserError as exc:
+        problems.append(exc.what)
+    health = list(rules.health)
+    order = [*health, "/v1/models"] if rules.health_first else ["/v1/models", *health]
+    return {"name": inst.name, "engine": inst.engine, "argv": launch.redacted_argv(),
+            "env": redact.redact_env(launch.added, launch.secrets),
+            "env_auto_infer": redact.redact_env(launch.ours, launch.secrets),
+            "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
+            "host": inst.host, "port": inst.port, "url": launch.target.base_url, "model": inst.served_name,
+            "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}
+
+
+def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False) -> int:
+    """Print the plan; 0 when every instance could start here, 1 when one has a problem."""
+    plan = describe(settings, names)
+    if as_json:
+        print(json.dumps(plan, indent=2))
+    else:
+        _print(plan)
+    return 1 if any(i["problems"] for i in plan["instances"]) else 0
+
+
+def _print(plan: dict[str, Any]) -> None:
+    say(f"dry run of {plan['config']} (engine {plan['engine']}): nothing is started")
+    if not plan["enable"]:
+        say("master.enable = false: no server would be launched")
+    for i in plan["instances"]:
+        print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {i['gpus']}  model {i['model']}")
+        print(f"  argv: {shlex.join(i['argv'])}")
+        for key, value in i["env"].items():
+            print(f"  env:  {key}={value}")
+        print(f"  env (auto-infer, every server): {', '.join(sorted(i['env_auto_infer']))}")
+        print(f"  ready: {' then '.join(i['ready'])} at {i['url']}")
+        print(f"  log:  {i['log']}")
+        for problem in i["problems"]:
+            print(f"  ✗ {problem}")

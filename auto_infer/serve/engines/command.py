@@ -1,0 +1,41 @@
+"""Any other OpenAI-compatible server: ``control.command`` is the argv, with ``{name}``,
+``{api_key}`` and the ``server`` keys filled in. Ready: ``/v1/models`` lists the model, and
+``/health`` answers 200 where it exists."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from auto_infer.serve.engines.base import Checked, Program, ReadyRules
+
+if TYPE_CHECKING:
+    from auto_infer.core.settings import Settings
+    from auto_infer.serve.model import Instance, Master, Where
+
+NAME = "command"
+TITLE = "command"
+DEFAULT_PORT = 30000
+MODEL_KEY = ""
+MEMORY_KEY = ""   # the share of each GPU it takes (checked when instances share GPUs)
+NAME_KEYS: tuple[str, ...] = ("served_model_name",)
+MASTER_KEYS: Mapping[str, Any] = {}
+OVERRIDES_VAR = ""
+READY = ReadyRules(health=("/health",), health_first=False, health_optional=True)
+
+
+def check(ctx: Where, inst: Instance) -> None:
+    """The placeholders are checked in validate (they need every server key)."""
+
+
+def program(settings: Settings, master: Master, inst: Instance, multi: frozenset[str],
+            api_key: str | None) -> Program:
+    values = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()}
+    values.update(name=inst.name, api_key=api_key or "")
+    return Program([token.format_map(values) for token in inst.control.command or ()])
+
+
+def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],
+              env: Mapping[str, str]) -> Checked:
+    return Checked("command", skipped="a command has no parser to ask")

@@ -1,0 +1,66 @@
+"""llama.cpp's ``llama-server <flags>``, as infer-dev's check-and-run-llama-cpp.sh.
+
+The binary: ``master.llama_cpp_path``, else the first of infer-dev's candidates that exists
+(/soft/app/llama-cpp/bin/llama-server, /hard/volume/workspace/llama-cpp/build/bin/llama-server),
+else ``llama-server`` on PATH; its folder goes first on LD_LIBRARY_PATH (its shared libraries live
+next to it). ``model`` is the GGUF file (the first shard of a split one). Ready: ``/health``
+answers 503 while the model loads, then 200; then ``/v1/models`` lists the ``alias`` (without one,
+whatever it lists). A binary has no parser to import: the pre-flight is that the binary exists.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from auto_infer.serve.engines import base
+from auto_infer.serve.engines.base import Checked, Program, ReadyRules
+
+if TYPE_CHECKING:
+    from auto_infer.core.settings import Settings
+    from auto_infer.serve.model import Instance, Master, Where
+
+NAME = "llamacpp"
+TITLE = "llama.cpp"
+DEFAULT_PORT = 8080
+MODEL_KEY = "model"
+MEMORY_KEY = ""   # the share of each GPU it takes (checked when instances share GPUs)
+NAME_KEYS: tuple[str, ...] = ("alias",)
+MASTER_KEYS: Mapping[str, Any] = {"llama_cpp_path": str}
+OVERRIDES_VAR = "AUTO_INFER_LLAMA_CPP_OVERRIDES"
+READY = ReadyRules(health=("/health",), health_first=True)
+CANDIDATES = ("/soft/app/llama-cpp/bin/llama-server", "/hard/volume/workspace/llama-cpp/build/bin/llama-server")
+
+
+def check(ctx: Where, inst: Instance) -> None:
+    if not isinstance(inst.server.get("model"), str):
+        raise ctx.error(f"instance {inst.name} has no model", f"[instance.{inst.name}.server] model (instance {inst.name})",
+                        f'add model = "/path/to/model.gguf" under [instance.{inst.name}.server]')
+
+
+def executable(master: Master) -> tuple[str, str | None]:
+    """(what to run, its resolved path or None when it is not found)."""
+    wanted = master.llama_cpp_path or next((c for c in CANDIDATES if os.path.isfile(c)), "llama-server")
+    if os.path.sep in wanted:
+        return wanted, wanted if os.access(wanted, os.X_OK) else None
+    return wanted, shutil.which(wanted)
+
+
+def program(settings: Settings, master: Master, inst: Instance, multi: frozenset[str],
+            api_key: str | None) -> Program:
+    wanted, found = executable(master)
+    argv = base.with_api_key([found or wanted, *base.server_flags(inst.server, multi)], inst.server, api_key)
+    if found is None:
+        return Program(argv, missing=f"llama-server not found: {wanted}",
+                       fix="set [master] llama_cpp_path to the llama-server binary (or put it on PATH)")
+    prev = os.environ.get("LD_LIBRARY_PATH", "")
+    lib = os.path.dirname(found)
+    return Program(argv, env={"LD_LIBRARY_PATH": f"{lib}:{prev}" if prev else lib})
+
+
+def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],
+              env: Mapping[str, str]) -> Checked:
+    wanted, found = executable(master)
+    return Checked("llama.cpp", skipped=f"llama-server has no parser to import ({found or wanted + ': not found'})")
