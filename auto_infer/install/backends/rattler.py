@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _versions() -> str:
     return " + ".join(parts)
 
 
-def _archive(settings: Settings, a: Artifact) -> Path:
+def archive_path(settings: Settings, a: Artifact) -> Path:
     """Where warm keeps a conda archive: <archives>/<subdir>/<filename> (subdir from the URL)."""
     subdir = a.url.rstrip("/").rsplit("/", 2)[-2] if a.url.count("/") >= 2 else "unknown"
     return settings.conda_archive_dir / subdir / a.filename
@@ -58,7 +59,7 @@ def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
     archives, wheels = WheelStore(settings.conda_archive_dir), WheelStore(settings.wheel_dir)
     jobs = []
     for a in locked.conda:
-        dest = _archive(settings, a)
+        dest = archive_path(settings, a)
         jobs.append(fetch.Job(a.url, f"{dest.parent.name}/{a.filename}", a.url, dest, a.sha256, archives))
     for a in locked.pypi:
         if "://" not in a.url:       # a path entry (warm warned): nothing to download
@@ -75,15 +76,51 @@ def _client(settings: Settings):  # type: ignore[no-untyped-def]
     return Client([RetryMiddleware(0)], timeout=max(1, int(settings.net.deadline)))
 
 
-def _install_error(settings: Settings, exc: Exception) -> UserError:
+def _install_error(prefix: Path, exc: Exception) -> UserError:
     """rattler's message is a chain ("…\nCaused by: …"): show the first line and the root cause."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
     cause = lines[-1].removeprefix("Caused by:").strip() if len(lines) > 1 else ""
     what = f"{lines[0]}: {cause}" if cause else lines[0]
-    if "os error 28" in cause or "os error 122" in cause or nearly_full(settings.env_prefix):   # ENOSPC, EDQUOT
-        return disk_full(settings.env_prefix, what)
-    return UserError(f"conda install into {settings.env_prefix} failed: {what}", where=str(settings.env_prefix),
+    if "os error 28" in cause or "os error 122" in cause or nearly_full(prefix):   # ENOSPC, EDQUOT
+        return disk_full(prefix, what)
+    return UserError(f"conda install into {prefix} failed: {what}", where=str(prefix),
                      fix="if the disk is full, free space and rerun; otherwise rerun `warm` online")
+
+
+def _records(settings: Settings, locked: LockedEnv, from_archives: bool) -> list[Any]:
+    """The lock's records; from_archives (warm, import) pointing at the archives in the cache, so
+    rattler fills the package cache from local files (same cache key and sha256 as from the channel)."""
+    if not from_archives:
+        return list(locked.raw_records)
+    from rattler import RepoDataRecord
+
+    return [RepoDataRecord(r, r.file_name, archive_path(settings, a).as_uri(), r.channel or "")
+            for r, a in zip(locked.raw_records, locked.conda, strict=True)]
+
+
+def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, from_archives: bool,
+               reinstall: bool) -> None:
+    """rattler installs the lock's conda records into ``prefix`` through the package cache."""
+    from rattler import install
+
+    names = {r.name.normalized for r in locked.raw_records} if reinstall else None
+    try:
+        asyncio.run(install(_records(settings, locked, from_archives), prefix,
+                            cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
+                            show_progress=False, client=_client(settings)))
+    except Exception as exc:
+        raise _install_error(prefix, exc) from None
+
+
+def fill_package_cache(settings: Settings, locked: LockedEnv) -> None:
+    """Extract the archives under conda_archive_dir into the package cache, the way warm does:
+    rattler links the records, pointed at those archives, into a scratch prefix (removed after)."""
+    settings.cache_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".fill-package-cache.", dir=settings.cache_root))
+    try:
+        link_conda(settings, locked, scratch / "prefix", from_archives=True, reinstall=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RattlerBackend:
@@ -93,27 +130,10 @@ class RattlerBackend:
         return _versions()
 
     # ---- conda side ------------------------------------------------------------------
-    def _records(self, settings: Settings, locked: LockedEnv, online: bool) -> list[Any]:
-        """The lock's records; online (warm) pointing at the archives warm fetched, so rattler fills
-        the package cache from local files (same cache key and sha256 as from the channel)."""
-        if not online:
-            return list(locked.raw_records)
-        from rattler import RepoDataRecord
-
-        return [RepoDataRecord(r, r.file_name, _archive(settings, a).as_uri(), r.channel or "")
-                for r, a in zip(locked.raw_records, locked.conda, strict=True)]
-
     def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, online: bool) -> None:
-        from rattler import install
-
         step.note(f"linking {len(locked.conda)} conda packages")
-        names = {r.name.normalized for r in locked.raw_records} if reinstall else None
-        try:
-            asyncio.run(install(self._records(settings, locked, online), settings.env_prefix,
-                                cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
-                                show_progress=False, client=_client(settings)))
-        except Exception as exc:
-            raise _install_error(settings, exc) from None
+        # online (warm): from the archives fetch() downloaded; offline: from the package cache only
+        link_conda(settings, locked, settings.env_prefix, from_archives=online, reinstall=reinstall)
 
     # ---- pypi side -------------------------------------------------------------------
     def _python(self, settings: Settings) -> Path:
