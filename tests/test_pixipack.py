@@ -153,6 +153,35 @@ def test_a_pack_of_another_environment_is_refused_naming_what_differs(workspace:
     assert "extra-tool 1 0: only in the pack" in text, text
 
 
+def _one_mib_hello(staged: Path) -> None:
+    (staged / "channel" / "linux-64" / "hello-1.0-0.tar.bz2").write_bytes(bytes(range(256)) * 4096)
+
+
+@pytest.mark.parametrize("damage", ["truncated tar", "not base64 near a header", "not base64 inside a member"])
+def test_a_damaged_archive_is_refused(workspace: Workspace, built_channel: Built, tmp_path: Path,
+                                      damage: str) -> None:
+    """Cut short, or a character that is not base64 in the .sh: seen while scanning the headers, or
+    (deep inside a 1 MiB member, far from any header) only while copying it."""
+    _templated(workspace)
+    sh, edit = "base64" in damage, _one_mib_hello if "inside" in damage else None
+    pack = _pack(built_channel, tmp_path / ("environment.sh" if sh else "environment.tar"), executable=sh, edit=edit)
+    with tarfile.open(_pack(built_channel, tmp_path / "plain.tar", edit=edit)) as tf:    # the same tar, unwrapped
+        info = tf.getmember("channel/linux-64/hello-1.0-0.tar.bz2")
+        middle = info.offset_data + info.size // 2
+    data = pack.read_bytes()
+    if sh:
+        start = payload_start(data[:1 << 20])
+        assert start is not None
+        at = start + middle // 3 * 4
+        pack.write_bytes(data[:at] + b"!" + data[at + 1:])
+    else:
+        pack.write_bytes(data[:middle])
+    text = _refused(workspace, pack)
+    assert "damaged or truncated" in text and "nothing was imported" in text, text
+    if "inside" in damage:
+        assert "the pack's channel/linux-64/hello-1.0-0.tar.bz2 cannot be read" in text, text
+
+
 @pytest.mark.parametrize("extra", [
     member_info("../evil.txt", b"x"), member_info("/tmp/evil.txt", b"x"),
     member_info("channel/evil-link", kind=tarfile.SYMTYPE, link="/etc/passwd"),

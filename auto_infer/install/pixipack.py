@@ -1,9 +1,8 @@
 """Import a pixi-pack archive into the cache, so ``install`` installs the ORIGINAL pixi.lock offline.
 
-infer-dev ships environments as pixi-pack bundles and used to re-lock after unpacking (a re-solve:
-what got installed could differ from the lock). Here the pack only supplies the artifacts; the
-project's own pixi.lock (copied by ``template``) says what is installed, so the user's locked
-versions are exactly what runs. No network at any point.
+infer-dev re-locked after unpacking (a re-solve: the installed set could differ from the lock).
+Here the pack only supplies artifacts; the project's own pixi.lock (copied by ``template``) says
+what is installed, so the locked versions are exactly what runs. No network at any point.
 
 ``import_pixi_pack(settings, path)``, for ``bundle import`` (sniff the format with
 ``is_pixi_pack``), accepts a plain tar or the self-extracting ``.sh`` (read in place, never run:
@@ -26,6 +25,7 @@ is written LAST, atomically: ``install`` trusts nothing half-imported. A re-impo
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -112,8 +112,12 @@ def _pins(text: str) -> dict[str, str]:
     return pins
 
 
-def _check_environment(text: str, settings: Settings, locked: LockedEnv, path: Path) -> None:
-    pack = _pins(text)
+def _check_environment(tf: tarfile.TarFile, found: dict[str, tarfile.TarInfo], locked: LockedEnv,
+                       path: Path) -> None:
+    if archive.ENVIRONMENT not in found:
+        raise UserError(f"{path} is not a complete pixi-pack archive: it has no {archive.ENVIRONMENT}",
+                        where=str(path), fix=archive.REBUILD)
+    pack = _pins(archive.read_small(tf, found[archive.ENVIRONMENT], path).decode(errors="replace"))
     lock = {a.name: f"{a.version} {a.build}" for a in locked.conda}
     lock.update({f"pypi:{canonical_name(a.name)}": a.version for a in locked.pypi})
     differ = [f"{n}: the pack has {pack[n]}, pixi.lock has {lock[n]}" for n in sorted(pack) if n in lock
@@ -148,7 +152,7 @@ def _plan(settings: Settings, locked: LockedEnv, tf: tarfile.TarFile, found: dic
     for a, raw in zip(locked.conda, locked.raw_records, strict=True):
         member = f"channel/{raw.subdir}/{a.filename}"
         record = _repodata(tf, found, raw.subdir, path, memo).get(a.filename)
-        if member not in found or record is None:
+        if member not in found or not found[member].isfile() or record is None:
             missing.append(f"{a.name} {a.version} {a.build} ({member}{'' if record else ', not in repodata.json'})")
         elif a.sha256 and record.get("sha256") and record["sha256"] != a.sha256:
             disagree.append(f"{member}: the pack's repodata says sha256 {record['sha256']}, pixi.lock {a.sha256}")
@@ -156,7 +160,7 @@ def _plan(settings: Settings, locked: LockedEnv, tf: tarfile.TarFile, found: dic
             wants.append(Want(a, member, archive_path(settings, a), archives, record))
     for a in locked.pypi:
         member = f"pypi/{a.filename}"
-        if member not in found:
+        if member not in found or not found[member].isfile():
             missing.append(f"{a.name} {a.version} (wheel {member})")
         else:
             wants.append(Want(a, member, settings.wheel_dir / a.filename, wheels, {}))
@@ -178,18 +182,22 @@ def _complete(settings: Settings, locked: LockedEnv, installer: str) -> bool:
                 and not cache.audit(settings, locked, manifest, installer))
 
 
-def _copy(tf: tarfile.TarFile, want: Want, target: Path) -> tuple[str, str, int]:
+def _copy(tf: tarfile.TarFile, want: Want, target: Path, path: Path) -> tuple[str, str, int]:
     """Copy the member to ``target`` while hashing it: (sha256, md5, size)."""
     sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    src = tf.extractfile(want.member)
-    assert src is not None                           # members() let only files and folders through
     target.parent.mkdir(parents=True, exist_ok=True)
-    with src, open(target, "wb") as out:
-        while block := src.read(CHUNK):
-            sha.update(block)
-            md5.update(block)
-            out.write(block)
-            size += len(block)
+    try:
+        src = tf.extractfile(want.member)
+        assert src is not None                       # _plan took files only
+        with src, open(target, "wb") as out:
+            while block := src.read(CHUNK):
+                sha.update(block)
+                md5.update(block)
+                out.write(block)
+                size += len(block)
+    except (tarfile.TarError, binascii.Error, EOFError) as exc:
+        raise UserError(f"the pack's {want.member} cannot be read: the archive is damaged or truncated ({exc}); "
+                        "nothing was imported", where=str(path), fix=archive.REBUILD) from None
     return sha.hexdigest(), md5.hexdigest(), size
 
 
@@ -215,7 +223,7 @@ def _stage(tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, no
         have = want.store.verified_sha(want.rel) if want.dest.is_file() else None
         if have and have == (want.artifact.sha256 or want.record.get("sha256") or have):
             continue
-        sha, md5, size = _copy(tf, want, staging / want.member)
+        sha, md5, size = _copy(tf, want, staging / want.member, path)
         total += size
         note(f"verified {i}/{len(wants)} artifacts, {total / 1e6:.1f} MB copied, {len(bad)} refused")
         why = _mismatch(want, sha, md5, size)
@@ -269,11 +277,7 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
                 archive.open_pack(path) as (tf, form):
             found = archive.members(tf, path)
             _check_metadata(_json(tf, found, archive.METADATA, path), settings, path)
-            if archive.ENVIRONMENT not in found:
-                raise UserError(f"{path} is not a complete pixi-pack archive: it has no {archive.ENVIRONMENT}",
-                                where=str(path), fix=archive.REBUILD)
-            _check_environment(archive.read_small(tf, found[archive.ENVIRONMENT], path).decode(errors="replace"),
-                               settings, locked, path)
+            _check_environment(tf, found, locked, path)
             wants = _plan(settings, locked, tf, found, path)
             if _complete(settings, locked, backend.name):
                 s.note("already imported")

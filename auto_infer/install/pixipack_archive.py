@@ -113,7 +113,10 @@ def open_pack(path: Path) -> Iterator[tuple[tarfile.TarFile, str]]:
         form = "tar" if start is None else SCRIPT
         try:
             tf = tarfile.open(fileobj=src, mode="r:")
-        except (tarfile.TarError, binascii.Error) as exc:
+        except binascii.Error as exc:
+            raise UserError(f"the archive inside the self-extracting script is damaged or truncated ({exc}); "
+                            "nothing was imported", where=str(path), fix=REBUILD) from None
+        except tarfile.TarError as exc:
             raise UserError(f"{path} is not a pixi-pack archive: its {form} holds no readable tar ({exc})",
                             where=str(path), fix=REBUILD) from None
         with tf:
