@@ -252,3 +252,18 @@ def test_the_real_sglang_lock_is_matched_pin_by_pin(tmp_path: Path, torch: str) 
     else:
         assert "another environment" in text and "pypi:torch: the pack has 2.9.0+cu128, pixi.lock has 2.9.1+cu128" \
             in text, text
+
+
+def test_an_import_cut_short_is_finished_by_the_next(workspace: Workspace, built_channel: Built,
+                                                      tmp_path: Path) -> None:
+    """Files in place but no manifest (killed before the end), a staging folder left behind: the next
+    import keeps the verified files, removes the leftovers and writes the manifest."""
+    _templated(workspace)
+    pack = _pack(built_channel, tmp_path / "environment.tar")
+    settings = load(workspace.env)
+    assert import_pixi_pack(settings, pack).startswith("imported 4 artifacts")
+    workspace.manifest.unlink()
+    stale = workspace.cache_root / ".pixi-pack-import.killed" / "channel"
+    stale.mkdir(parents=True)
+    assert import_pixi_pack(settings, pack) == "imported 0 artifacts from environment.tar (4 already cached)"
+    assert workspace.manifest.exists() and not stale.parent.exists()

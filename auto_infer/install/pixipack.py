@@ -44,7 +44,7 @@ from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings
 from auto_infer.install import backends, cache, lockfile
 from auto_infer.install import pixipack_archive as archive
-from auto_infer.install.backends.rattler import archive_path, fill_package_cache
+from auto_infer.install.backends.rattler import FILL_SCRATCH, archive_path, fill_package_cache
 from auto_infer.install.cache import WheelStore
 from auto_infer.install.fetch import Fetched
 from auto_infer.install.health import locked_env
@@ -56,7 +56,7 @@ __all__ = ["import_pixi_pack", "is_pixi_pack"]
 FORMAT = "1"
 SHOWN = 8
 CHUNK = 1 << 20
-STAGING = ".pixi-pack-import."
+STAGING = ".pixi-pack-import."    # inside the cache root; one left by a killed import is removed
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
                             "AUTO_INFER_INSTALLER is pixi and the lock has PyPI wheels", where="AUTO_INFER_INSTALLER",
                             fix="set AUTO_INFER_INSTALLER=rattler for the import and the install")
         settings.cache_root.mkdir(parents=True, exist_ok=True)
-        for stale in settings.cache_root.glob(STAGING + "*"):     # left by a killed import (we hold the lock)
+        for stale in [*settings.cache_root.glob(f"{STAGING}*"), *settings.cache_root.glob(f"{FILL_SCRATCH}*")]:
             shutil.rmtree(stale, ignore_errors=True)
         with step(f"import: pixi-pack {path.name} for {len(locked.conda)} conda + {len(locked.pypi)} PyPI "
                   "artifacts of pixi.lock") as s, disk_full_is_a_user_error(settings.cache_root), \

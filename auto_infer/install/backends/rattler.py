@@ -112,11 +112,14 @@ def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, from_arch
         raise _install_error(prefix, exc) from None
 
 
+FILL_SCRATCH = ".fill-package-cache."     # a scratch prefix in the cache root, removed after
+
+
 def fill_package_cache(settings: Settings, locked: LockedEnv) -> None:
     """Extract the archives under conda_archive_dir into the package cache, the way warm does:
     rattler links the records, pointed at those archives, into a scratch prefix (removed after)."""
     settings.cache_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fill-package-cache.", dir=settings.cache_root))
+    scratch = Path(tempfile.mkdtemp(prefix=FILL_SCRATCH, dir=settings.cache_root))
     try:
         link_conda(settings, locked, scratch / "prefix", from_archives=True, reinstall=False)
     finally:
