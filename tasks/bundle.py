@@ -1,7 +1,7 @@
 """Task creator for `bundle export` / `bundle import` (carry the caches across an air gap).
 
     auto-infer bundle export FILE [--since OLD_MANIFEST] [--dry-run]
-    auto-infer bundle import FILE
+    auto-infer bundle import FILE          (auto-infer's bundle, or a pixi-pack archive: tar or .sh)
 
 The work is in auto_infer.install.bundle_export / bundle_import; docs/bundle.md says why and how.
 """
@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
-from auto_infer.install import bundle_export, bundle_import
+from auto_infer.core.progress import say
+from auto_infer.install import bundle_export, bundle_import, pixipack
 from auto_infer.tasks.common import settings
 from auto_infer.tasks.glue import action, takes_run_lock
 
@@ -42,6 +43,9 @@ def _bundle(args: list[str]) -> Any:
         ns = parse(args)
         if ns.command == "export":
             return bundle_export.export(settings(), Path(ns.file or "-"), ns.since, ns.dry_run)
+        if pixipack.is_pixi_pack(Path(ns.file)):      # infer-dev's pixi-pack archives (tar or .sh)
+            say(pixipack.import_pixi_pack(settings(), Path(ns.file)))
+            return {}
         return bundle_import.import_bundle(settings(), Path(ns.file))
     return action(run)()
 

@@ -147,8 +147,8 @@ def test_a_consequence_of_a_full_disk_is_still_called_a_full_disk(tmp_path: Path
             except OSError:
                 pass
         s = load({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_PROJECT_DIR": str(mnt / "proj")})
-        err = _install_error(s, RuntimeError("failed to determine the currently installed packages\n"
+        err = _install_error(s.env_prefix, RuntimeError("failed to determine the currently installed packages\n"
                                              "Caused by: EOF while parsing a value at line 1 column 0"))
     assert MESSAGE in str(err) and "EOF while parsing" in str(err), str(err)
     roomy = load({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws")})
-    assert MESSAGE not in str(_install_error(roomy, RuntimeError("failed to link x")))
+    assert MESSAGE not in str(_install_error(roomy.env_prefix, RuntimeError("failed to link x")))

@@ -8,7 +8,6 @@ and the latest in ``cache-manifest.json``, written last: it is what ``install`` 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import time
@@ -120,15 +119,9 @@ def _extract(settings: Settings, locked: LockedEnv, scratch: Path, s: Step) -> i
     for a in need:                       # damaged or foreign entries: extract them again
         shutil.rmtree(pkgs / a.cache_key, ignore_errors=True)
         (pkgs / f"{a.cache_key}.lock").unlink(missing_ok=True)
-    records = archives.local_records(settings, locked)
     s.note(f"extracting {len(need)} conda packages into {pkgs}")
-    from rattler import install
-    try:
-        asyncio.run(install(records, scratch, cache_dir=pkgs, show_progress=False, execute_link_scripts=False))
-    except Exception as exc:  # rattler's own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot extract the imported conda archives into {pkgs}: {first}",
-                        where=str(pkgs), fix="free space there and import again") from None
+    from auto_infer.install.backends.rattler import fill_package_cache
+    fill_package_cache(settings, locked)         # as warm does: rattler, from the archive store
     left = [a.cache_key for a in locked.conda if cache.conda_entry_problem(pkgs, a)]
     if left:
         raise UserError(f"{len(left)} conda packages are still not usable in {pkgs} (first: {left[0]})",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +70,49 @@ def _client(settings: Settings):  # type: ignore[no-untyped-def]
     return Client([RetryMiddleware(0)], timeout=max(1, int(settings.net.deadline)))
 
 
-def _install_error(settings: Settings, exc: Exception) -> UserError:
+def _install_error(prefix: Path, exc: Exception) -> UserError:
     """rattler's message is a chain ("…\nCaused by: …"): show the first line and the root cause."""
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
     cause = lines[-1].removeprefix("Caused by:").strip() if len(lines) > 1 else ""
     what = f"{lines[0]}: {cause}" if cause else lines[0]
-    if "os error 28" in cause or "os error 122" in cause or nearly_full(settings.env_prefix):   # ENOSPC, EDQUOT
-        return disk_full(settings.env_prefix, what)
-    return UserError(f"conda install into {settings.env_prefix} failed: {what}", where=str(settings.env_prefix),
+    if "os error 28" in cause or "os error 122" in cause or nearly_full(prefix):   # ENOSPC, EDQUOT
+        return disk_full(prefix, what)
+    return UserError(f"conda install into {prefix} failed: {what}", where=str(prefix),
                      fix="if the disk is full, free space and rerun; otherwise rerun `warm` online")
+
+
+def _records(settings: Settings, locked: LockedEnv, from_archives: bool) -> list[Any]:
+    """The lock's records; from_archives (warm, import) pointing at the archives in the cache, so
+    rattler fills the package cache from local files (same cache key and sha256 as from the channel)."""
+    return archives.local_records(settings, locked) if from_archives else list(locked.raw_records)
+
+
+def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, from_archives: bool,
+               reinstall: bool) -> None:
+    """rattler installs the lock's conda records into ``prefix`` through the package cache."""
+    from rattler import install
+
+    names = {r.name.normalized for r in locked.raw_records} if reinstall else None
+    try:
+        asyncio.run(install(_records(settings, locked, from_archives), prefix,
+                            cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
+                            show_progress=False, client=_client(settings)))
+    except Exception as exc:
+        raise _install_error(prefix, exc) from None
+
+
+FILL_SCRATCH = ".fill-package-cache."     # a scratch prefix in the cache root, removed after
+
+
+def fill_package_cache(settings: Settings, locked: LockedEnv) -> None:
+    """Extract the archives under conda_archive_dir into the package cache, the way warm does:
+    rattler links the records, pointed at those archives, into a scratch prefix (removed after)."""
+    settings.cache_root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=FILL_SCRATCH, dir=settings.cache_root))
+    try:
+        link_conda(settings, locked, scratch / "prefix", from_archives=True, reinstall=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RattlerBackend:
@@ -87,22 +122,10 @@ class RattlerBackend:
         return _versions()
 
     # ---- conda side ------------------------------------------------------------------
-    def _records(self, settings: Settings, locked: LockedEnv, online: bool) -> list[Any]:
-        """The lock's records; online (warm) pointing at the archives warm fetched, so rattler fills
-        the package cache from local files (same cache key and sha256 as from the channel)."""
-        return archives.local_records(settings, locked) if online else list(locked.raw_records)
-
     def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, online: bool) -> None:
-        from rattler import install
-
         step.note(f"linking {len(locked.conda)} conda packages")
-        names = {r.name.normalized for r in locked.raw_records} if reinstall else None
-        try:
-            asyncio.run(install(self._records(settings, locked, online), settings.env_prefix,
-                                cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
-                                show_progress=False, client=_client(settings)))
-        except Exception as exc:
-            raise _install_error(settings, exc) from None
+        # online (warm): from the archives fetch() downloaded; offline: from the package cache only
+        link_conda(settings, locked, settings.env_prefix, from_archives=online, reinstall=reinstall)
 
     # ---- pypi side -------------------------------------------------------------------
     def _python(self, settings: Settings) -> Path:
