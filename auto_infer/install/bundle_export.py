@@ -5,7 +5,9 @@ bytes, compressed, checked with the one sha256 the lock holds): pixi and rattler
 extracted packages, so archives come from the archive store (``Settings.conda_archive_dir``) and
 are downloaded from the lock's URL when missing. Wheels come from the wheel store. Every file is
 verified before it is listed, and hashed again while it is written (a file changed meanwhile
-fails the export). docs/bundle.md has the why and the numbers.
+fails the export). The Hub weights the cache manifest records travel too (bundle_models.py); a
+local-folder model source does not (it is the user's shared disk). docs/bundle.md has the why
+and the numbers.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from auto_infer.core.fsutil import disk_full_is_a_user_error, sha256_file
 from auto_infer.core.progress import Step, fmt_secs, step
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
-from auto_infer.install import bundle_layout, cache, lockfile, template
+from auto_infer.install import bundle_layout, bundle_models, cache, lockfile, template
 from auto_infer.install.lockfile import Artifact, LockedEnv
 
 
@@ -36,6 +38,8 @@ class Plan:
     carry: list[Artifact]              # what goes into the bundle (all, or the delta)
     since: dict[str, Any] | None       # the base manifest's identity, for a delta
     known: dict[str, tuple[str, int]]  # filename -> (sha256, size) measured before (manifests)
+    weights: list[fmt.Member]          # the Hub weight files (all, or those the base lacks)
+    folders: list[str]                 # local-folder model sources: not carried
 
     def member_path(self, a: Artifact) -> str:
         return bundle_layout.member_path(a)
@@ -77,6 +81,7 @@ def plan(settings: Settings, since: Path | None = None) -> Plan:
     known = {x["filename"]: (x["sha256"], x.get("size") or 0) for x in (mine or {}).get("artifacts", [])
              if x.get("sha256")}
     carry, base = list(locked.artifacts), None
+    old: dict[str, Any] | None = None
     if since is not None:
         old = _read_since(since)
         old_known = {x["filename"]: (x.get("sha256"), x.get("size") or 0) for x in old["artifacts"]}
@@ -86,7 +91,9 @@ def plan(settings: Settings, since: Path | None = None) -> Plan:
             if value[0]:
                 known.setdefault(name, (value[0], value[1]))
         base = {"manifest_sha256": sha256_file(since), "lock_sha256": old["lock_sha256"]}
-    return Plan(settings, root, locked, carry, base, known)
+    manifest = cache.read_manifest(settings)
+    return Plan(settings, root, locked, carry, base, known, bundle_models.carried(settings, old),
+                bundle_models.folder_paths(manifest))
 
 
 def listing(p: Plan) -> list[str]:
@@ -97,12 +104,22 @@ def listing(p: Plan) -> list[str]:
         total += size
         where = "in the cache" if p.store_path(a).is_file() else f"to download from {a.url}"
         lines.append(f"{p.member_path(a)}\t{size / 1e6:.1f} MB\t{where}" if size else f"{p.member_path(a)}\t?\t{where}")
+    for m in p.weights:
+        total += m.size
+        lines.append(f"{m.path}\t{m.size / 1e6:.1f} MB\tin the hub cache")
     conda = sum(1 for a in p.carry if a.kind == "conda")
     delta = f" (delta over lock {p.since['lock_sha256'][:12]}…)" if p.since else ""
     lines.append(f"{len(p.carry)} artifacts ({conda} conda + {len(p.carry) - conda} PyPI) of "
-                 f"{len(p.locked.artifacts)} in the lock{delta}, {total / 1e6:.1f} MB in the sizes known (the lock has none for wheels); plus the template and "
-                 "the cache manifest")
+                 f"{len(p.locked.artifacts)} in the lock{delta}, {_weights_note(p)}, {total / 1e6:.1f} MB in the sizes known (the lock has none "
+                 "for wheels); plus the template and the cache manifest")
     return lines
+
+
+def _weights_note(p: Plan) -> str:
+    note = f"{len(p.weights)} model files ({sum(m.size for m in p.weights) / 1e6:.1f} MB)"
+    if p.folders:
+        note += f"; local-folder models not carried (your shared disk): {', '.join(p.folders)}"
+    return note
 
 
 def _ensure_all(p: Plan, s: Step) -> dict[str, tuple[str, int]]:
@@ -131,6 +148,10 @@ def _members(p: Plan, s: Step) -> list[fmt.Member]:
     manifest["warmed_at"] = None          # no wall-clock time: the same lock and files give the same bytes
     for item in manifest["artifacts"]:
         item["served_from"] = None        # on the far side the bundle served it, whichever mirror served us
+    models = bundle_models.carried_models(p.settings)
+    if models:
+        manifest["models"] = models
+    members += p.weights
     members += [fmt.of_bytes("template/pixi.toml", "template", (p.template_dir / "pixi.toml").read_bytes()),
                 fmt.of_bytes("template/pixi.lock", "template", (p.template_dir / "pixi.lock").read_bytes()),
                 fmt.of_bytes("cache-manifest.json", "manifest", (json.dumps(manifest, indent=2) + "\n").encode())]
@@ -193,5 +214,5 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
         members = _members(p, s)
         index = fmt.index_bytes(_head(p), members)
         size = _write(out, index, members, s)
-        s.note(f"{len(members) + 1} members, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {out}")
+        s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {out}")
     return {"members": len(members) + 1, "bytes": size, "file": str(out)}

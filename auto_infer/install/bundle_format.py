@@ -8,6 +8,8 @@ Members, in this order (sorted within each group):
     cache-manifest.json            the cache manifest of the lock (what `install` trusts)
     conda/<subdir>/<file>          original conda archives, sha256 as locked
     pypi/<wheel>                   wheels, sha256 as locked (or as measured at warm)
+    models/<org>--<name>/<commit>/<file>
+                                   Hub weights the manifest records, sha256 and size as recorded
 
 Same inputs, same bytes: fixed mtime, uid/gid 0, no owner names, modes 0644, and no
 wall-clock time anywhere in the index.
@@ -28,9 +30,11 @@ from auto_infer.core.errors import UserError
 INDEX = "auto-infer-bundle.json"
 FORMAT = "auto-infer-bundle"
 VERSION = 1
+MODELS_VERSION = 2            # a bundle with weights: older tools refuse it by its version, clearly
+READS = (VERSION, MODELS_VERSION)
 TAR_FORMAT = tarfile.PAX_FORMAT
 MTIME = 0
-KINDS = ("template", "manifest", "conda", "pypi")
+KINDS = ("template", "manifest", "conda", "pypi", "model")
 INDEX_MAX = 64 << 20          # an index is JSON about members, never this big
 CHUNK = 1 << 20
 
@@ -65,7 +69,8 @@ def pypi_path(filename: str) -> str:
 
 
 def index_bytes(head: dict[str, Any], members: list[Member]) -> bytes:
-    data = {"format": FORMAT, "version": VERSION, **head, "members": [m.entry() for m in members]}
+    version = MODELS_VERSION if any(m.kind == "model" for m in members) else VERSION
+    data = {"format": FORMAT, "version": version, **head, "members": [m.entry() for m in members]}
     return (json.dumps(data, indent=1, sort_keys=True) + "\n").encode()
 
 
@@ -110,7 +115,8 @@ def shape_problem(kind: str, path: str) -> str | None:
     ok = {"template": path in ("template/pixi.toml", "template/pixi.lock"),
           "manifest": path == "cache-manifest.json",
           "conda": len(parts) == 3 and parts[0] == "conda" and parts[2].endswith((".conda", ".tar.bz2")),
-          "pypi": len(parts) == 2 and parts[0] == "pypi" and parts[1].endswith(".whl")}.get(kind, False)
+          "pypi": len(parts) == 2 and parts[0] == "pypi" and parts[1].endswith(".whl"),
+          "model": len(parts) >= 4 and parts[0] == "models" and "--" in parts[1]}.get(kind, False)
     return None if ok else f"is not where a {kind} member belongs"
 
 
@@ -122,9 +128,9 @@ def parse_index(raw: bytes, where: str) -> dict[str, Any]:
         raise UserError(f"the bundle index {INDEX} is not valid JSON", where=where, fix=refuse) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{INDEX} is not an auto-infer bundle index", where=where, fix=refuse)
-    if data.get("version") != VERSION:
+    if data.get("version") not in READS:
         raise UserError(f"bundle format version {data.get('version')!r} is not supported (this tool reads "
-                        f"{VERSION})", where=where, fix="import it with the auto-infer version that exported it")
+                        f"{' and '.join(map(str, READS))})", where=where, fix="import it with the auto-infer version that exported it")
     members = data.get("members")
     if not isinstance(members, list):
         members = [None]

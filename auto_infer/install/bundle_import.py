@@ -25,7 +25,7 @@ from auto_infer.core.progress import Step, fmt_secs, say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
-from auto_infer.install import bundle_layout, cache, lockfile
+from auto_infer.install import bundle_layout, bundle_models, cache, lockfile
 
 REEXPORT = "export the bundle again on the build host and copy it over again (check its size and sha256 on both ends)"
 
@@ -114,27 +114,30 @@ def _check_lock(index: dict[str, Any], staging: Path, file: Path) -> tuple[lockf
         want = a.sha256 or measured.get(a.filename)
         if want and want != m["sha256"]:
             raise _refuse(f"member {m['path']} has sha256 {m['sha256']}, the lock says {want}", file)
+    bundle_models.check(index, manifest, lambda what: _refuse(what, file))
     return locked, manifest
 
 
-def _check_base(settings: Settings, index: dict[str, Any], locked: lockfile.LockedEnv, file: Path) -> None:
+def _check_base(settings: Settings, index: dict[str, Any], locked: lockfile.LockedEnv, manifest: dict[str, Any],
+                file: Path) -> None:
     """A delta carries only what the base lacked: everything else must already be in this cache."""
     carried = {m["path"] for m in index["members"]}
-    absent = [a for a in locked.artifacts
+    absent = [f"{a.name} {a.version} ({a.kind})" for a in locked.artifacts
               if bundle_layout.member_path(a) not in carried and not bundle_layout.in_cache(settings, a)]
+    absent += [f"{name} (model file)" for name in bundle_models.absent(settings, index, manifest)]
     if not absent:
         return
     since = index.get("since") or {}
-    first = f"{absent[0].name} {absent[0].version} ({absent[0].kind})"
+    first = absent[0]
     if since:
         base = str(since.get("lock_sha256", "?"))
         raise UserError(
             f"{file.name} is a delta bundle over the lock sha256 {base[:12]}…, and this cache lacks {len(absent)} "
-            f"artifacts it does not carry (first: {first}); nothing was imported",
+            f"artifacts or model files it does not carry (first: {first}); nothing was imported",
             where=str(settings.cache_root),
             fix=f"import first the bundle of the lock sha256 {base[:12]}… (its import prints that lock; "
                 f"`manifests/{base}.json` in the cache root shows it is there), then this one")
-    raise _refuse(f"the bundle does not carry {len(absent)} artifacts of its lock (first: {first})", file)
+    raise _refuse(f"the bundle does not carry {len(absent)} artifacts or model files its lock and manifest name (first: {first})", file)
 
 
 def _already(settings: Settings, index: dict[str, Any], marker: Path) -> bool:
@@ -165,11 +168,11 @@ def import_bundle(settings: Settings, file: Path) -> dict[str, Any]:
                         return {"imported": False, "lock_sha256": index["lock_sha256"]}
                     _stage(tf, index, staging / "members", file, s)
                 locked, manifest = _check_lock(index, staging / "members", file)
-                _check_base(settings, index, locked, file)
+                _check_base(settings, index, locked, manifest, file)
                 target = bundle_layout.template_target(settings, locked.sha256, staging / "members" / "template")
                 s.note("verified; laying out the cache")
                 verified = s.elapsed
-                extracted, secs = bundle_layout.commit(settings, locked, manifest, staging, target, s)
+                extracted, secs, placed = bundle_layout.commit(settings, locked, manifest, staging, target, s)
                 bundle_layout.write_marker(settings, marker, index, file)
             except (tarfile.TarError, EOFError) as exc:
                 raise _refuse(f"the bundle is truncated or not a tar file ({exc})", file) from None
@@ -178,7 +181,8 @@ def import_bundle(settings: Settings, file: Path) -> dict[str, Any]:
             n = len(index["members"])
             s.note(f"{n} members verified in {fmt_secs(verified)}, {extracted} conda packages extracted in "
                    f"{fmt_secs(secs)}; lock {locked.sha256[:12]}… ({len(locked.conda)} conda + {len(locked.pypi)} "
-                   f"PyPI) in {settings.cache_root}; template in {target}")
+                   f"PyPI) in {settings.cache_root}; template in {target}"
+                   + (f"; {placed} model files placed in {settings.hub_cache}" if placed else ""))
         if (index.get("environment"), index.get("platform")) != (settings.pixi_env, settings.platform):
             say(f"⚠ WARNING: the bundle is for environment {index.get('environment')!r} on {index.get('platform')}, "
                 f"this host selects {settings.pixi_env!r} on {settings.platform}: set AUTO_INFER_SGLANG_PIXI_ENV / "

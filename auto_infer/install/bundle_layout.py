@@ -3,7 +3,8 @@
 The layout is warm's: archives in ``conda/archives/<subdir>/<file>``, extracted packages in
 ``${PIXI_CACHE_DIR}/pkgs`` (made by py-rattler from those archives, as a download would make
 them), wheels in ``pypi/wheels``, the manifest of each lock in ``manifests/<lock-sha256>.json``
-and the latest in ``cache-manifest.json``, written last: it is what ``install`` trusts.
+and the latest in ``cache-manifest.json``, written last: it is what ``install`` trusts. Model
+weights go into the hub cache (bundle_models.py) before the manifest that records them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Settings
-from auto_infer.install import archives, cache
+from auto_infer.install import archives, bundle_models, cache
 from auto_infer.install import bundle_format as fmt
 from auto_infer.install.lockfile import Artifact, LockedEnv
 
@@ -130,17 +131,18 @@ def _extract(settings: Settings, locked: LockedEnv, scratch: Path, s: Step) -> i
 
 
 def commit(settings: Settings, locked: LockedEnv, manifest: dict[str, Any], staging: Path, template: Path,
-           s: Step) -> tuple[int, float]:
-    """Everything verified: archives and wheels in, packages extracted, template, manifest last.
-    Returns how many conda packages were extracted, and in how many seconds."""
+           s: Step) -> tuple[int, float, int]:
+    """Everything verified: archives and wheels in, packages extracted, weights, template, manifest last.
+    Returns how many conda packages were extracted, in how many seconds, and how many model files placed."""
     members = staging / "members"
     _move_in(settings, locked, members, s)
     t0 = time.monotonic()
     extracted = _extract(settings, locked, staging / "prefix", s)
     secs = time.monotonic() - t0
+    placed = bundle_models.place(settings, manifest, members)
     _place_template(settings, members / "template", template)
-    cache.write_manifest(settings, manifest)
-    return extracted, secs
+    cache.write_manifest(settings, bundle_models.merged(settings, manifest))
+    return extracted, secs, placed
 
 
 def write_marker(settings: Settings, marker: Path, index: dict[str, Any], file: Path) -> None:
