@@ -29,6 +29,8 @@ from tests.conftest import needs_netns
 from tests.helpers import clean_env, run_cli
 from tests.test_config import EXAMPLES, REALWORLD
 
+REPO = Path(__file__).resolve().parents[1]
+
 DIR = os.environ.get(realwheels.DIR_VAR, "")      # read at import: the autouse fixture clears AUTO_INFER_*
 WHY = (f"set {realwheels.DIR_VAR} (filled by .ci/setup-realwheels.sh)" if not DIR
        else realwheels.unavailable(Path(DIR)))
@@ -91,3 +93,11 @@ def test_real_wheels_warm_install_offline_check_and_sglang_preflight(tmp_path: P
     assert result.version == realwheels.SGLANG_VERSION
     assert result.rejected == {}, result.rejected
     assert "--lora-paths" in result.multi
+
+    # `serve --dry-run` with that environment: SGLang's parser accepts each config, the argv is shown;
+    # nothing starts (the model folders of the shipped configs are not on this host: exit 1, said per instance)
+    for path in sorted((REPO / "model-configs").glob("sglang-*.toml")):
+        r = run_cli(["serve", "--dry-run"], dict(offline_env, AUTO_INFER_SGLANG_CONFIG=str(path)), net=False)
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+        assert f"flags accepted by SGLang {realwheels.SGLANG_VERSION}'s own parser" in r.stderr, r.stderr
+        assert f"argv: {python} -m sglang.launch_server" in r.stdout, r.stdout
