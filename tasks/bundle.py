@@ -43,8 +43,8 @@ def _bundle(args: list[str]) -> Any:
         ns = parse(args)
         if ns.command == "export":
             return bundle_export.export(settings(), Path(ns.file or "-"), ns.since, ns.dry_run)
-        # infer-dev's pixi-pack archives (tar or .sh); a pipe is read once, so only a file is sniffed
-        if Path(ns.file).is_file() and pixipack.is_pixi_pack(Path(ns.file)):
+        file = Path(ns.file)       # a pipe is read once, by the importer: only a regular file is sniffed
+        if file.is_file() and pixipack.is_pixi_pack(file):     # infer-dev's pixi-pack archives (tar or .sh)
             say(pixipack.import_pixi_pack(settings(), Path(ns.file)))
             return {}
         return bundle_import.import_bundle(settings(), Path(ns.file))

@@ -211,7 +211,7 @@ def test_dry_run_text_for_a_vllm_config_and_one_instance(tmp_path: Path) -> None
     assert "ready: /health then /v1/models at http://127.0.0.1:8000" in r.stdout
     assert "vLLM's own argument check skipped" in r.stderr and "cannot import vLLM's parser" in r.stderr
     bad = run_cli(["serve", "--dry-run", "--bogus"], env, timeout=60)
-    assert bad.returncode == 1 and "serve --dry-run does not take --bogus" in bad.stderr
+    assert bad.returncode == 2 and "serve --dry-run does not take --bogus" in bad.stderr    # a usage error
 
 
 # ---- vLLM's and llama-server's readiness, through the real serve ----------------------------------

@@ -116,3 +116,12 @@ def test_layers_only_import_downwards() -> None:
 def test_no_module_over_300_lines() -> None:
     long = {m: n for m, p in modules().items() if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_every_package_is_shipped() -> None:
+    """pyproject lists the packages by hand (tasks/ is mapped into auto_infer): none may be left out."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "auto_infer").rglob("__init__.py")}
+    assert found - listed == set()

@@ -29,6 +29,8 @@ from tests.conftest import needs_netns
 from tests.helpers import clean_env, run_cli
 from tests.test_config import EXAMPLES, REALWORLD
 
+REPO = Path(__file__).resolve().parents[1]
+
 DIR = os.environ.get(realwheels.DIR_VAR, "")      # read at import: the autouse fixture clears AUTO_INFER_*
 WHY = (f"set {realwheels.DIR_VAR} (filled by .ci/setup-realwheels.sh)" if not DIR
        else realwheels.unavailable(Path(DIR)))
@@ -50,7 +52,8 @@ def workspace_env(ws: Path, template: Path, cache_root: Path) -> dict[str, str]:
 
 def model_configs(s: settings.Settings) -> dict[str, dict[str, object]]:
     files = [*EXAMPLES, *([REALWORLD] if REALWORLD.exists() else [])]
-    return {f"{path}:{inst.name}": dict(inst.server)
+    # an instance with a model table gets its model_path from serve (the checked snapshot): stand one in
+    return {f"{path}:{inst.name}": {**inst.server, **({"model_path": "/weights/of/the/model/table"} if inst.model else {})}
             for path in files for inst in config.load(s, path).instances if inst.engine == "sglang"}
 
 
@@ -84,10 +87,19 @@ def test_real_wheels_warm_install_offline_check_and_sglang_preflight(tmp_path: P
     # SGLang's own parser, in the installed environment's Python (no side venv), judges every config.
     python = s.env_prefix / "bin" / "python"
     servers = model_configs(s)
-    assert len(servers) >= 6 and all(any(k.startswith(f"{p}:") for k in servers) for p in EXAMPLES)
+    sglang_files = [p for p in EXAMPLES if p.name.startswith("sglang-") or p.name == "example.toml"]
+    assert len(servers) >= 6 and all(any(k.startswith(f"{p}:") for k in servers) for p in sglang_files)
     result = preflight.check("SGLang", sglang_engine.SCRIPT, python, clean_env({"HOME": str(tmp_path / "home")}),
                                lambda multi: {n: argv_rules.server_flags(v, multi) for n, v in servers.items()})
     assert result.skipped is None, result.skipped
     assert result.version == realwheels.SGLANG_VERSION
     assert result.rejected == {}, result.rejected
     assert "--lora-paths" in result.multi
+
+    # `serve --dry-run` with that environment: SGLang's parser accepts each config, the argv is shown;
+    # nothing starts (the model folders of the shipped configs are not on this host: exit 1, said per instance)
+    for path in sorted((REPO / "model-configs").glob("sglang-*.toml")):
+        r = run_cli(["serve", "--dry-run"], dict(offline_env, AUTO_INFER_SGLANG_CONFIG=str(path)), net=False)
+        assert r.returncode in (0, 1) and "Traceback" not in r.stderr, r.stderr
+        assert f"flags accepted by SGLang {realwheels.SGLANG_VERSION}'s own parser" in r.stderr, r.stderr
+        assert f"argv: {python} -m sglang.launch_server" in r.stdout, r.stdout

@@ -55,7 +55,7 @@ def test_help_env_and_demo_from_the_installed_wheel(installed: Path, tmp_path: P
     r = subprocess.run([cmd, "demo", "--workspace", str(demo_ws)], env=env, capture_output=True, text=True,
                        cwd="/", timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    assert "demo finished" in r.stderr and list((demo_ws / "reports").glob("serve-*.json"))
+    assert "demo finished" in r.stderr and list((demo_ws / "machine-b" / "reports").glob("serve-*.json"))
 
 
 def test_k8s_templates_ship_in_the_wheel(installed: Path, tmp_path: Path) -> None:

@@ -21,12 +21,12 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from auto_infer.core.net import free_port
+from auto_infer.demo.background import BackgroundServer
 
 LFS_GLOBS = ("*.safetensors", "*.gguf", "*.bin", "*.pt", "*.pth", "*.onnx", "*.h5", "*.msgpack")
 LFS_THRESHOLD = 1024
@@ -161,40 +161,20 @@ def tree(repo: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda e: e["path"])
 
 
-class FakeHub:
+class FakeHub(BackgroundServer):
     """``with FakeHub(root) as hub:`` serves ``root`` at ``hub.url`` (HF_ENDPOINT) until the block ends."""
 
     def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1"):
+        super().__init__(port, host)
         self.state = HubState(root)
-        self.host, self.port = host, port or free_port(host)
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def requests(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return list(self.state.log)
 
-    def start(self) -> FakeHub:
-        handler = type("BoundHandler", (Handler,), {"state": self.state})
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeHub:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler(self) -> Any:
+        return type("BoundHandler", (Handler,), {"state": self.state})
 
 
 def main(argv: list[str] | None = None) -> int:

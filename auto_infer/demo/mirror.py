@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
-import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from auto_infer.core.net import free_port
+from auto_infer.demo.background import BackgroundServer
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -15,40 +15,19 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         self.server.requests.append(self.path)  # type: ignore[attr-defined]
 
 
-class Mirror:
+class Mirror(BackgroundServer):
     """``with Mirror(root, port) as m: ...`` serves ``root`` at ``m.url`` until the block ends."""
 
     def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1"):
+        super().__init__(port, host)
         self.root = root
-        self.host = host
-        self.port = port or free_port(host)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def requests(self) -> list[str]:
         return list(getattr(self._server, "requests", []))
 
-    def start(self) -> Mirror:
-        handler = functools.partial(_QuietHandler, directory=str(self.root))
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
-        self._server.requests = []  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
+    def handler(self) -> Any:
+        return functools.partial(_QuietHandler, directory=str(self.root))
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> Mirror:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def prepared(self, server: ThreadingHTTPServer) -> None:
+        server.requests = []  # type: ignore[attr-defined]

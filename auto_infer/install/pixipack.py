@@ -1,8 +1,7 @@
 """Import a pixi-pack archive into the cache, so ``install`` installs the ORIGINAL pixi.lock offline.
 
-infer-dev re-locked after unpacking (a re-solve: the installed set could differ from the lock).
-Here the pack only supplies artifacts; the project's own pixi.lock (copied by ``template``) says
-what is installed, so the locked versions are exactly what runs. No network at any point.
+infer-dev re-locked after unpacking (a re-solve: the installed set could differ from the lock). Here
+the pack only supplies artifacts; the project's own pixi.lock says what is installed. No network.
 
 ``import_pixi_pack(settings, path)``, for ``bundle import`` (sniff the format with
 ``is_pixi_pack``), accepts a plain tar or the self-extracting ``.sh`` (read in place, never run:

@@ -27,10 +27,11 @@ from auto_infer.core.settings import Settings
 from auto_infer.serve import gateway, launch, probe, procs, registry
 from auto_infer.serve.engines.base import python_of
 from auto_infer.serve.model import ROUTER_NAME, ModelConfig, Router
+from auto_infer.serve.outcome import Verdict
 
 
 @dataclass
-class GatewayRun:
+class GatewayRun(Verdict):
     router: Router
     program: list[str]
     env: dict[str, str]
@@ -55,15 +56,6 @@ class GatewayRun:
     def launch_record(self) -> Path:
         return self.log.with_suffix(".launch.json")
 
-    @property
-    def ok(self) -> bool:
-        return self.ready.ok and self.chat is not None and self.chat.ok
-
-    @property
-    def reason(self) -> str:
-        if not self.ready.ok:
-            return self.ready.reason
-        return self.chat.reason if self.chat else "no chat"
 
 
 def log_path(settings: Settings, router: Router) -> Path:

@@ -1,4 +1,5 @@
-"""What serve found for one instance: its launch, the plan (keep / restart / start), readiness, chat."""
+"""What serve found for one instance: its launch, the plan (keep / restart / start), readiness, chat
+(and the verdict the gateway shares)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,11 @@ from auto_infer.serve import probe
 from auto_infer.serve.launch import Launch
 
 
-@dataclass
-class Result:
-    launch: Launch
-    action: str                     # keep | restart | start
-    why: str
-    pid: int | None = None
-    spawned: float | None = None
-    ready: probe.Readiness = field(default_factory=probe.Readiness)
-    chat: probe.Chat | None = None
+class Verdict:
+    """Ready, then a real chat: what serve asks of a server and of the gateway alike."""
+
+    ready: probe.Readiness
+    chat: probe.Chat | None
 
     @property
     def ok(self) -> bool:
@@ -27,3 +24,14 @@ class Result:
         if not self.ready.ok:
             return self.ready.reason
         return self.chat.reason if self.chat else "no chat"
+
+
+@dataclass
+class Result(Verdict):
+    launch: Launch
+    action: str                     # keep | restart | start
+    why: str
+    pid: int | None = None
+    spawned: float | None = None
+    ready: probe.Readiness = field(default_factory=probe.Readiness)
+    chat: probe.Chat | None = None

@@ -38,9 +38,9 @@ def _where(inst: Instance, key: str, table: str = "server") -> str:
 
 
 def model_key(inst: Instance) -> str:
-    """The server key that names the weights: SGLang's model_path, vLLM's and llama.cpp's model
-    (a `command` uses the {model_path} placeholder)."""
-    return "model" if inst.engine in ("vllm", "llamacpp") else "model_path"
+    """The server key that names the weights: the engine's (SGLang's model_path, vLLM's and
+    llama.cpp's model); a `command` uses the {model_path} placeholder."""
+    return engines.get(inst.engine).MODEL_KEY or "model_path"
 
 
 def _check_instance(ctx: Where, inst: Instance) -> None:
