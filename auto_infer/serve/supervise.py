@@ -118,7 +118,7 @@ def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None
 def _watch(settings: Settings, pol: Policy) -> None:
     """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped."""
     cfg = config.load(settings)
-    names = [i.name for i in cfg.enabled()] + ([ROUTER_NAME] if gateway.active(cfg) else [])
+    names = [i.key for i in cfg.enabled()] + ([ROUTER_NAME] if gateway.runs_here(cfg) else [])
     crashes: dict[str, collections.deque[float]] = {n: collections.deque() for n in names}
     say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
         f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
