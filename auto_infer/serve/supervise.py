@@ -12,7 +12,9 @@ everything as ``serve`` does (instances, then the gateway), and stays in the for
   then supervise exits 0;
 * it reaps its children, and as a child subreaper also the orphans its servers leave;
 * each server's log is copied to stdout as ``NAME | line`` (the log files are still written);
-* a server stopped with ``auto-infer stop NAME`` stays stopped; when all are, supervise exits 0.
+* a server stopped with ``auto-infer stop NAME`` stays stopped; when all are, supervise exits 0;
+* a worker rank of a multi-node instance (record NAME@rankN, no HTTP: orchestrator) is watched and
+  restarted the same way; a host that runs only worker ranks runs no gateway.
 """
 
 from __future__ import annotations
