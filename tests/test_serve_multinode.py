@@ -108,22 +108,41 @@ def wait_record(env: dict[str, str], key: str, state: str, not_pid: int | None =
     raise AssertionError(f"{key} not {state} (again) within {WAIT} s: {registry.read(load(env), key)}")
 
 
-def test_supervise_restarts_a_crashed_worker_rank(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
-    serve.write(two_node_config(tmp_path, free_port()))
-    env = {**serve.env, "AUTO_INFER_SGLANG_OVERRIDES": RANK1, "AUTO_INFER_SUPERVISE_BACKOFF": "0.5",
-           "AUTO_INFER_SUPERVISE_MAX_CRASHES": "3"}
-    proc = subprocess.Popen([*CLI, "supervise"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def supervise(env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([*CLI, "supervise"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL, cwd="/")
-    try:
-        first = wait_record(env, "big@rank1", "running")
-        os.killpg(first["pid"], signal.SIGKILL)                    # a crash: supervise restarts it
-        again = wait_record(env, "big@rank1", "running", not_pid=first["pid"])
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=WAIT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+
+
+def sigterm(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err
-    assert "supervise: watching big@rank1 " in err and "supervise: big@rank1 ended (killed by signal 9)" in err
-    assert "big@rank1 | " in out and "worker rank 1 of 2: no HTTP server" in out       # its log on stdout
-    assert procs.group_members(again["pid"]) == [] and serve.record("big@rank1")["state"] == "stopped"
+    return out, err
+
+
+def test_leader_and_worker_supervise_side_by_side_and_a_crashed_worker_restarts(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
+    """As an LWS leader pod and its worker pod on one claim: two supervise runs on one workspace."""
+    serve.write(two_node_config(tmp_path, free_port()))
+    env = {**serve.env, "AUTO_INFER_SUPERVISE_BACKOFF": "0.5", "AUTO_INFER_SUPERVISE_MAX_CRASHES": "3",
+           "AUTO_INFER_LOCK_TIMEOUT": str(WAIT)}
+    procs_ = [supervise(env)]
+    try:
+        leader = wait_record(env, "big", "ready")
+        procs_.append(supervise({**env, "AUTO_INFER_SGLANG_OVERRIDES": RANK1}))    # the run lock was let go
+        first = wait_record(env, "big@rank1", "running")
+        os.killpg(first["pid"], signal.SIGKILL)                    # a crash: its supervise restarts it
+        again = wait_record(env, "big@rank1", "running", not_pid=first["pid"])
+        out_w, err_w = sigterm(procs_[1])                          # the worker's stop leaves the leader alone
+        assert serve.record("big")["pid"] == leader["pid"] and registry.is_running(serve.record("big"))
+        out_l, err_l = sigterm(procs_[0])
+    finally:
+        for proc in procs_:
+            if proc.poll() is None:
+                proc.kill()
+    assert "supervise: servers started; the run lock is released" in err_l
+    assert "supervise: watching big@rank1 " in err_w and "supervise: big@rank1 ended (killed by signal 9)" in err_w
+    assert "worker rank 1 of 2: no HTTP server" in out_w                               # its log on stdout ...
+    assert not any(ln.startswith("big | ") for ln in out_w.splitlines())               # ... and only its own
+    assert not any(ln.startswith("big@rank1 | ") for ln in out_l.splitlines())
+    assert procs.group_members(again["pid"]) == [] and procs.group_members(leader["pid"]) == []
+    assert serve.record("big@rank1")["state"] == serve.record("big")["state"] == "stopped"

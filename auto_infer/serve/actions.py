@@ -26,11 +26,14 @@ from auto_infer.serve.model import WorkerRank
 STATUS_TIMEOUT = 5.0
 
 
-def _pick(settings: Settings, names: list[str] | None) -> dict[str, dict[str, Any]]:
+def _pick(settings: Settings, names: list[str] | None, exact: bool = False) -> dict[str, dict[str, Any]]:
+    """The named records (all when none is named); a name takes its instance's worker ranks too,
+    unless ``exact``."""
     recs = registry.all_records(settings)
     if not names:
         return recs
-    picked = {key: rec for key, rec in recs.items() if key in names or rec.get("instance") in names}
+    picked = {key: rec for key, rec in recs.items()
+              if key in names or (not exact and rec.get("instance") in names)}
     unknown = [n for n in names if n not in picked and not any(r.get("instance") == n for r in picked.values())]
     if unknown:
         raise UserError(f"no instance named {unknown[0]!r} was ever started here",
@@ -106,9 +109,9 @@ def logs(settings: Settings, names: list[str] | None, lines: int = 50) -> None:
         print("\n".join(procs.tail(Path(path), lines)) or "(empty)")
 
 
-def stop(settings: Settings, names: list[str] | None) -> None:
+def stop(settings: Settings, names: list[str] | None, exact: bool = False) -> None:
     """Stop the named instances (all when none is named), all at once: each drains in its own grace."""
-    picked = _pick(settings, names)
+    picked = _pick(settings, names, exact)
     if not picked:
         say("no instances to stop")
         return
