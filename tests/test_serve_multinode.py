@@ -57,6 +57,9 @@ def sockets_of(pid: int) -> list[str]:
 def test_leader_and_worker_rank_share_a_workspace_without_colliding(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
     port = free_port()
     serve.write(two_node_config(tmp_path, port))
+    planned = serve.ok("serve", "--dry-run", AUTO_INFER_SGLANG_OVERRIDES=RANK1).stdout
+    assert "ready: worker rank 1 of 2 (serves no HTTP" in planned and "(big@rank1)" in planned
+    assert "/big@rank1/server.log" in planned
     lead = serve.ok("serve")
     assert "big ready" in lead.stderr and "worker rank" not in lead.stderr
     work = serve.ok("serve", AUTO_INFER_SGLANG_OVERRIDES=RANK1)
