@@ -39,7 +39,7 @@ def task_serve() -> Iterator[Task]:
                    params=VERIFY)
 
 
-@takes_run_lock        # PID 1 owns the workspace: another `serve` waits for it (and says for whom)
+@takes_run_lock        # install + the first start under the lock; supervise releases it once its servers run
 def task_supervise() -> dict[str, Any]:
     """Foreground mode for PID 1: install if needed, serve everything, restart what crashes, stop all on SIGTERM."""
     return {"actions": [action(supervise.supervise, settings())], "task_dep": ["install"], "verbosity": 2}

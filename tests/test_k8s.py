@@ -20,10 +20,11 @@ import yaml
 from auto_infer.core import settings
 from auto_infer.core.errors import UserError
 from auto_infer.k8s import plan, render
-from auto_infer.serve import config
+from auto_infer.serve import config, launch, registry
 from auto_infer.serve.engines import base as argv_rules
 from auto_infer.serve.engines import preflight
 from auto_infer.serve.engines import sglang as sglang_engine
+from auto_infer.serve.model import Instance
 from tests import lws_schema
 from tests.helpers import run_cli
 
@@ -126,12 +127,17 @@ def _expand(value: str, env: dict[str, str]) -> str:
 
 def pod_argvs(case: str, tmp_path: Path) -> dict[str, list[str]]:
     """role → the SGLang flags `serve` builds in that pod: its env applied to the ConfigMap's config."""
+    return {role: argv_rules.server_flags(inst.server) for role, (_, inst) in pod_instances(case, tmp_path).items()}
+
+
+def pod_instances(case: str, tmp_path: Path) -> dict[str, tuple[settings.Settings, Instance]]:
+    """role → the settings and the instance `serve` reads in that pod (its env, LWS variables expanded)."""
     files = rendered(case, tmp_path)
     all_docs = docs(files)
     (cm,) = [d for d in all_docs if d["kind"] == "ConfigMap"]
     cfg_path = tmp_path / plan.CONFIG_FILE
     cfg_path.write_text(cm["data"][plan.CONFIG_FILE])
-    out: dict[str, list[str]] = {}
+    out: dict[str, tuple[settings.Settings, Instance]] = {}
     for doc in all_docs:
         for role, template in pod_templates(doc):
             if role == "job" or template["metadata"]["labels"].get("app.kubernetes.io/component") != "server":
@@ -142,7 +148,7 @@ def pod_argvs(case: str, tmp_path: Path) -> dict[str, list[str]]:
             s = settings.load({**env, "AUTO_INFER_SGLANG_CONFIG": str(cfg_path), "AUTO_INFER_WORKSPACE_DIR": str(tmp_path)})
             (inst,) = config.load(s).enabled()
             assert inst.control.gpu_ids is None             # the device plugin's GPUs, all of them
-            out[f"{doc['metadata']['name']}:{role}"] = argv_rules.server_flags(inst.server)
+            out[f"{doc['metadata']['name']}:{role}"] = (s, inst)
     return out
 
 
@@ -156,6 +162,20 @@ def test_pod_argv_of_leader_and_worker(tmp_path: Path) -> None:
         assert argv[argv.index("--tp-size") + 1] == "16"
     single = pod_argvs("qwen2-vl-tp2", tmp_path)["auto-infer-qwen2-vl-7b:server"]
     assert "--node-rank" not in single and single[single.index("--host") + 1] == "0.0.0.0"
+
+
+def test_ranks_sharing_the_claim_keep_their_records_and_logs_apart(tmp_path: Path) -> None:
+    """Leader and worker pods share the workspace on the claim: serve keys the worker rank's record
+    and log folder as NAME@rank1, the leader's as a single-node instance's (issue 14)."""
+    pods = pod_instances("glm-4.7-2node", tmp_path)
+    (s_lead, leader), (s_work, worker) = pods["auto-infer-glm-4-7-2node:leader"], pods["auto-infer-glm-4-7-2node:worker"]
+    assert leader.worker is None and leader.key == "glm_4_7_2node"
+    assert worker.worker is not None and worker.key == "glm_4_7_2node@rank1"
+    assert "worker rank 1 of 2 (serves no HTTP" in worker.worker.describe()
+    assert launch.log_path(s_lead, leader) == s_lead.logs_dir / "glm_4_7_2node" / "server.log"
+    assert launch.log_path(s_work, worker) == s_work.logs_dir / "glm_4_7_2node@rank1" / "server.log"
+    assert registry.path(s_lead, leader.key) != registry.path(s_work, worker.key)
+    assert registry.path(s_lead, leader.key).parent == registry.path(s_work, worker.key).parent    # one claim
 
 
 @pytest.mark.sglang

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,6 +13,18 @@ from filelock import FileLock, Timeout
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import fmt_secs, say
+
+_HELD: list[Callable[[], None]] = []       # releases of the locks `exclusive` holds in this process
+
+
+def release_held() -> int:
+    """Release every lock this process holds through :func:`exclusive` before its ``with`` ends (a
+    foreground run whose start is done, e.g. ``supervise`` once its servers run, so that the other
+    pods on a shared workspace can start theirs). Returns how many were released."""
+    count = len(_HELD)
+    while _HELD:
+        _HELD.pop()()
+    return count
 
 
 def _owner(path: Path) -> str:
@@ -47,6 +59,18 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
                                 where=str(lock_path),
                                 fix="wait for that run to finish, or raise AUTO_INFER_LOCK_TIMEOUT") from None
     waited = time.monotonic() - t0
+    released: list[bool] = []
+
+    def release() -> None:
+        if released:
+            return
+        released.append(True)
+        try:
+            owner_path.unlink()
+        except OSError:
+            pass
+        lock.release()
+    _HELD.append(release)
     try:
         try:       # who holds it, for the others' waiting line: best effort (a full disk must not stop us here)
             owner_path.write_text(json.dumps({"pid": os.getpid(), "what": what,
@@ -57,8 +81,6 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
             say(f"  already running elsewhere: waited {fmt_secs(waited)} for it, now re-checking")
         yield waited
     finally:
-        try:
-            owner_path.unlink()
-        except OSError:
-            pass
-        lock.release()
+        if release in _HELD:
+            _HELD.remove(release)
+        release()

@@ -31,6 +31,8 @@ or llama-server (``master.llama_cpp_path`` = a script that runs it with ``--mode
 --ready-file P   write the wall-clock time (time.time()) at which it became ready to P
 --api-key KEY    require ``Authorization: Bearer KEY`` on /v1/* (not on /health*, as SGLang)
 --spawn-child    start a child process in the same process group (like SGLang's scheduler)
+--node-rank N    with --nnodes M > 1 and N > 0: a worker rank, as SGLang's: it never listens, it
+                 says so and runs until a signal ends it (--dist-init-addr is only echoed)
 """
 
 from __future__ import annotations
@@ -193,6 +195,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ready-file", default=None)
     p.add_argument("--api-key", default=None)
     p.add_argument("--spawn-child", action="store_true")
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--node-rank", type=int, default=0)
+    p.add_argument("--dist-init-addr", default=None)
     args, ignored = p.parse_known_args(argv)   # other SGLang flags (--tp-size ...) are accepted
     args.model = args.model or args.weights or "responder"
     args.ignored = ignored
@@ -216,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     child = spawn_child(args.ignore_sigterm) if args.spawn_child else None
     if child is not None:
         log(f"child process {child.pid}")
+    if args.nnodes > 1 and args.node_rank > 0:       # SGLang's ranks > 0 run the scheduler only
+        log(f"worker rank {args.node_rank} of {args.nnodes}: no HTTP server (the leader at "
+            f"{args.dist_init_addr} serves)")
+        while True:
+            time.sleep(3600)
     if args.slow_start:
         log(f"loading the model for {args.slow_start}s")
         time.sleep(args.slow_start)

@@ -5,7 +5,8 @@ written); what differs per pod goes into ``AUTO_INFER_SGLANG_OVERRIDES``: the ot
 disabled, the server listens on 0.0.0.0, the GPUs are "all" (the device plugin gives the pod exactly
 its own), ``[router]`` is removed (the gateway runs in its own Deployment). A multi-node instance (``nnodes > 1``) also gets ``dist_init_addr`` from
 ``$(LWS_LEADER_ADDRESS)`` and ``node_rank`` from ``$(LWS_WORKER_INDEX)``: LeaderWorkerSet puts its
-variables first in each container's env, so Kubernetes expands them inside ours.
+variables first in each container's env, so Kubernetes expands them inside ours. The ranks share the
+claim's workspace; `serve` keeps each worker rank's record and log apart on its own (NAME@rankN).
 """
 
 from __future__ import annotations
@@ -141,7 +142,6 @@ def _overrides(cfg: ModelConfig, inst: Instance, user: Mapping[str, Any], role: 
         port = str(inst.server["dist_init_addr"]).rpartition(":")[2] if "dist_init_addr" in inst.server \
             else DEFAULT_DIST_PORT
         mine["server"].update(dist_init_addr=f"$(LWS_LEADER_ADDRESS):{port}", node_rank=RANK)
-        mine["control"]["log_dir"] = f"{WORKSPACE}/logs/sglang/{inst.name}/rank-$(LWS_WORKER_INDEX)"
     table = {i.name: {"control": {"enabled": False}} for i in cfg.instances if i.name != inst.name}
     merged = deep_merge(dict(user), {"instance": {**table, inst.name: mine}})
     merged["router"] = None         # the gateway is its own Deployment: no server pod starts one

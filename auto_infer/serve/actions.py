@@ -1,7 +1,9 @@
 """What runs now: status, logs, stop and chat, read from the records ``serve`` keeps.
 
 They work from ``<state>/serve/NAME.json`` only, not from the model config, so an instance can
-still be seen and stopped after its config changed, broke, or was removed.
+still be seen and stopped after its config changed, broke, or was removed. A worker rank of a
+multi-node instance (record NAME@rankN) serves no HTTP: status calls it "running" while its process
+runs and asks it nothing; chat leaves it out; a command naming NAME also takes this host's ranks of it.
 """
 
 from __future__ import annotations
@@ -19,18 +21,25 @@ from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
 from auto_infer.serve import probe, procs, registry
+from auto_infer.serve.model import WorkerRank
 
 STATUS_TIMEOUT = 5.0
 
 
-def _pick(settings: Settings, names: list[str] | None) -> dict[str, dict[str, Any]]:
+def _pick(settings: Settings, names: list[str] | None, exact: bool = False) -> dict[str, dict[str, Any]]:
+    """The named records (all when none is named); a name takes its instance's worker ranks too,
+    unless ``exact``."""
     recs = registry.all_records(settings)
-    unknown = [n for n in names or [] if n not in recs]
+    if not names:
+        return recs
+    picked = {key: rec for key, rec in recs.items()
+              if key in names or (not exact and rec.get("instance") in names)}
+    unknown = [n for n in names if n not in picked and not any(r.get("instance") == n for r in picked.values())]
     if unknown:
         raise UserError(f"no instance named {unknown[0]!r} was ever started here",
                         where=str(settings.state_dir / "serve"),
                         fix=f"known instances: {', '.join(recs) or 'none (run `auto-infer serve`)'}")
-    return {n: recs[n] for n in names} if names else recs
+    return picked
 
 
 def _target(rec: dict[str, Any]) -> probe.Target:
@@ -44,7 +53,11 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
 
     running = registry.is_running(rec)
     state, detail = rec.get("state", "unknown"), rec.get("reason") or ""
-    if running:
+    worker = rec.get("worker")
+    if running and worker:              # serves no HTTP: running is all there is to see
+        state = "starting" if state == "starting" else "running"
+        detail = WorkerRank(worker["rank"], worker["nnodes"], worker["leader"]).describe()
+    elif running:
         try:
             with probe.session() as session:
                 ok, seen, _ = probe.check_once(_target(rec), session, STATUS_TIMEOUT)
@@ -52,7 +65,7 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
             ok, seen = False, "not answering"
         state = "ready" if ok else ("starting" if state == "starting" else "unhealthy")
         detail = "" if ok else seen
-    elif state in ("starting", "ready"):
+    elif state in ("starting", "ready", "running"):
         state, detail = "failed", "the process is gone (it ended without `auto-infer stop`)"
     spawned = rec.get("spawned_at")
     return {"name": rec["name"], "state": state, "pid": rec.get("pid") if running else None,
@@ -76,7 +89,7 @@ def status(settings: Settings, as_json: bool = False) -> None:
         print("no instances (run `auto-infer serve`)")
         return
     cols = ("name", "state", "pid", "port", "gpus", "uptime", "log")
-    table = [[r["name"], r["state"], r["pid"] or "-", r["port"],
+    table = [[r["name"], r["state"], r["pid"] or "-", r["port"] or "-",
               ",".join(r["gpus"]) if isinstance(r["gpus"], list) else r["gpus"],
               fmt_secs(r["uptime_s"]) if r["uptime_s"] is not None else "-", r["log"]] for r in rows]
     widths = [max(len(str(x)) for x in [c.upper(), *(t[i] for t in table)]) for i, c in enumerate(cols)]
@@ -96,9 +109,9 @@ def logs(settings: Settings, names: list[str] | None, lines: int = 50) -> None:
         print("\n".join(procs.tail(Path(path), lines)) or "(empty)")
 
 
-def stop(settings: Settings, names: list[str] | None) -> None:
+def stop(settings: Settings, names: list[str] | None, exact: bool = False) -> None:
     """Stop the named instances (all when none is named), all at once: each drains in its own grace."""
-    picked = _pick(settings, names)
+    picked = _pick(settings, names, exact)
     if not picked:
         say("no instances to stop")
         return
@@ -114,7 +127,7 @@ def stop(settings: Settings, names: list[str] | None) -> None:
 
 def chat(settings: Settings, names: list[str] | None = None) -> None:
     """A real chat with each running instance; the requests and responses go to reports/."""
-    picked = {n: r for n, r in _pick(settings, names).items() if registry.is_running(r)}
+    picked = {n: r for n, r in _pick(settings, names).items() if registry.is_running(r) and not r.get("worker")}
     if not picked:
         raise UserError("no instance is running", where=str(settings.state_dir / "serve"),
                         fix="start them with `auto-infer serve`")

@@ -40,7 +40,9 @@ def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
         problems.append(exc.what)
     health = list(rules.health)
     order = [*health, "/v1/models"] if rules.health_first else ["/v1/models", *health]
-    return {"name": inst.name, "engine": inst.engine, "argv": launch.redacted_argv(),
+    worker = inst.worker
+    return {"name": inst.name, "record": inst.key, "engine": inst.engine, "argv": launch.redacted_argv(),
+            "worker": worker.describe() if worker else None,
             "env": redact.redact_env(launch.added, launch.secrets),
             "env_auto_infer": redact.redact_env(launch.ours, launch.secrets),
             "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
@@ -68,7 +70,10 @@ def _print(plan: dict[str, Any]) -> None:
         for key, value in i["env"].items():
             print(f"  env:  {key}={value}")
         print(f"  env (auto-infer, every server): {', '.join(sorted(i['env_auto_infer']))}")
-        print(f"  ready: {' then '.join(i['ready'])} at {i['url']}")
+        if i["worker"]:
+            print(f"  ready: {i['worker']}: up when its process still runs after a few seconds ({i['record']})")
+        else:
+            print(f"  ready: {' then '.join(i['ready'])} at {i['url']}")
         print(f"  log:  {i['log']}")
         for problem in i["problems"]:
             print(f"  ✗ {problem}")

@@ -104,6 +104,18 @@ def fronted(cfg: ModelConfig) -> tuple[str, ...]:
     return router.instances if router.instances is not None else tuple(i.name for i in cfg.enabled())
 
 
+def serving_here(cfg: ModelConfig) -> tuple[str, ...]:
+    """The fronted instances that serve HTTP here: not worker ranks of multi-node instances."""
+    return tuple(n for n in fronted(cfg) if cfg.get(n).worker is None)
+
+
+def runs_here(cfg: ModelConfig) -> Router | None:
+    """The gateway to run on this host: none where every instance it fronts is a worker rank (the
+    leader's host runs it)."""
+    router = active(cfg)
+    return router if router is not None and serving_here(cfg) else None
+
+
 def cross_check(ctx: Where, cfg: ModelConfig) -> None:
     """Names it fronts exist and are enabled; its ports clash with no worker's, nor each other."""
     router = active(cfg)

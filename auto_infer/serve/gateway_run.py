@@ -64,11 +64,14 @@ def log_path(settings: Settings, router: Router) -> Path:
 
 def prepare(settings: Settings, cfg: ModelConfig) -> GatewayRun | None:
     """Before any worker starts: the gateway's flags through its own parser, its ports free."""
-    router = gateway.active(cfg)
+    router = gateway.runs_here(cfg)
     if router is None:
+        if gateway.active(cfg) is not None:
+            say(f"  {ROUTER_NAME}: not started here: every instance it fronts is a worker rank on this host "
+                "(it serves no HTTP; the leader's host runs the gateway)")
         return None
     python, env = python_of(settings, cfg.master), launch.base_env(settings)
-    fronts = gateway.fronted(cfg)
+    fronts = gateway.serving_here(cfg)
     urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
     say(f"  {gateway.preflight(cfg, router, python, env, urls)}")
     rec = registry.read(settings, ROUTER_NAME) or {}

@@ -43,6 +43,11 @@ class Launch:
     missing: str | None = None      # why it cannot start here (no Python, no binary): --dry-run shows it
 
     @property
+    def key(self) -> str:
+        """Its record's name: the instance's, NAME@rankN for a worker rank (model.Instance.key)."""
+        return self.inst.key
+
+    @property
     def launch_record(self) -> Path:
         return self.log.with_suffix(".launch.json")
 
@@ -85,9 +90,11 @@ def _api_key(cfg: ModelConfig, inst: Instance) -> str | None:
 
 
 def log_path(settings: Settings, inst: Instance) -> Path:
+    """``log_file``, else ``<log_dir>/NAME/server.log``; a worker rank's are its own (NAME@rankN)."""
     if inst.control.log_file is not None:
-        return inst.control.log_file
-    return (inst.control.log_dir or settings.logs_dir) / inst.name / "server.log"
+        f = inst.control.log_file
+        return f.with_name(f"{f.stem}{inst.key[len(inst.name):]}{f.suffix}") if inst.worker else f
+    return (inst.control.log_dir or settings.logs_dir) / inst.key / "server.log"
 
 
 def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dict[str, str],

@@ -1,7 +1,8 @@
 """Every server's log, followed and copied to one stream with the server's name as prefix.
 
 ``supervise`` runs in the foreground of a container, where ``docker logs`` / ``kubectl logs`` read
-stdout: this thread follows the log file of every record (the files are still written as always)
+stdout: this thread follows the log file of every record it supervises (``keys``; other pods may
+keep theirs in the same workspace) (the files are still written as always)
 and prints ``NAME | line``. A log that existed before is followed from its end; a new file (a
 restart renames the old log to ``.1``) from its start.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO
 
@@ -18,13 +20,14 @@ from auto_infer.serve import registry
 
 
 class LogStream(threading.Thread):
-    def __init__(self, settings: Settings, out: IO[str], poll: float = 0.2):
+    def __init__(self, settings: Settings, out: IO[str], poll: float = 0.2, keys: Collection[str] | None = None):
         super().__init__(name="auto-infer-logstream", daemon=True)
         self.settings, self.out, self.poll = settings, out, poll
+        self.keys = None if keys is None else set(keys)       # None: every record in the workspace
         self.done = threading.Event()
         self.files: dict[str, tuple[int, int]] = {}       # name -> (inode, offset)
         self.pending: dict[str, bytes] = {}
-        for name, rec in registry.all_records(settings).items():   # what is already there is not news
+        for name, rec in self._records().items():                   # what is already there is not news
             st = _stat(rec.get("log"))
             if st is not None:
                 self.files[name] = (st.st_ino, st.st_size)
@@ -39,11 +42,15 @@ class LogStream(threading.Thread):
         self.join(timeout)
 
     def pump(self) -> None:
-        for name, rec in registry.all_records(self.settings).items():
+        for name, rec in self._records().items():
             try:
                 self._follow(name, Path(str(rec.get("log") or "")))
             except OSError:
                 continue                    # gone between stat and open: next round
+
+    def _records(self) -> dict[str, registry.Record]:
+        recs = registry.all_records(self.settings)
+        return recs if self.keys is None else {k: r for k, r in recs.items() if k in self.keys}
 
     def _follow(self, name: str, path: Path) -> None:
         st = _stat(str(path))

@@ -28,6 +28,21 @@ CONTROL_KEYS: dict[str, Any] = {
     "command": list}
 SCALAR = (str, int, float, bool)
 ROUTER_NAME = "router"           # the gateway's record and log folder (no instance may take the name)
+RANK_MARK = "@rank"              # a worker rank's record and log folder: NAME@rankN ('@' is in no instance name)
+
+
+@dataclass(frozen=True)
+class WorkerRank:
+    """A rank > 0 of a multi-node SGLang instance (``nnodes > 1``, ``node_rank > 0``): it runs the
+    scheduler only and serves no HTTP; the leader (rank 0) does."""
+
+    rank: int
+    nnodes: int
+    leader: str                     # dist_init_addr: where rank 0 runs
+
+    def describe(self) -> str:
+        return (f"worker rank {self.rank} of {self.nnodes} (serves no HTTP; the leader, rank 0 at "
+                f"{self.leader}, serves)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,28 @@ class Instance:
     @property
     def port(self) -> int:
         return int(self.server.get("port", self.default_port))
+
+    @property
+    def worker(self) -> WorkerRank | None:
+        """Set for a worker rank (SGLang, nnodes > 1, node_rank > 0): started and supervised as any
+        server, but never asked over HTTP."""
+        if self.engine != "sglang":
+            return None
+        try:
+            nnodes, rank = int(self.server.get("nnodes", 1)), int(self.server.get("node_rank", 0))
+        except (TypeError, ValueError):
+            return None                 # validate says what is wrong with them
+        if nnodes < 2 or rank < 1:
+            return None
+        return WorkerRank(rank, nnodes, str(self.server.get("dist_init_addr", "?")))
+
+    @property
+    def key(self) -> str:
+        """The name of its record and log folder: the instance name, and for a worker rank
+        NAME@rankN, so that the ranks of one instance sharing a workspace (a Kubernetes claim) never
+        share a record or a log."""
+        worker = self.worker
+        return f"{self.name}{RANK_MARK}{worker.rank}" if worker else self.name
 
     @property
     def served_name(self) -> str | None:

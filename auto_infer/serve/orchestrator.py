@@ -4,6 +4,11 @@ Per instance the plan is one of: ``keep`` (running, same effective config, not k
 ``restart`` (running, but its config changed or it stopped answering), ``start``. Every instance
 to start is spawned before any is waited for; each is then followed in its own thread (ready,
 then the smoke chat), so one slow or broken server never delays the report on the others.
+
+A worker rank of a multi-node SGLang instance (``nnodes > 1``, ``node_rank > 0``) serves no HTTP:
+it is started, recorded (as NAME@rankN), stopped and restarted as any server, but it is up when its
+process still runs WORKER_SETTLE seconds after the start (at most its ready_timeout); no probe, no
+chat, no port check, and the gateway does not front it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from auto_infer.serve.engines import known as engines
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import Instance, ModelConfig
 from auto_infer.serve.outcome import Result
+
+WORKER_SETTLE = 5.0       # seconds a worker rank must keep running to count as up (no HTTP to ask)
 
 
 def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
@@ -66,7 +73,8 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
     t0 = time.time()
     results = run(settings, plans)
     if gw is not None:
-        gateway_run.run(settings, gw, {r.launch.inst.name: r.ready.model_id for r in results if r.ready.ok})
+        gateway_run.run(settings, gw, {r.launch.inst.name: r.ready.model_id for r in results
+                                       if r.ready.ok and r.launch.inst.worker is None})
     paths = report.write(settings, cfg, results, t0, gateway=gateway_run.data(gw) if gw else None)
     if strict:
         conclude(results, paths, gw)
@@ -76,16 +84,16 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
 def plan(settings: Settings, launches: list[Launch]) -> list[Result]:
     out = []
     for launch in launches:
-        rec = registry.read(settings, launch.inst.name) or {}
+        rec = registry.read(settings, launch.key) or {}
         if not registry.is_running(rec):
             action, why = "start", "not running"
         elif rec.get("config_hash") != launch.config_hash:
             action, why = "restart", "its effective config changed"
-        elif rec.get("state") == "ready" and not healthy(launch.target):
+        elif rec.get("state") == "ready" and launch.inst.worker is None and not healthy(launch.target):
             action, why = "restart", "it no longer answers"
         else:
             action, why = "keep", "running with the same config: left alone"
-        say(f"  {launch.inst.name}: {why} → {action}")
+        say(f"  {launch.key}: {why} → {action}")
         out.append(Result(launch, action, why, pid=rec.get("pid") if action == "keep" else None,
                           spawned=rec.get("spawned_at") if action == "keep" else None))
     return out
@@ -106,8 +114,8 @@ def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> No
     recs = registry.all_records(settings)
     for r in plans:
         inst = r.launch.inst
-        old_port = recs.get(inst.name, {}).get("port")
-        if r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
+        old_port = recs.get(inst.key, {}).get("port")
+        if inst.worker is not None or r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
             continue
         holder = next((n for n, rec in recs.items() if rec.get("port") == inst.port and registry.is_running(rec)),
                       None)
@@ -121,9 +129,9 @@ def run(settings: Settings, plans: list[Result]) -> list[Result]:
     """Stop what is restarted, spawn every instance to start, then follow all of them at once."""
     for r in plans:
         if r.action == "restart":
-            registry.stop(settings, registry.read(settings, r.launch.inst.name) or {})
-    handles = {r.launch.inst.name: start(settings, r) for r in plans}
-    threads = [threading.Thread(target=follow, args=(settings, r, handles[r.launch.inst.name]), daemon=True)
+            registry.stop(settings, registry.read(settings, r.launch.key) or {})
+    handles = {r.launch.key: start(settings, r) for r in plans}
+    threads = [threading.Thread(target=follow, args=(settings, r, handles[r.launch.key]), daemon=True)
                for r in plans]
     for t in threads:
         t.start()
@@ -134,7 +142,7 @@ def run(settings: Settings, plans: list[Result]) -> list[Result]:
 
 
 def start(settings: Settings, r: Result) -> procs.Handle | None:
-    launch, name = r.launch, r.launch.inst.name
+    launch, name = r.launch, r.launch.key
     if r.action == "keep":
         rec = registry.read(settings, name) or {}
         return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
@@ -157,9 +165,12 @@ def start(settings: Settings, r: Result) -> procs.Handle | None:
 
 def _record(settings: Settings, r: Result, **state: Any) -> None:
     inst, launch = r.launch.inst, r.launch
-    registry.write(settings, inst.name, {
-        "name": inst.name, "engine": inst.engine, "host": inst.host, "port": inst.port,
-        "base_url": launch.target.base_url, "model": launch.target.model,
+    worker = inst.worker          # serves no HTTP: no port, no URL (status and chat ask it nothing)
+    registry.write(settings, launch.key, {
+        "name": launch.key, "instance": inst.name, "engine": inst.engine, "host": inst.host,
+        "port": None if worker else inst.port, "base_url": None if worker else launch.target.base_url,
+        "model": launch.target.model,
+        "worker": {"rank": worker.rank, "nnodes": worker.nnodes, "leader": worker.leader} if worker else None,
         "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
         "log": str(launch.log), "launch_record": str(launch.launch_record), "config_hash": launch.config_hash,
         "api_key_env": inst.control.api_key_env, "smoke_prompt": inst.control.smoke_prompt,
@@ -170,8 +181,12 @@ def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:
     """Wait until ready (or failed), then chat; keep the record current. Runs in a thread."""
     if handle is None:
         return
-    name, launch = r.launch.inst.name, r.launch
-    r.ready = probe.wait_ready(launch.target, handle, launch.log, launch.inst.control.ready_timeout)
+    name, launch, worker = r.launch.key, r.launch, r.launch.inst.worker
+    timeout = launch.inst.control.ready_timeout
+    if worker is not None:
+        r.ready = probe.wait_alive(handle, launch.log, 0.0 if r.action == "keep" else min(WORKER_SETTLE, timeout))
+    else:
+        r.ready = probe.wait_ready(launch.target, handle, launch.log, timeout)
     if not r.ready.ok:
         how = ""
         if handle.ended() is None:       # timed out: a server that never got ready is not left behind
@@ -182,6 +197,10 @@ def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:
         return
     took = " (left running)" if r.action == "keep" else (
         f" in {fmt_secs(r.ready.ready - r.spawned)}" if r.spawned and r.ready.ready else "")
+    if worker is not None:
+        say(f"✓ {name} running{took}: {worker.describe()}")
+        registry.update(settings, name, unless_state=("stopped",), state="running", ready_at=r.ready.ready)
+        return
     say(f"✓ {name} ready{took} at {launch.target.base_url} (model {r.ready.model_id})")
     registry.update(settings, name, unless_state=("stopped",), state="ready", ready_at=r.ready.ready,
                     model=r.ready.model_id)
@@ -191,7 +210,7 @@ def follow(settings: Settings, r: Result, handle: procs.Handle | None) -> None:
 
 
 def conclude(results: list[Result], paths: tuple[Path, Path], gw: gateway_run.GatewayRun | None = None) -> None:
-    failed = [(r.launch.inst.name, r.reason, r.launch.log) for r in results if not r.ok]
+    failed = [(r.launch.key, r.reason, r.launch.log) for r in results if not r.ok]
     if gw is not None and not gw.ok:
         failed.append(("router (the gateway)", gw.reason, gw.log))
     say(f"report: {paths[0]}")
@@ -200,4 +219,7 @@ def conclude(results: list[Result], paths: tuple[Path, Path], gw: gateway_run.Ga
         what = f"{len(results)} instances" if gw is None else f"{len(results) + 1} processes (instances and gateway)"
         raise UserError(f"{len(failed)} of {what} did not pass ready + chat:\n{lines}", where=str(paths[0]),
                         fix="read the log of each (`auto-infer logs NAME`), fix, serve again")
-    say(f"all {len(results)} instances ready and answering" + (", and the gateway in front" if gw else ""))
+    workers = sum(r.launch.inst.worker is not None for r in results)
+    what = f"all {len(results)} instances ready and answering" if not workers else (
+        f"all {len(results)} instances up ({workers} worker rank(s) serving no HTTP, the rest ready and answering)")
+    say(what + (", and the gateway in front" if gw else ""))

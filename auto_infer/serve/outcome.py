@@ -17,12 +17,16 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
+        if self.launch.inst.worker is not None:       # a worker rank: up is all it can be (no HTTP)
+            return self.ready.ok
         return self.ready.ok and self.chat is not None and self.chat.ok
 
     @property
     def reason(self) -> str:
         if not self.ready.ok:
             return self.ready.reason
+        if self.launch.inst.worker is not None:
+            return self.launch.inst.worker.describe()
         return self.chat.reason if self.chat else "no chat"
 
 

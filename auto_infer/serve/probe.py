@@ -126,6 +126,11 @@ def _why(response: requests.Response) -> str:
     return str(message)[:80] if message else "warming up"
 
 
+def ended_while_starting(ended: str, log: Path) -> str:
+    tail = "\n".join(f"    {line}" for line in procs.tail(log, 15)) or "    (the log is empty)"
+    return f"the process ended while starting ({ended})\n  last lines of {log}:\n{tail}"
+
+
 def wait_ready(target: Target, handle: procs.Handle, log: Path, timeout: float,
                interval: float = INTERVAL, note: Callable[[str], None] = say) -> Readiness:
     """Poll until ready, the process ends, or ``timeout`` seconds pass."""
@@ -138,8 +143,7 @@ def wait_ready(target: Target, handle: procs.Handle, log: Path, timeout: float,
         while True:
             ended = handle.ended()
             if ended is not None:
-                tail = "\n".join(f"    {line}" for line in procs.tail(log, 15)) or "    (the log is empty)"
-                out.reason = f"the process ended while starting ({ended})\n  last lines of {log}:\n{tail}"
+                out.reason = ended_while_starting(ended, log)
                 return out
             try:
                 ok, seen, model = check_once(target, http, min(HEALTH_TIMEOUT, max(1.0, timeout)))
@@ -158,6 +162,22 @@ def wait_ready(target: Target, handle: procs.Handle, log: Path, timeout: float,
                 note(f"  … {target.name}: {fmt_secs(elapsed)}, {seen}; log: {last_line(log)[-160:]}")
                 next_note = elapsed + PROGRESS_EVERY
             time.sleep(interval)
+
+
+def wait_alive(handle: procs.Handle, log: Path, settle: float, interval: float = INTERVAL) -> Readiness:
+    """A worker rank serves no HTTP: it counts as up when its process still runs ``settle`` seconds
+    after the start (what ends at once, a bad flag or a missing import, is a failure with its log)."""
+    out = Readiness()
+    deadline = time.monotonic() + settle
+    while True:
+        ended = handle.ended()
+        if ended is not None:
+            out.reason = ended_while_starting(ended, log)
+            return out
+        if time.monotonic() >= deadline:
+            out.ok, out.reason, out.ready = True, "running", time.time()
+            return out
+        time.sleep(interval)
 
 
 def last_line(log: Path) -> str:

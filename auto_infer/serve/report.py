@@ -62,7 +62,8 @@ def instance_data(r: Result) -> dict[str, Any]:
     times = {"spawned": start, "first_answer": r.ready.first_answer, "ready": r.ready.ready,
              "chat_done": chat.done if chat else None}        # wall clock, seconds since the epoch
     return {
-        "name": inst.name, "engine": inst.engine, "ok": r.ok, "reason": r.reason,
+        "name": inst.name, "record": launch.key, "engine": inst.engine, "ok": r.ok, "reason": r.reason,
+        "worker": inst.worker.describe() if inst.worker else None,
         "action": r.action, "why": r.why, "pid": r.pid, "host": inst.host, "port": inst.port,
         "base_url": launch.target.base_url,
         "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all (inherited)",
@@ -116,13 +117,15 @@ def markdown(data: dict[str, Any]) -> str:
 
 def _instance_md(i: dict[str, Any]) -> list[str]:
     mark = "ready and answering" if i["ok"] else f"FAILED: {i['reason'].splitlines()[0]}"
+    if i["ok"] and i.get("worker"):
+        mark = f"running, {i['worker']}"
     secs = i["seconds_after_spawn"]
     timing = " · ".join(f"{k.replace('_', ' ')} +{v:.3f} s" for k, v in secs.items() if v is not None)
     rows = [("action", f"{i['action']} ({i['why']})"), ("pid", i["pid"]), ("url", i["base_url"]),
             ("GPUs", i["gpus"]), ("model", i["model_id"]), ("weights", (i["weights"] or {}).get("label", "model_path (not audited)")),
             ("spawned", i["times_iso"]["spawned"]),
             ("timeline", timing or "-"), ("log", f"`{i['log']}`"), ("config hash", i["config_hash"])]
-    out = [f"## {i['name']}: {mark}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
+    out = [f"## {i.get('record') or i['name']}: {mark}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
            "Command (secrets redacted):", "", "```", " ".join(i["argv"]), "```", ""]
     if i["reason"] and not i["ok"]:
         out += ["What happened:", "", "```", i["reason"], "```", ""]

@@ -12,7 +12,12 @@ everything as ``serve`` does (instances, then the gateway), and stays in the for
   then supervise exits 0;
 * it reaps its children, and as a child subreaper also the orphans its servers leave;
 * each server's log is copied to stdout as ``NAME | line`` (the log files are still written);
-* a server stopped with ``auto-infer stop NAME`` stays stopped; when all are, supervise exits 0.
+* the run lock (taken by the command line around the install and the first start) is released
+  once everything is started: the pods of a multi-node instance, or of several instances, share
+  one workspace on a Kubernetes claim and each runs its own supervise;
+* a server stopped with ``auto-infer stop NAME`` stays stopped; when all are, supervise exits 0;
+* a worker rank of a multi-node instance (record NAME@rankN, no HTTP: orchestrator) is watched and
+  restarted the same way; a host that runs only worker ranks runs no gateway.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from auto_infer.core import runlock
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
@@ -86,14 +92,18 @@ def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None
             stopping.append(signal.Signals(signum).name)
             raise Stop(stopping[0])
 
+    mine = supervised(settings)     # its own records only: other pods may keep theirs on the same claim
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    stream = LogStream(settings, out or sys.stdout)
+    stream = LogStream(settings, out or sys.stdout, keys=mine)
     stream.start()
     failure: str | None = None
     try:
         try:
             orchestrator.serve(settings, strict=False)
-            _watch(settings, pol)
+            if runlock.release_held():
+                say("supervise: servers started; the run lock is released (other auto-infer runs on this "
+                    "workspace, e.g. the other pods on a shared claim, may start theirs)")
+            _watch(settings, pol, mine)
         except Stop as sig:
             say(f"supervise: {sig} received: stopping every server gracefully")
         except GiveUp as exc:
@@ -102,7 +112,9 @@ def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None
     finally:
         stopping.append("stopping")
         try:
-            actions.stop(settings, None)
+            started = [n for n in mine if registry.read(settings, n) is not None]
+            if started:
+                actions.stop(settings, started, exact=True)
         finally:
             _reap()
             stream.stop()
@@ -115,10 +127,17 @@ def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None
     return 0
 
 
-def _watch(settings: Settings, pol: Policy) -> None:
-    """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped."""
+def supervised(settings: Settings) -> list[str]:
+    """The records this supervise owns: the enabled instances' (a worker rank's NAME@rankN) and the
+    gateway's where it runs here."""
     cfg = config.load(settings)
-    names = [i.name for i in cfg.enabled()] + ([ROUTER_NAME] if gateway.active(cfg) else [])
+    if not cfg.master.enable:
+        return []
+    return [i.key for i in cfg.enabled()] + ([ROUTER_NAME] if gateway.runs_here(cfg) else [])
+
+
+def _watch(settings: Settings, pol: Policy, names: list[str]) -> None:
+    """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped."""
     crashes: dict[str, collections.deque[float]] = {n: collections.deque() for n in names}
     say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
         f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
