@@ -15,9 +15,13 @@ class Verdict:
     ready: probe.Readiness
     chat: probe.Chat | None
 
+    def worker_rank(self) -> str | None:
+        """A multi-node worker rank serves no HTTP: up is all it can be (its description), else None."""
+        return None
+
     @property
     def ok(self) -> bool:
-        if self.launch.inst.worker is not None:       # a worker rank: up is all it can be (no HTTP)
+        if self.worker_rank() is not None:
             return self.ready.ok
         return self.ready.ok and self.chat is not None and self.chat.ok
 
@@ -25,9 +29,7 @@ class Verdict:
     def reason(self) -> str:
         if not self.ready.ok:
             return self.ready.reason
-        if self.launch.inst.worker is not None:
-            return self.launch.inst.worker.describe()
-        return self.chat.reason if self.chat else "no chat"
+        return self.worker_rank() or (self.chat.reason if self.chat else "no chat")
 
 
 @dataclass
@@ -39,3 +41,7 @@ class Result(Verdict):
     spawned: float | None = None
     ready: probe.Readiness = field(default_factory=probe.Readiness)
     chat: probe.Chat | None = None
+
+    def worker_rank(self) -> str | None:
+        worker = self.launch.inst.worker
+        return worker.describe() if worker is not None else None
