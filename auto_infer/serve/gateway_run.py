@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
@@ -120,20 +119,14 @@ def _plan_and_start(settings: Settings, gw: GatewayRun) -> procs.Handle | None:
         return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
     if gw.action == "restart":
         registry.stop(settings, rec)
-    if gw.log.exists() and gw.log.stat().st_size:
-        gw.log.replace(gw.log.with_name(gw.log.name + ".1"))
-    atomic_write_json(gw.launch_record, {
-        "name": ROUTER_NAME, "kind": "gateway", "argv": gw.argv, "cwd": str(gw.cwd),
-        "env": {"set": launch.our_env(settings), "inherited_names": sorted(set(gw.env) - set(launch.our_env(settings)))},
-        "log": str(gw.log), "config_hash": gw.config_hash, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    try:
-        handle = procs.spawn(gw.argv, env=gw.env, log=gw.log, cwd=gw.cwd, secrets=[])
-    except OSError as exc:
-        gw.ready.reason = f"cannot start {gw.argv[0]}: {exc}"
-        _record(settings, gw, state="failed", pid=None, reason=gw.ready.reason)
-        return None
-    gw.pid, gw.spawned = handle.pid, time.time()
-    _record(settings, gw, state="starting", pid=handle.pid, start_ticks=handle.ticks, spawned_at=gw.spawned)
+    ours = launch.our_env(settings)
+    handle, gw.ready.reason = procs.start_logged(
+        gw.argv, shown=gw.argv[0], env=gw.env, log=gw.log, cwd=gw.cwd, secrets=[], launch_record=gw.launch_record,
+        record={"name": ROUTER_NAME, "kind": "gateway", "argv": gw.argv, "cwd": str(gw.cwd),
+                "env": {"set": ours, "inherited_names": sorted(set(gw.env) - set(ours))}, "config_hash": gw.config_hash},
+        note=lambda **state: _record(settings, gw, **state))
+    if handle is not None:
+        gw.pid, gw.spawned = handle.pid, time.time()
     return handle
 
 

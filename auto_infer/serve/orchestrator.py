@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
@@ -146,20 +145,14 @@ def start(settings: Settings, r: Result) -> procs.Handle | None:
     if r.action == "keep":
         rec = registry.read(settings, name) or {}
         return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
-    if launch.log.exists() and launch.log.stat().st_size:
-        launch.log.replace(launch.log.with_name(launch.log.name + ".1"))
-    atomic_write_json(launch.launch_record, {
-        "name": name, "argv": launch.redacted_argv(), "cwd": str(launch.cwd),
-        "env": launch.env_record(),
-        "log": str(launch.log), "config_hash": launch.config_hash, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    try:
-        handle = procs.spawn(launch.argv, env=launch.env, log=launch.log, cwd=launch.cwd, secrets=launch.secrets)
-    except OSError as exc:
-        r.ready.reason = f"cannot start {launch.redacted_argv()[0]}: {exc}"
-        _record(settings, r, state="failed", pid=None, reason=r.ready.reason)
-        return None
-    r.pid, r.spawned = handle.pid, time.time()
-    _record(settings, r, state="starting", pid=handle.pid, start_ticks=handle.ticks, spawned_at=r.spawned)
+    handle, r.ready.reason = procs.start_logged(
+        launch.argv, shown=launch.redacted_argv()[0], env=launch.env, log=launch.log, cwd=launch.cwd,
+        secrets=launch.secrets, launch_record=launch.launch_record,
+        record={"name": name, "argv": launch.redacted_argv(), "cwd": str(launch.cwd), "env": launch.env_record(),
+                "config_hash": launch.config_hash},
+        note=lambda **state: _record(settings, r, **state))
+    if handle is not None:
+        r.pid, r.spawned = handle.pid, time.time()
     return handle
 
 

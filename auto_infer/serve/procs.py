@@ -18,8 +18,12 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from auto_infer.core.fsutil import atomic_write_json
 
 # The log filter, used when the server holds a secret: it runs the server as its child (same
 # process group) and copies its output to the log with every secret masked. It ignores SIGTERM so
@@ -127,6 +131,25 @@ def spawn(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path, secrets
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     return Handle(proc.pid, start_ticks(proc.pid), proc)
+
+
+def start_logged(argv: list[str], *, shown: str, env: dict[str, str], log: Path, cwd: Path, secrets: list[str],
+                 launch_record: Path, record: dict[str, Any],
+                 note: Callable[..., None]) -> tuple[Handle | None, str]:
+    """Start a server the way serve does: rotate its log (``.1``), write its launch record, spawn it,
+    and tell ``note`` the state (``note(state="starting", pid=…)`` or ``note(state="failed", …)``).
+    Returns the handle (None when it could not start) and why not."""
+    if log.exists() and log.stat().st_size:
+        log.replace(log.with_name(log.name + ".1"))
+    atomic_write_json(launch_record, {**record, "log": str(log), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    try:
+        handle = spawn(argv, env=env, log=log, cwd=cwd, secrets=secrets)
+    except OSError as exc:
+        why = f"cannot start {shown}: {exc}"
+        note(state="failed", pid=None, reason=why)
+        return None, why
+    note(state="starting", pid=handle.pid, start_ticks=handle.ticks, spawned_at=time.time())
+    return handle, ""
 
 
 def stop_group(pid: int, ticks: int | None, grace: float, popen: subprocess.Popen[bytes] | None = None,
