@@ -17,7 +17,6 @@ from doit.task import Task
 
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import orchestrator
 from auto_infer.tasks import install
 from auto_infer.tasks.common import settings
 from auto_infer.tasks.glue import action, takes_run_lock
@@ -40,7 +39,8 @@ def boot_steps(s: Settings) -> list[str]:
 
 
 def _serve_task() -> dict[str, Any]:
-    return {"actions": [action(orchestrator.serve, settings(), None)], "verbosity": 2}
+    from auto_infer.tasks.serve import _serve
+    return {"actions": [action(_serve, None)], "verbosity": 2}
 
 
 STEP_TASKS: dict[str, Callable[[], dict[str, Any]]] = {

@@ -14,7 +14,6 @@ from typing import Any
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
-from auto_infer.install import bundle_export, bundle_import, pixipack
 from auto_infer.tasks.common import settings
 from auto_infer.tasks.glue import action, takes_run_lock
 
@@ -40,6 +39,8 @@ def parse(args: list[str]) -> argparse.Namespace:
 
 def _bundle(args: list[str]) -> Any:
     def run() -> dict[str, Any]:
+        from auto_infer.install import bundle_export, bundle_import, pixipack
+
         ns = parse(args)
         if ns.command == "export":
             return bundle_export.export(settings(), Path(ns.file or "-"), ns.since, ns.dry_run)

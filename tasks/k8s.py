@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_infer.k8s import render
-from auto_infer.k8s.plan import Options
 from auto_infer.tasks.common import settings
 from auto_infer.tasks.glue import action, read_only
 
 
 def _k8s(out: str, k8s_version: str, namespace: str, image: str, claim: str, models_claim: str, bundle: str,
          storage: str, shm_size: str) -> Any:
+    from auto_infer.k8s import render
+    from auto_infer.k8s.plan import Options
+
     s = settings()
     opts = Options(namespace=namespace, image=image, claim=claim or None, models_claim=models_claim or None,
                    bundle=bundle or None, storage=storage, shm_size=shm_size, pixi_env=s.pixi_env,

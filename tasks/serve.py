@@ -14,27 +14,39 @@ from typing import Any
 
 from doit.task import Task
 
-from auto_infer.serve import actions, config, orchestrator, supervise
 from auto_infer.tasks.common import VERIFY, settings
 from auto_infer.tasks.glue import action, read_only, takes_run_lock
 
 
 def _instance_names() -> list[str]:
     """Enabled instances of the model config; none if it does not load (serve then says why)."""
+    from auto_infer.serve import config
+
     try:
         return [i.name for i in config.load(settings()).enabled()]
     except Exception:   # noqa: BLE001 - any config problem: no sub-tasks; `serve` itself says why
         return []
 
 
+# The logic modules are imported when a task runs, not when the graph is built: every command builds
+# the whole graph, and `status` should not pay for the serve machinery.
+def _serve(names: list[str] | None, verify: bool = False) -> Any:
+    from auto_infer.serve import orchestrator
+    return orchestrator.serve(settings(), names, verify)
+
+
+def _actions() -> Any:
+    from auto_infer.serve import actions
+    return actions
+
+
 @takes_run_lock
 def task_serve() -> Iterator[Task]:
     """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
-    s = settings()
-    yield Task("serve", [action(orchestrator.serve, s, None)], task_dep=["install"],
+    yield Task("serve", [action(_serve, None)], task_dep=["install"],
                has_subtask=True, verbosity=2, doc=task_serve.__doc__, params=VERIFY)
     for name in _instance_names():
-        yield Task(f"serve:{name}", [action(orchestrator.serve, s, [name])], task_dep=["install"],
+        yield Task(f"serve:{name}", [action(_serve, [name])], task_dep=["install"],
                    subtask_of="serve", verbosity=2, doc=f"start instance {name}, wait until ready, chat, report",
                    params=VERIFY)
 
@@ -42,11 +54,16 @@ def task_serve() -> Iterator[Task]:
 @takes_run_lock        # install + the first start under the lock; supervise releases it once its servers run
 def task_supervise() -> dict[str, Any]:
     """Foreground mode for PID 1: install if needed, serve everything, restart what crashes, stop all on SIGTERM."""
-    return {"actions": [action(supervise.supervise, settings())], "task_dep": ["install"], "verbosity": 2}
+    return {"actions": [action(_supervise)], "task_dep": ["install"], "verbosity": 2}
+
+
+def _supervise() -> Any:
+    from auto_infer.serve import supervise
+    return supervise.supervise(settings())
 
 
 def _chat(names: list[str]) -> Any:
-    return action(actions.chat, settings(), names or None)()
+    return action(_actions().chat, settings(), names or None)()
 
 
 @read_only
@@ -56,7 +73,7 @@ def task_chat() -> dict[str, Any]:
 
 
 def _status(as_json: bool) -> Any:
-    return action(actions.status, settings(), as_json)()
+    return action(_actions().status, settings(), as_json)()
 
 
 @read_only
@@ -68,7 +85,7 @@ def task_status() -> dict[str, Any]:
 
 
 def _logs(names: list[str], lines: int) -> Any:
-    return action(actions.logs, settings(), names or None, lines)()
+    return action(_actions().logs, settings(), names or None, lines)()
 
 
 @read_only
@@ -80,7 +97,7 @@ def task_logs() -> dict[str, Any]:
 
 
 def _stop(names: list[str]) -> Any:
-    return action(actions.stop, settings(), names or None)()
+    return action(_actions().stop, settings(), names or None)()
 
 
 @read_only
