@@ -1,16 +1,17 @@
 """auto-infer: the pipeline. `doit list` shows it; `auto-infer TASK` runs the same graph.
 
-    template ──┬──> warm  (online: fill the caches, write the cache manifest)
-               └──> install (offline: prove the cache, install frozen) ──> check (imports)
-                            └──> serve  (start every instance at once → ready → chat → report)
-                                 serve:NAME = the same for one instance
-    boot = the gates AUTO_INFER_SGLANG_{CACHE_WARM,INSTALL,}_ON_BOOT → warm / install+check / serve
-    bundle export/import carries template + caches across an air gap (docs/bundle.md).
+    template ──┬──> warm ──> rehearse    online: fill the caches (+ weights), write the manifest;
+               │                         rehearse = a scratch install from the cache, no network
+               └──> install ──> check    offline: prove the cache, install frozen, import check
+                       └──> serve        start every instance at once → ready → chat → report
+                                         (serve:NAME one; [router]: the gateway in front)
+    boot       = what the AUTO_INFER_SGLANG_*_ON_BOOT gates ask: warm / rehearse / install+check / serve
+    supervise  = install → serve → stay in the foreground as PID 1 (restart crashes; SIGTERM stops all)
+    bundle     = export / import one file across the air gap (also infer-dev's pixi-pack archives)
+    k8s        = Kubernetes manifests from the model config
     chat · status · logs · stop act on running servers; env prints the contract; demo shows it all.
-    supervise = install → serve → stay in the foreground (restart crashes; SIGTERM stops everything).
-    k8s renders Kubernetes manifests (Deployments / LeaderWorkerSets, Services, gateway) from the model config.
 
-Each task creator is a few lines in auto_infer/tasks/ (repo folder tasks/); the work is done by
+Each task creator is a few lines in tasks/ (installed as auto_infer.tasks); the work is done by
 doit-free modules in auto_infer/. All paths are absolute, so any working folder will do.
 """
 
