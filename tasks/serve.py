@@ -20,6 +20,8 @@ from auto_infer.tasks.glue import action, read_only, takes_run_lock
 
 def _instance_names() -> list[str]:
     """Enabled instances of the model config; none if it does not load (serve then says why)."""
+    if not settings().config_path.is_file():      # every command builds the graph: skip the serve stack
+        return []
     from auto_infer.serve import config
 
     try:
