@@ -110,9 +110,9 @@ def _move_in(settings: Settings, locked: LockedEnv, members: Path, s: Step) -> N
         store.save()
 
 
-def _extract(settings: Settings, locked: LockedEnv, scratch: Path, s: Step) -> int:
-    """Fill pkgs/ from the archives the way a download does: py-rattler installs the lock's records,
-    their URLs pointing at the archive store, into a throwaway prefix with the shared cache."""
+def _extract(settings: Settings, locked: LockedEnv, s: Step) -> int:
+    """Fill pkgs/ from the archives the way warm does (rattler.fill_package_cache); entries missing,
+    damaged or of another build are extracted again."""
     pkgs = settings.conda_pkgs_dir
     need = [a for a in locked.conda if cache.conda_entry_problem(pkgs, a)]
     if not need:
@@ -137,7 +137,7 @@ def commit(settings: Settings, locked: LockedEnv, manifest: dict[str, Any], stag
     members = staging / "members"
     _move_in(settings, locked, members, s)
     t0 = time.monotonic()
-    extracted = _extract(settings, locked, staging / "prefix", s)
+    extracted = _extract(settings, locked, s)
     secs = time.monotonic() - t0
     placed = bundle_models.place(settings, manifest, members)
     _place_template(settings, members / "template", template)
