@@ -45,7 +45,7 @@ def build_manifest(settings: Settings, locked: LockedEnv, installer: str, instal
             (item["url"], item["sha256"]))
         item["location"] = redact_url(a.location)
         artifacts.append(item)
-    proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
+    proxies = {k: v for k, v in env.items() if k in PROXY_VARS and v}
     return {
         "schema": SCHEMA,
         "tool": f"auto-infer {__version__}",
