@@ -114,3 +114,16 @@ def test_fifo_named_like_a_manifest_never_blocks(tmp_path: Path) -> None:
     rc, _, err = cli(tmp_path, TWO_NODE, "--out", str(out))          # run_cli's timeout: a hang fails
     assert rc == 1 and "x.yaml is a FIFO" in err and "Traceback" not in err, err
     assert stat.S_ISFIFO((out / "x.yaml").lstat().st_mode) and sorted(p.name for p in out.iterdir()) == ["x.yaml"]
+
+
+def test_output_grows_linearly_with_instances(tmp_path: Path) -> None:
+    """21.9: each added instance adds the same bytes, from 20 to 200 (the bench times it up to 10,000)."""
+    from bench.k8s_growth import config_text
+
+    sizes = {}
+    for n in (20, 100, 200):
+        path = tmp_path / f"c{n}.toml"
+        path.write_text(config_text(n))
+        sizes[n] = sum(len(t) for t in rendered(path, tmp_path).values())
+    first, second = (sizes[100] - sizes[20]) / 80, (sizes[200] - sizes[100]) / 100
+    assert abs(first - second) < 0.001 * first, sizes       # quadratic: the second step would cost more

@@ -141,6 +141,7 @@ def units(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> list[Unit
         raise UserError("[master] enable = false: no server would run, so there is nothing to deploy",
                         where=f"{cfg.path}: [master] enable", fix="set enable = true under [master] to deploy")
     fronted = set(serve_gateway.fronted(cfg))
+    common: dict[int, str] = {}                  # the config text every instance's file shares
     out: list[Unit] = []
     seen: dict[str, str] = {}
     for inst in cfg.enabled():
@@ -155,7 +156,7 @@ def units(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> list[Unit
         roles = ["leader", "worker"] if nnodes > 1 else ["server"]
         out.append(Unit(inst.name, name, inst.engine, inst.port, serving.gpus_per_pod(inst), nnodes,
                         int(inst.control.stop_grace) + 30, labels(inst.name, "server", inst.engine),
-                        podconfig.instance_toml(data, inst.name), inst.name in fronted,
+                        podconfig.instance_toml(data, inst.name, common), inst.name in fronted,
                         [_pod(inst, opts, r, secrets, inst.name in fronted) for r in roles]))
     if not out:
         raise UserError("the model config has no enabled instance to deploy", where=str(cfg.path),

@@ -112,15 +112,20 @@ def secret_env(data: Mapping[str, Any], instance: str) -> list[str]:
     return sorted(k for k, v in env.items() if is_secret(k, v))
 
 
-def instance_toml(data: Mapping[str, Any], instance: str) -> str:
-    """One instance's config file: [master], the [instance] defaults and the instance, no secrets."""
+def instance_toml(data: Mapping[str, Any], instance: str, common: dict[int, str] | None = None) -> str:
+    """One instance's config file: [master], the [instance] defaults and the instance, no secrets.
+    ``common`` caches the part every instance shares (it is the same for all of one config)."""
     import tomlkit
 
     table = _table(data, "instance")
-    inst: dict[str, Any] = {k: _clean(table[k]) for k in SECTIONS if isinstance(table.get(k), Mapping)}
-    inst[instance] = _clean(table[instance])
-    out = {"master": dict(_table(data, "master")), "instance": inst}
-    return tomlkit.dumps(out)
+    key = id(data)
+    if common is None or key not in common:
+        shared = {k: _clean(table[k]) for k in SECTIONS if isinstance(table.get(k), Mapping)}
+        text = tomlkit.dumps({"master": dict(_table(data, "master")), "instance": shared})
+        if common is None:
+            common = {}
+        common[key] = text
+    return common[key].rstrip("\n") + "\n\n" + tomlkit.dumps({"instance": {instance: _clean(table[instance])}})
 
 
 def _clean(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,10 +40,10 @@ def load(settings: Settings) -> tuple[ModelConfig, dict[str, Any]]:
     return podconfig.load(settings)
 
 
-def render(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> dict[str, str]:
+def render(cfg: ModelConfig, data: Mapping[str, Any], opts: Options, units: list[Unit] | None = None) -> dict[str, str]:
     """File name → YAML text for every object."""
     env = _env()
-    units = plan.units(cfg, data, opts)
+    units = units if units is not None else plan.units(cfg, data, opts)
     claim = opts.claim or f"{plan.PART_OF}-workspace"
     common = {"ns": opts.namespace, "opts": opts, "claim": claim, "plan": plan,
               "models_claim": opts.models_claim or claim, "models_sub": "" if opts.models_claim else "llm-models"}
@@ -95,9 +95,9 @@ def _put_gateway(put: Any, gw: gateway.Gateway) -> None:
     put("42-gateway-service.yaml", "service.yaml.j2", name=name, port=gw.port, selector=gw_labels, labels=gw_labels)
 
 
-def notes(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> list[str]:
+def notes(units: list[Unit], opts: Options) -> list[str]:
     """What the operator must create before applying: the Secrets the pods read (names, keys)."""
-    keys = plan.secret_keys(plan.units(cfg, data, opts))
+    keys = plan.secret_keys(units)
     return [f"the pods read Secret {name} (keys {', '.join(k)}): create it first, e.g. kubectl create secret generic "
             f"{name} -n {opts.namespace} " + " ".join(f"--from-literal={key}=..." for key in k)
             for name, k in keys.items()]
@@ -106,12 +106,13 @@ def notes(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> list[str]
 def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | None = None) -> None:
     """The `k8s` task: render, check (with a version), then write to ``out`` or print to stdout."""
     cfg, data = load(settings)
-    files = render(cfg, data, opts)
+    units = plan.units(cfg, data, opts)
+    files = render(cfg, data, opts, units)
     if k8s_version:
         from auto_infer.k8s.check import validate
         say(f"k8s: {validate(files, k8s_version)} objects valid for Kubernetes {k8s_version} "
             "(kubernetes-validate, strict)")
-    for line in notes(cfg, data, opts):
+    for line in notes(units, opts):
         say(f"k8s: {line}")
     if not out:
         print("\n---\n".join(text.rstrip("\n") for text in files.values()))
