@@ -9,7 +9,8 @@ from doit.tools import config_changed
 from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
-from auto_infer.install import cache, check, environment, models, template
+from auto_infer.install import check, environment, importer, models, template
+from auto_infer.install import manifest as manifests
 from auto_infer.tasks.common import VERIFY, settings
 from auto_infer.tasks.glue import action, read_only, takes_run_lock, uptodate
 
@@ -46,10 +47,9 @@ def _warm_uptodate() -> bool:
         locked = environment.locked_env(s)
     except UserError:
         return False
-    manifest = cache.read_manifest(s)
-    return (manifest is not None and manifest.get("lock_sha256") == locked.sha256
-            and manifest.get("installer", {}).get("name") == s.installer
-            and not cache.audit(s, locked, manifest, s.installer) and models.complete(s, hub_only=True))
+    manifest = manifests.read_or_none(s)
+    return (manifest is not None and manifest.installer == s.installer
+            and importer.done(s, locked, s.installer) is None and models.complete(s, hub_only=True))
 
 
 @takes_run_lock
