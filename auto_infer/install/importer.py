@@ -202,6 +202,8 @@ def done(settings: Settings, locked: LockedEnv, installer: str) -> str | None:
         return f"its manifest is damaged ({exc.what})"
     if manifest is None or manifest.lock_sha256 != locked.sha256:
         return "the cache has no manifest of this lock"
+    if not settings.manifest_path.is_file():       # written last: an import was cut short before it
+        return f"{settings.manifest_path} is missing"
     missing = cache.audit(settings, locked, manifest, installer)
     if missing:
         return f"{len(missing)} of {len(locked.artifacts)} artifacts are gone from the cache (first: {missing[0].line()})"
