@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from auto_infer.core.meter import mb
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Net
 from auto_infer.demo import channel, mirror
@@ -204,3 +205,46 @@ def test_warm_killed_mid_download_resumes_in_the_next_warm(big_channel: Built, b
     assert transfers == [(kept, big_channel.channel.wheel_files[-1].stat().st_size - kept)], transfers
     assert "resuming" in r.stderr and "kept from an earlier run" in r.stderr, r.stderr
     assert not wheel_part.exists()
+
+
+# ---- before the first byte ------------------------------------------------------------------------
+
+def _file_transfers(m: mirror.Mirror) -> list[tuple[str, int, int]]:
+    return m.transfers          # GET bodies only: the HEAD requests that size the wheels send none
+
+
+def test_dry_run_says_what_warm_would_fetch_and_fetches_nothing(big_channel: Built,
+                                                                big_workspace: Workspace) -> None:
+    with mirror.Mirror(big_channel.channel.root, big_channel.port) as m:
+        r = run_cli(["warm", "--dry-run"], big_workspace.env)
+        assert r.returncode == 0, r.stderr
+        assert _file_transfers(m) == []
+        heads = [p for p in m.requests if p.endswith(".whl")]
+    files = [*big_channel.channel.conda_files, *big_channel.channel.wheel_files]
+    total = mb(sum(p.stat().st_size for p in files))
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"warm will fetch {total} of {total} ({mb(0)} already in the cache):", r.stdout
+    assert f"packages (3 conda + 2 PyPI): 5 files, {total}; {mb(0)} in the cache, {total} to download" in r.stdout
+    assert any(ln.strip().startswith("volume ") and "free; needs" in ln for ln in lines), r.stdout
+    assert len(heads) == 2                                   # the wheels' sizes: the lock has none
+    assert not (big_workspace.cache_root / "pypi" / "wheels" / WHEEL).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: needs root")
+def test_warm_refuses_a_volume_too_small_before_any_download(big_channel: Built, big_workspace: Workspace,
+                                                             tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(small)], check=True)
+    try:
+        env = {**big_workspace.env, "AUTO_INFER_SGLANG_CACHE_ROOT": str(small / "cache")}
+        with mirror.Mirror(big_channel.channel.root, big_channel.port) as m:
+            r = run_cli(["warm"], env)
+            transfers = _file_transfers(m)
+        assert r.returncode == 1, r.stderr
+        assert transfers == []
+        assert f"not enough free space for warm on the volume mounted at {small} (tmpfs)" in r.stderr, r.stderr
+        assert "MB margin, and has" in r.stderr and "MB free" in r.stderr and "Traceback" not in r.stderr
+        assert not list(small.rglob("*.whl")) and not list(small.rglob("*.part"))
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

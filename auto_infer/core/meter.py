@@ -26,7 +26,10 @@ WINDOW = 10.0        # seconds of history the rate is measured over
 
 
 def mb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e10 else f"{n / 1e6:.1f} MB"
+    """A byte count for people: kB under a megabyte, GB from 10 GB on, MB between."""
+    if n >= 1e10:
+        return f"{n / 1e9:.2f} GB"
+    return f"{n / 1e6:.1f} MB" if abs(n) >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
 def is_terminal() -> bool:
@@ -46,7 +49,7 @@ class Meter:
         self.watched: list[Callable[[], int]] = []
         self.lock = threading.Lock()
         self.t0 = time.monotonic()
-        self.samples: deque[tuple[float, int]] = deque([(self.t0, 0)])
+        self.samples: deque[tuple[float, int]] = deque([(self.t0, have)])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._bars: dict[str, Any] = {}
@@ -90,16 +93,18 @@ class Meter:
         with self.lock:
             return min(self.have + self.got + extra, self.total) if self.total else self.got + extra
 
-    def rate(self) -> float:
-        now, got = time.monotonic(), self.got
+    def rate(self, done: int | None = None) -> float:
+        """Bytes per second over the last WINDOW seconds (of ``done``: watched bytes count too)."""
+        now, got = time.monotonic(), self.done() if done is None else done
         self.samples.append((now, got))
         while len(self.samples) > 2 and now - self.samples[1][0] > WINDOW:
             self.samples.popleft()
         t, n = self.samples[0]
-        return (got - n) / (now - t) if now > t else 0.0
+        return max(got - n, 0) / (now - t) if now > t else 0.0
 
     def line(self) -> str:
-        done, rate = self.done(), self.rate()
+        done = self.done()
+        rate = self.rate(done)
         pct = f" ({100 * done / self.total:.0f}%)" if self.total else ""
         left = f", about {fmt_secs((self.total - done) / rate)} left" if rate > 0 and self.total > done else ""
         with self.lock:

@@ -28,7 +28,7 @@ _RANGE = re.compile(r"bytes=(\d+)-$")
 
 class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+        self.server.log.append((self.command, self.path))  # type: ignore[attr-defined]
 
     def do_GET(self) -> None:  # noqa: N802
         path = Path(self.translate_path(self.path))
@@ -108,7 +108,13 @@ class Mirror(BackgroundServer):
 
     @property
     def requests(self) -> list[str]:
-        return list(getattr(self._server, "requests", []))
+        """The paths of every request (HEAD too: warm sizes wheels that way), in order."""
+        return [path for _, path in getattr(self._server, "log", [])]
+
+    @property
+    def gets(self) -> list[str]:
+        """The paths of the GET requests."""
+        return [path for method, path in getattr(self._server, "log", []) if method == "GET"]
 
     @property
     def sent(self) -> int:
@@ -132,7 +138,7 @@ class Mirror(BackgroundServer):
 
     def prepared(self, server: ThreadingHTTPServer) -> None:
         s: Any = server
-        s.requests, s.ranges, s.rate, s.cut, s.stall = [], self.ranges, self.rate, self.cut, self.stall
+        s.log, s.ranges, s.rate, s.cut, s.stall = [], self.ranges, self.rate, self.cut, self.stall
         s.sent, s.sent_by, s.transfers, s.count_lock = 0, {}, [], threading.Lock()
         s.stalled, s.release = threading.Event(), threading.Event()
         s.daemon_threads = True
