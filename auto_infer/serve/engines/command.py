@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from auto_infer.serve.engines.base import Checked, Program, ReadyRules
+from auto_infer.serve.engines.base import Checked, Program, ReadyRules, key_of
 
 if TYPE_CHECKING:
     from auto_infer.core.settings import Settings
@@ -23,6 +23,7 @@ NAME_KEYS: tuple[str, ...] = ("served_model_name",)
 MASTER_KEYS: Mapping[str, Any] = {}
 OVERRIDES_VAR = ""
 READY = ReadyRules(health=("/health",), health_first=False, health_optional=True)
+ALIASES: Mapping[str, str] = {}
 
 
 def check(ctx: Where, inst: Instance) -> None:
@@ -31,9 +32,19 @@ def check(ctx: Where, inst: Instance) -> None:
 
 def program(settings: Settings, master: Master, inst: Instance, multi: frozenset[str],
             api_key: str | None) -> Program:
-    values = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()}
+    values = Placeholders({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()})
     values.update(name=inst.name, api_key=api_key or "")
     return Program([token.format_map(values) for token in inst.control.command or ()])
+
+
+class Placeholders(dict[str, Any]):
+    """``{tp-size}`` and ``{tp_size}`` are one key (server keys are spelled with ``_``)."""
+
+    def __missing__(self, key: str) -> Any:
+        spelled = key_of(key)
+        if spelled == key or spelled not in self:
+            raise KeyError(key)
+        return self[spelled]
 
 
 def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],
