@@ -10,8 +10,16 @@ from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.install import cache, check, environment, models, template
-from auto_infer.tasks.common import VERIFY, settings
-from auto_infer.tasks.glue import action, read_only, takes_run_lock, uptodate
+from auto_infer.tasks.wiring import (
+    VERIFY,
+    CommandLine,
+    action,
+    flag,
+    read_only,
+    settings,
+    takes_run_lock,
+    uptodate,
+)
 
 
 def _installer_config() -> Any:
@@ -52,12 +60,14 @@ def _warm_uptodate() -> bool:
             and not cache.audit(s, locked, manifest, s.installer) and models.complete(s, hub_only=True))
 
 
+@CommandLine(then={"rehearse": "rehearse"})
 @takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
     return {"actions": [action(environment.warm, settings())],
             "task_dep": ["template"], "file_dep": _lock_deps(),
-            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2}
+            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2,
+            "params": [flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]}
 
 
 @takes_run_lock
