@@ -48,7 +48,9 @@ def task_template() -> dict[str, Any]:
             "uptodate": [uptodate(lambda: not template.needs_work(settings()))], "verbosity": 2}
 
 
-def _warm_uptodate() -> bool:
+def _warm_uptodate(task: Any) -> bool:
+    if (task.options or {}).get("dry_run"):      # a dry run always shows its figures
+        return False
     s = settings()
     try:
         locked = environment.locked_env(s)
@@ -60,14 +62,24 @@ def _warm_uptodate() -> bool:
             and not cache.audit(s, locked, manifest, s.installer) and models.complete(s, hub_only=True))
 
 
+def _warm(dry_run: bool = False) -> Any:
+    if dry_run:
+        return environment.warm_dry_run(settings())
+    return environment.warm(settings())
+
+
+WARM_PARAMS = [{"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
+                "help": "say what warm would download (sizes, what the cache holds, free space); download nothing"},
+               flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]
+
+
 @CommandLine(then={"rehearse": "rehearse"})
 @takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
-    return {"actions": [action(environment.warm, settings())],
+    return {"actions": [action(_warm)],
             "task_dep": ["template"], "file_dep": _lock_deps(),
-            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2,
-            "params": [flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]}
+            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2, "params": WARM_PARAMS}
 
 
 @takes_run_lock

@@ -13,9 +13,9 @@ from auto_infer.install.lockfile import Artifact, LockedEnv
 
 
 def subdir(a: Artifact) -> str:
-    """The channel subdir of a conda artifact: the URL's folder (…/conda-forge/linux-64/x.conda)."""
-    parts = a.url.rstrip("/").split("/")
-    return parts[-2] if len(parts) >= 2 and parts[-2] else "noarch"
+    """The channel subdir of a conda artifact: its URL path's folder (…/conda-forge/linux-64/x.conda),
+    read and checked by lockfile (Artifact.subdir)."""
+    return a.subdir or "noarch"
 
 
 def archive_path(settings: Settings, a: Artifact) -> Path:

@@ -19,10 +19,10 @@ import tarfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import disk_full_is_a_user_error, sha256_file
+from auto_infer.core.fsutil import check_target, disk_full_is_a_user_error, is_stdout, replacing, sha256_file
 from auto_infer.core.progress import Step, fmt_secs, step
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
@@ -172,28 +172,33 @@ def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step) -> int:
         done[0] += n
         s.note(f"{done[0] / 1e6:.0f} of {total / 1e6:.0f} MB written")
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w|", format=fmt.TAR_FORMAT) as tf:
-                tf.addfile(fmt.tar_info(fmt.INDEX, len(index)), io.BytesIO(index))
-                for m in members:
-                    if m.data is not None:
-                        tf.addfile(fmt.tar_info(m.path, m.size), io.BytesIO(m.data))
-                        continue
-                    assert m.source is not None
-                    with open(m.source, "rb") as src:
-                        reader = fmt.HashingReader(src, count)
-                        tf.addfile(fmt.tar_info(m.path, m.size), reader)   # type: ignore[arg-type]
-                    if reader.h.hexdigest() != m.sha256:
-                        raise UserError(f"{m.source} changed while it was exported (sha256 {reader.h.hexdigest()[:12]}… "
-                                        f"!= {m.sha256[:12]}…)", where=str(m.source), fix="export again")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-        return out.stat().st_size
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(out, "the bundle file", dash_is_stdout=True) as fh:
+        written = _Counting(fh)
+        with tarfile.open(fileobj=written, mode="w|", format=fmt.TAR_FORMAT) as tf:    # type: ignore[call-overload]
+            tf.addfile(fmt.tar_info(fmt.INDEX, len(index)), io.BytesIO(index))
+            for m in members:
+                if m.data is not None:
+                    tf.addfile(fmt.tar_info(m.path, m.size), io.BytesIO(m.data))
+                    continue
+                assert m.source is not None
+                with open(m.source, "rb") as src:
+                    reader = fmt.HashingReader(src, count)
+                    tf.addfile(fmt.tar_info(m.path, m.size), reader)   # type: ignore[arg-type]
+                if reader.h.hexdigest() != m.sha256:
+                    raise UserError(f"{m.source} changed while it was exported (sha256 {reader.h.hexdigest()[:12]}… "
+                                    f"!= {m.sha256[:12]}…)", where=str(m.source), fix="export again")
+    return written.size
+
+
+class _Counting:
+    """The bundle's bytes as they are written (stdout has no size to stat afterwards)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.size = fh, 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return self.fh.write(data)
 
 
 def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bool = False) -> dict[str, Any]:
@@ -202,17 +207,15 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
         for line in listing(p):
             print(line, flush=True)
         return {"artifacts": len(p.carry)}
-    out = Path(os.path.abspath(out))
-    if out.is_dir():
-        raise UserError(f"{out} is a folder", where="bundle export FILE", fix="name the bundle file, e.g. sglang.bundle.tar")
-    if not out.parent.is_dir():
-        raise UserError(f"the folder for the bundle does not exist: {out.parent}", where="bundle export FILE",
-                        fix="create it first")
+    if not is_stdout(out):
+        out = Path(os.path.abspath(out))
+        check_target(out, "the bundle file")
     what = f"{len(p.carry)} of {len(p.locked.artifacts)} artifacts" + (" (delta)" if p.since else "")
     t0 = time.monotonic()
-    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(out.parent):
+    where = Path.cwd() if is_stdout(out) else out.parent
+    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(where):
         members = _members(p, s)
         index = fmt.index_bytes(_head(p), members)
         size = _write(out, index, members, s)
-        s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {out}")
+        s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {'stdout' if is_stdout(out) else out}")
     return {"members": len(members) + 1, "bytes": size, "file": str(out)}

@@ -15,10 +15,10 @@ from auto_infer.core.fsutil import disk_full_is_a_user_error, on_container_layer
 from auto_infer.core.progress import say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings, current_platform
-from auto_infer.install import backends, cache, health, lockfile, models
+from auto_infer.install import backends, cache, fetchplan, health, lockfile, models
 from auto_infer.install.health import Kind, Reason, health_check, locked_env
 
-__all__ = ["Kind", "Reason", "health_check", "install", "locked_env", "warm", "warn_uncacheable"]
+__all__ = ["Kind", "Reason", "health_check", "install", "locked_env", "warm", "warm_dry_run", "warn_uncacheable"]
 
 
 def _warn_filesystems(settings: Settings, warm: bool) -> None:
@@ -83,6 +83,10 @@ def warm(settings: Settings) -> dict[str, Any]:
         for entry in cache.evict_damaged(settings, locked):
             say(f"  removed a damaged package from the cache, to download it again: {entry}")
         earlier = (cache.read_manifest(settings) or {}).get("models", [])
+        plan = fetchplan.make(settings, locked, models.plan(settings))
+        for line in plan.lines():
+            say(line)
+        plan.check()
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
                 disk_full_is_a_user_error(settings.cache_root):
             fetched = backend.fetch(settings, locked, s)
@@ -97,7 +101,18 @@ def warm(settings: Settings) -> dict[str, Any]:
             cache.write_manifest(settings, manifest)
             s.note(f"manifest {settings.manifest_path}")
         with disk_full_is_a_user_error(settings.hub_cache):
-            return models.warm(settings, manifest)
+            return models.warm(settings, manifest, plan.hub)
+
+
+def warm_dry_run(settings: Settings) -> int:
+    """`warm --dry-run`: what warm would fetch, what the cache holds, the free space; nothing is
+    downloaded or written. Exit 1 (a UserError) when warm would refuse for want of space."""
+    locked = locked_env(settings)
+    lockfile.refuse_uncacheable(locked, "warm")
+    plan = fetchplan.make(settings, locked, models.plan(settings))
+    print("\n".join(plan.lines()), flush=True)
+    plan.check()
+    return 0
 
 
 def install(settings: Settings, verify: bool = False) -> str:
