@@ -11,8 +11,16 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.install import check, environment, importer, models, template
 from auto_infer.install import manifest as manifests
-from auto_infer.tasks.common import VERIFY, settings
-from auto_infer.tasks.glue import action, read_only, takes_run_lock, uptodate
+from auto_infer.tasks.wiring import (
+    VERIFY,
+    CommandLine,
+    action,
+    flag,
+    read_only,
+    settings,
+    takes_run_lock,
+    uptodate,
+)
 
 
 def _installer_config() -> Any:
@@ -61,9 +69,11 @@ def _warm(dry_run: bool = False) -> Any:
 
 
 WARM_PARAMS = [{"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
-                "help": "say what warm would download (sizes, what the cache holds, free space); download nothing"}]
+                "help": "say what warm would download (sizes, what the cache holds, free space); download nothing"},
+               flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]
 
 
+@CommandLine(then={"rehearse": "rehearse"})
 @takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
