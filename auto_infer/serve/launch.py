@@ -20,6 +20,7 @@ from pathlib import Path
 
 from auto_infer.core import redact
 from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import check_target
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
 from auto_infer.serve import probe
@@ -108,6 +109,13 @@ def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dic
     hidden = redact.secret_values(key, inst.server.get("api_key"), inst.server.get("admin_api_key"), env=added)
     target = probe.Target(inst.name, probe.base_url(inst.host, inst.port), inst.served_name, inst.engine, key)
     log = log_path(settings, inst)
+    for path, what in ((log, "log"), (log.with_name(log.name + ".1"), "previous log"),
+                       (log.with_suffix(".launch.json"), "launch record")):
+        try:
+            check_target(path, f"instance {inst.name}'s {what}")
+        except UserError as exc:
+            raise UserError(exc.what, where=f"{cfg.path}: [instance.{inst.name}.control] log_file / log_dir",
+                            fix=exc.fix) from None
     digest = json.dumps({"argv": redact.redact_argv(prog.argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
     missing = f"{prog.missing} ({prog.fix})" if prog.missing else None

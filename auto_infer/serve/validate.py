@@ -74,7 +74,13 @@ def _check_instance(ctx: Where, inst: Instance) -> None:
 def _check_extra_args(ctx: Where, inst: Instance, probe_keys: tuple[str, ...]) -> None:
     """A flag in extra_args that a key also sets (or that the probe reads) is an error: the server
     would follow one and the probe the other (issue 10: --port in extra_args, probe on the key's port)."""
-    for key, token in base.clashes(inst.server, probe_keys):
+    if inst.control.api_key_env and "api_key" not in inst.server:
+        token = next((t for t in base.extra_tokens(inst.server) if base.key_of(t) == "api_key"), None)
+        if token is not None:
+            raise ctx.error(f"instance {inst.name}: control.api_key_env and extra_args {token!r} both set --api-key",
+                            _where(inst, "extra_args"), f"remove {token!r} (and its value) from extra_args: "
+                            "serve passes the key from api_key_env")
+    for key, token in base.clashes(inst.server, probe_keys, engines.get(inst.engine).ALIASES):
         given = f"{key} = {inst.server[key]!r} and " if key in inst.server else ""
         raise ctx.error(f"instance {inst.name}: {given}extra_args {token!r} both set {base.flag(key)}"
                         + ("" if given else f" (the probe reads {key} from the key, not from extra_args)"),
@@ -91,7 +97,7 @@ def _check_placeholders(ctx: Where, inst: Instance) -> None:
             raise ctx.error(f"instance {inst.name}: command item {token!r} is malformed ({exc})",
                             _where(inst, "command", "control"), "write a literal brace as {{ or }}") from None
         for f in fields:
-            if f not in known:
+            if f not in known and base.key_of(f) not in known:
                 raise ctx.error(f"instance {inst.name}: command uses {{{f}}}, which is not a server key",
                                 _where(inst, "command", "control"),
                                 f"placeholders: {{name}}, {{api_key}} and server keys ({', '.join(sorted(inst.server))})")
