@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 from auto_infer.core.errors import UserError
 from auto_infer.core.settings import load
 from auto_infer.install import bundle_format as fmt
-from auto_infer.install import jsonread
+from auto_infer.install import jsonread, pixipack
 from auto_infer.install import manifest as manifests
-from auto_infer.install import pixipack
 
 SHA = "a" * 64
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
