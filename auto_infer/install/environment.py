@@ -90,6 +90,7 @@ def warm(settings: Settings) -> dict[str, Any]:
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
                 disk_full_is_a_user_error(settings.cache_root):
             fetched = backend.fetch(settings, locked, s)
+            downloads = f"{s.detail}; " if fetched and s.detail else ""      # the downloads' summary, kept
             reason = health_check(settings, locked)
             remove = health.removed_pypi(settings, locked)
             with _installing(settings, "warm"):
@@ -99,7 +100,7 @@ def warm(settings: Settings) -> dict[str, Any]:
             manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), fetched)
             manifest["models"] = earlier
             cache.write_manifest(settings, manifest)
-            s.note(f"manifest {settings.manifest_path}")
+            s.note(f"{downloads}manifest {settings.manifest_path}")
         with disk_full_is_a_user_error(settings.hub_cache):
             return models.warm(settings, manifest, plan.hub)
 
