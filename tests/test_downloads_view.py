@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -67,3 +68,31 @@ def test_a_live_view_in_a_real_terminal(big_channel: Built, big_workspace: Works
     final = screens[-1]
     assert "EXIT=0" in final and "✓ warm: 3 conda + 2 PyPI" in final, final
     assert not re.search(r"artifacts: +\d+%\|", final), final                # the bars are gone at the end
+
+
+def test_bundle_export_shows_what_it_downloads_and_writes(
+        big_channel: Built, big_workspace: Workspace) -> None:  # noqa: F811
+    env = {**big_workspace.env, "AUTO_INFER_PROGRESS_INTERVAL": "0.5"}
+    received: list[int] = []
+    with mirror.Mirror(big_channel.channel.root, big_channel.port, rate=RATE):
+        proc = subprocess.Popen([*CLI, "bundle", "export", "-"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/")
+        assert proc.stdout is not None and proc.stderr is not None
+
+        def slow_reader() -> None:          # a slow pipe (ssh to the far side): the writes take ~2 s
+            assert proc.stdout is not None
+            while chunk := proc.stdout.read(1 << 20):
+                received.append(len(chunk))
+                time.sleep(0.01)
+
+        reader = threading.Thread(target=slow_reader)
+        reader.start()
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=300)
+        reader.join()
+    assert proc.returncode == 0, err
+    downloads = [ln for ln in err.splitlines() if "… bundle artifacts:" in ln]
+    writes = [ln for ln in err.splitlines() if "… bundle written:" in ln]
+    assert downloads and all(" of 200.0 MB (" in ln and "/s" in ln for ln in downloads), err
+    assert writes and all(re.search(r"of 20\d\.\d MB \(\d+%\), [\d.]+ [kM]B/s", ln) for ln in writes), err
+    assert sum(received) > 200_000_000
