@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action, read_only
+from auto_infer.tasks.wiring import action, read_only, settings
 
 
 def _k8s(out: str, k8s_version: str, namespace: str, image: str, claim: str, models_claim: str, bundle: str,

@@ -228,6 +228,7 @@ def test_dry_run_says_what_warm_would_fetch_and_fetches_nothing(big_channel: Bui
     assert any(ln.strip().startswith("volume ") and "free; needs" in ln for ln in lines), r.stdout
     assert len(heads) == 2                                   # the wheels' sizes: the lock has none
     assert not (big_workspace.cache_root / "pypi" / "wheels" / WHEEL).exists()
+    assert not big_workspace.root.exists()                 # nothing written: not even the template's copy
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: needs root")

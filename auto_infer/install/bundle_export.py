@@ -29,6 +29,7 @@ from auto_infer.core.progress import Step, fmt_secs, step
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
 from auto_infer.install import bundle_layout, bundle_models, cache, lockfile, template
+from auto_infer.install import manifest as manifests
 from auto_infer.install.lockfile import Artifact, LockedEnv
 
 
@@ -55,19 +56,17 @@ def _identity(a: Artifact, known: dict[str, tuple[str, int]]) -> tuple[str, str,
 
 
 def _read_since(path: Path) -> dict[str, Any]:
-    data = None
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    fix = "pass the cache-manifest.json of the cache you want to update"
+    if not path.exists():
         raise UserError(f"the base manifest does not exist: {path}", where="--since",
                         fix="copy cache-manifest.json from the air-gapped host's cache root (or the "
-                            "previous bundle's) and pass its path") from None
-    except (OSError, ValueError):
-        pass
-    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list) or not data.get("lock_sha256"):
-        raise UserError(f"{path} is not a cache manifest", where="--since",
-                        fix="pass the cache-manifest.json of the cache you want to update")
-    return data
+                            "previous bundle's) and pass its path")
+    try:
+        found = manifests.load(path, "the base manifest (--since)", fix)
+    except OSError as exc:
+        raise UserError(f"cannot read the base manifest {path}: {exc.strerror}", where="--since", fix=fix) from None
+    assert found is not None
+    return found.data
 
 
 def plan(settings: Settings, since: Path | None = None) -> Plan:
@@ -78,10 +77,9 @@ def plan(settings: Settings, since: Path | None = None) -> Plan:
         raise UserError(f"{len(bad)} PyPI entries of the lock are not wheels ({', '.join(a.name for a in bad[:5])}): "
                         "they need a build, which cannot happen on the air-gapped host",
                         where=str(root / "pixi.lock"), fix="lock wheels only (pixi: no-build = true)")
-    mine = cache.read_manifest(settings, locked.sha256)
-    mine = mine if mine and mine.get("lock_sha256") == locked.sha256 else None
-    known = {x["filename"]: (x["sha256"], x.get("size") or 0) for x in (mine or {}).get("artifacts", [])
-             if x.get("sha256")}
+    mine = manifests.read(settings, locked.sha256)
+    known = {x.filename: (x.sha256, x.size or 0) for x in (mine.artifacts if mine else ())
+             if x.sha256 and mine and mine.lock_sha256 == locked.sha256}
     carry, base = list(locked.artifacts), None
     old: dict[str, Any] | None = None
     if since is not None:
@@ -93,9 +91,9 @@ def plan(settings: Settings, since: Path | None = None) -> Plan:
             if value[0]:
                 known.setdefault(name, (value[0], value[1]))
         base = {"manifest_sha256": sha256_file(since), "lock_sha256": old["lock_sha256"]}
-    manifest = cache.read_manifest(settings)
+    manifest = manifests.read(settings)
     return Plan(settings, root, locked, carry, base, known, bundle_models.carried(settings, old),
-                bundle_models.folder_paths(manifest))
+                bundle_models.folder_paths(manifest.data if manifest else None))
 
 
 def listing(p: Plan) -> list[str]:
@@ -146,7 +144,7 @@ def _members(p: Plan, s: Step) -> list[fmt.Member]:
     known = {**p.known, **measured}
     fetched = {a.url: Fetched(*known[a.filename], None) for a in p.locked.artifacts if a.filename in known}
     tpl = replace(p.settings, project_dir=p.template_dir)       # pixi_toml_sha256 of the carried toml
-    manifest = cache.build_manifest(tpl, p.locked, "rattler", RattlerBackend().version(), fetched, environ={})
+    manifest = manifests.build(tpl, p.locked, "rattler", RattlerBackend().version(), fetched, environ={})
     manifest["warmed_at"] = None          # no wall-clock time: the same lock and files give the same bytes
     for item in manifest["artifacts"]:
         item["served_from"] = None        # on the far side the bundle served it, whichever mirror served us

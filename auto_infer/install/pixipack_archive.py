@@ -177,10 +177,15 @@ def read_small(tf: tarfile.TarFile, info: tarfile.TarInfo, path: Path, limit: in
 
 
 def is_pixi_pack(path: str | Path) -> bool:
-    """Does ``path`` look like a pixi-pack archive (a tar or the script) with a pixi-pack.json?
+    """Is ``path`` for the pixi-pack reader rather than an auto-infer bundle?
 
-    Cheap: reads tar headers only, until pixi-pack.json shows up."""
+    A script (``#!``) always is: a damaged self-extracting pack is then reported as such, not as a
+    truncated bundle, and a script that is not pixi-pack's says so. A tar is when it holds a
+    pixi-pack.json (cheap: tar headers only, until it shows up)."""
     try:
+        with open(path, "rb") as fh:
+            if fh.read(2) == b"#!":
+                return True
         with open_pack(Path(path)) as (tf, _form):
             return any(member_name(info) == METADATA for info in tf)
     except (OSError, UserError, tarfile.TarError, binascii.Error, EOFError, ValueError):

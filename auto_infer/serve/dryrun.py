@@ -2,7 +2,8 @@
 what serve would run — the argv, the environment it adds, GPUs, port, log, the readiness rules —
 starting nothing, writing nothing, and without needing an installed environment. The engine's own
 parser judges the flags where it can be imported (else it says why not); what the host lacks (a
-model path, the Python or binary to run) is listed as a problem, and makes the exit status 1.
+model path, the Python or binary to run) is listed as a warning: a valid plan exits 0, and with
+``--strict`` what the host lacks makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -50,14 +51,20 @@ def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
             "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}
 
 
-def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False) -> int:
-    """Print the plan; 0 when every instance could start here, 1 when one has a problem."""
+def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False,
+            strict: bool = False) -> int:
+    """Print the plan: 0 when it is valid, whatever this host still lacks (listed as warnings);
+    with ``strict``, 1 when this host lacks something an instance needs."""
     plan = describe(settings, names)
     if as_json:
         print(json.dumps(plan, indent=2))
     else:
         _print(plan)
-    return 1 if any(i["problems"] for i in plan["instances"]) else 0
+    lacking = any(i["problems"] for i in plan["instances"])
+    if lacking and not as_json:
+        say("⚠ this host lacks what is marked ⚠ above" + (" (--strict: an error)" if strict else
+            "; serve here would refuse to start (--strict makes this an error)"))
+    return 1 if strict and lacking else 0
 
 
 def _print(plan: dict[str, Any]) -> None:
@@ -65,7 +72,8 @@ def _print(plan: dict[str, Any]) -> None:
     if not plan["enable"]:
         say("master.enable = false: no server would be launched")
     for i in plan["instances"]:
-        print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {i['gpus']}  model {i['model']}")
+        gpus = ",".join(map(str, i["gpus"])) if isinstance(i["gpus"], list) else i["gpus"]
+        print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {gpus}  model {i['model']}")
         print(f"  argv: {shlex.join(i['argv'])}")
         for key, value in i["env"].items():
             print(f"  env:  {key}={value}")
@@ -76,4 +84,4 @@ def _print(plan: dict[str, Any]) -> None:
             print(f"  ready: {' then '.join(i['ready'])} at {i['url']}")
         print(f"  log:  {i['log']}")
         for problem in i["problems"]:
-            print(f"  ✗ {problem}")
+            print(f"  ⚠ {problem}")
