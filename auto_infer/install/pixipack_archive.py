@@ -179,12 +179,12 @@ def read_small(tf: tarfile.TarFile, info: tarfile.TarInfo, path: Path, limit: in
 def is_pixi_pack(path: str | Path) -> bool:
     """Is ``path`` for the pixi-pack reader rather than an auto-infer bundle?
 
-    A script (``#!``) always is: a damaged self-extracting pack is then reported as such, not as a
-    truncated bundle, and a script that is not pixi-pack's says so. A tar is when it holds a
-    pixi-pack.json (cheap: tar headers only, until it shows up)."""
+    pixi-pack's self-extracting script is, by its header alone: a damaged payload is then reported
+    as a damaged pack, not as a truncated bundle. A tar is when it holds a pixi-pack.json (cheap:
+    tar headers only, until it shows up)."""
     try:
         with open(path, "rb") as fh:
-            if fh.read(2) == b"#!":
+            if payload_start(fh.read(SNIFF)) is not None:
                 return True
         with open_pack(Path(path)) as (tf, _form):
             return any(member_name(info) == METADATA for info in tf)
