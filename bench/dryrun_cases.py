@@ -1,4 +1,4 @@
-"""Case 10: `serve --dry-run` (which validates the whole model config) against the number of
+"""Case 11: `serve --dry-run` (which validates the whole model config) against the number of
 instances: 10, 100, 1,000, 10,000 SGLang instances, each with its own port, GPU and model folder.
 The baseline is the floor any reader pays: the same file parsed by Python's tomllib in a fresh
 process. Round 3's probe took 58 s at 10,000 (every pair of instances compared for shared GPUs)."""
@@ -31,7 +31,7 @@ def config(n: int) -> str:
 
 def case_dryrun(work: Path, cli: list[str], a: argparse.Namespace, progress: Callable[[str], None]) -> Case:
     sizes = QUICK_SIZES if a.quick else SIZES
-    c = Case("10", TITLE, "`auto-infer serve --dry-run --json` (read, merge, check every key and every "
+    c = Case("11", TITLE, "`auto-infer serve --dry-run --json` (read, merge, check every key and every "
              "pair rule: ports, GPU shares, log files; build each argv and environment; print the plan; "
              "listing as problems the model folders this machine lacks), against tomllib parsing the "
              "same file in a fresh Python. Output and time must grow linearly with the instances.")

@@ -88,7 +88,7 @@ class PackMeta:
     platform: str
 
 
-def _metadata(raw: Any, settings: Settings, path: Path) -> PackMeta:
+def metadata(raw: Any, settings: Settings, path: Path) -> PackMeta:
     where = f"{path} ({archive.METADATA})"
     n = jsonread.root(raw, f"the pack's {archive.METADATA}", where, archive.REBUILD).obj()
     version = n.get("version").value
@@ -140,18 +140,23 @@ def _repodata(tf: tarfile.TarFile, found: dict[str, tarfile.TarInfo], subdir: st
               memo: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if subdir not in memo:
         name = f"channel/{subdir}/repodata.json"
-        n = jsonread.root(_json(tf, found, name, path) if name in found else {}, f"the pack's {name}",
-                          f"{path} ({name})", archive.REBUILD).obj()
-        records: dict[str, Any] = {}
-        for key in ("packages", "packages.conda"):
-            for file, rec in (n.get(key).obj().value.items() if n.get(key).value is not None else ()):
-                r = n.get(key).get(file).obj()
-                r.get("sha256").typed(str, optional=True)
-                r.get("md5").typed(str, optional=True)
-                r.get("size").typed(int, optional=True)
-                records[file] = rec
-        memo[subdir] = records
+        memo[subdir] = records(_json(tf, found, name, path) if name in found else {}, f"{path} ({name})")
     return memo[subdir]
+
+
+def records(data: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A repodata.json's records by file name, each field this import reads checked for its type."""
+    n = jsonread.root(data, "the pack's repodata.json", where, archive.REBUILD).obj()
+    out: dict[str, dict[str, Any]] = {}
+    for key in ("packages", "packages.conda"):
+        table = n.get(key)
+        for file in (table.obj().value if table.value is not None else ()):
+            r = table.get(file).obj()
+            r.get("sha256").typed(str, optional=True)
+            r.get("md5").typed(str, optional=True)
+            r.get("size").typed(int, optional=True)
+            out[file] = r.value
+    return out
 
 
 def _plan(settings: Settings, locked: LockedEnv, tf: tarfile.TarFile, found: dict[str, tarfile.TarInfo],
@@ -246,7 +251,7 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
                   "artifacts of pixi.lock") as s, importer.cache_writes(settings.cache_root), \
                 importer.staging(settings) as staging, archive.open_pack(path) as (tf, form):
             found = archive.members(tf, path)
-            _metadata(_json(tf, found, archive.METADATA, path), settings, path)
+            metadata(_json(tf, found, archive.METADATA, path), settings, path)
             _check_environment(tf, found, locked, path)
             wants = _plan(settings, locked, tf, found, path)
             if importer.done(settings, locked, backend.name) is None:
