@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,16 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
             api_key: str | None) -> Program:
     values = Placeholders({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()})
     values.update(name=inst.name, api_key=api_key or "")
-    return Program([token.format_map(values) for token in inst.control.command or ()])
+    argv = [token.format_map(values) for token in inst.control.command or ()]
+    exe = argv[0] if argv else ""
+    if os.path.sep in exe:              # a path: relative ones are judged where the server starts
+        found = os.access(exe, os.X_OK) or not os.path.isabs(exe)
+    else:
+        found = bool(exe) and shutil.which(exe) is not None
+    if found:
+        return Program(argv)
+    return Program(argv, missing=f"the command's executable is not found or not executable: {exe or '(empty)'}",
+                   fix=f"fix [instance.{inst.name}.control] command (its first word), or install it on this host")
 
 
 class Placeholders(dict[str, Any]):
