@@ -30,7 +30,7 @@ def build_manifest(settings: Settings, locked: LockedEnv, installer: str, instal
     ``served_from`` is the (redacted) URL that served the file; for a file already cached, the
     previous manifest's value is kept."""
     env = os.environ if environ is None else environ
-    toml = settings.project_dir / "pixi.toml"
+    toml = settings.pixi_toml
     before = {(x.get("url"), x.get("sha256")): x.get("served_from")
               for x in (read_manifest(settings) or {}).get("artifacts", [])}
     artifacts = []
