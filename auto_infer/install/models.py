@@ -14,7 +14,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say, step
 from auto_infer.core.settings import Settings
 from auto_infer.core.tomlfile import apply_overrides, read_toml
-from auto_infer.install import cache
+from auto_infer.install import manifest as manifests
 from auto_infer.install.fetchplan import Part
 from auto_infer.weights import audit, fetch, spec
 
@@ -78,7 +78,7 @@ def warm(settings: Settings, manifest: dict[str, Any], resolved: dict[str, fetch
             say(f"  weights: folder {source.path}: {len(entry['files'])} files, {audit.human(entry['total_size'])}")
         entries[key] = entry
     manifest = {**manifest, "models": [entries[k] for k in sorted(entries)]}
-    cache.write_manifest(settings, manifest)
+    manifests.write(settings, manifest)
     return manifest
 
 
