@@ -168,13 +168,13 @@ def test_a_leader_that_waits_for_its_ranks_never_stalls_its_worker(serve: Serve,
         while "waiting for 1 rank(s) to join" not in _log(env, "big") and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "waiting for 1 rank(s) to join" in _log(env, "big")
-        first = registry.read(load(env), "big") or {}
+        first = registry.read_or_empty(load(env), "big")
         rank1 = {"instance": {"big": {**long, "server": {"node_rank": 1}}}}
         procs_.append(supervise({**env, "AUTO_INFER_SGLANG_OVERRIDES": json.dumps(rank1)}))
         worker = wait_record(env, "big@rank1", "running")
         leader = wait_record(env, "big", "ready")               # ready only once the worker joined
-        assert leader["pid"] == first["pid"]                    # the first start: nothing timed out
-        assert "a rank joined" in _log(env, "big") and "joined the leader" in Path(worker["log"]).read_text()
+        assert leader.pid == first.pid                    # the first start: nothing timed out
+        assert "a rank joined" in _log(env, "big") and "joined the leader" in Path(worker.log).read_text()
         out_w, err_w = sigterm(procs_[1])
         out_l, err_l = sigterm(procs_[0])
     finally:
@@ -182,11 +182,11 @@ def test_a_leader_that_waits_for_its_ranks_never_stalls_its_worker(serve: Serve,
             if proc.poll() is None:
                 proc.kill()
     assert "the run lock is released before they load" in err_l
-    assert procs.group_members(leader["pid"]) == [] and procs.group_members(worker["pid"]) == []
+    assert procs.group_members(leader.pid or 0) == [] and procs.group_members(worker.pid or 0) == []
 
 
 def _log(env: dict[str, str], key: str) -> str:
-    path = Path((registry.read(load(env), key) or {}).get("log") or "/nonexistent")
+    path = Path(registry.read_or_empty(load(env), key).log or "/nonexistent")
     return path.read_text() if path.is_file() else ""
 
 
