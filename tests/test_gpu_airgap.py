@@ -88,4 +88,4 @@ def test_airgap_proof_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
     assert results["nvidia-smi: the server's pid on GPU 0"] == "skipped"          # CPU: never "pass"
     assert proof["seen"]["status"]["weights"].startswith("auto-infer/tiny-llama-gguf@")
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["evidence.json", "steps.log", "check.json", "model-config.toml", "serve-report.md", "servers.log"])
+        ["evidence.json", "steps.log", "model-config.toml", "serve-report.md", "servers.log"])

@@ -54,9 +54,10 @@ def write(path: Path, llama_server: str, instances: dict[str, dict[str, object]]
              *_table("master", {"enable": True, "llama_cpp_path": llama_server}),
              *_table("instance.control", {"ready_timeout": 180, "stop_grace": 10, "smoke_prompt": PROMPT}),
              *_table("instance.control.env", NO_MULTICAST),
-             "# every layer on the GPU (the tiny model has 2 + the output layer); a short context",
+             "# every layer on the GPU (the tiny model has 2 + the output layer); a short context;",
+             "# verbosity 4: llama.cpp then logs where each buffer lives (CUDA0 ...) and what it offloaded",
              *_table("instance.server", {"host": "127.0.0.1", "n_gpu_layers": 99, "ctx_size": 1024,
-                                         "parallel": 1})]
+                                         "parallel": 1, "verbosity": 4})]
     for name, parts in instances.items():
         lines += _table(f"instance.{name}.control", parts["control"])  # type: ignore[arg-type]
         lines += _table(f"instance.{name}.server", parts["server"])    # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import requests
 from auto_infer.core.settings import load
 from auto_infer.serve.actions import status_rows
 
-LOG_LINE = re.compile(r"CUDA|offload|GPU|ggml_cuda|n_gpu_layers|device|model buffer|llama_model_load", re.I)
+LOG_LINE = re.compile(r"CUDA|offload|GPU|ggml_cuda|buffer size|Device \d|found \d+ \w+ devices", re.I)
 
 
 def rows(env: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -11,9 +11,9 @@ config (gpu_ids "0", every layer on the GPU, the weights from the imported Hub s
 chat, a timed generation, nvidia-smi, the server's own log → `stop` → `supervise`: SIGKILL of the
 server comes back on the GPU, SIGTERM leaves no compute process. With two GPUs (or --two-gpu on):
 two servers on "0" and "1", one over "0,1", the gateway in front of the first two (airgap_two.py).
-DIR gets at most 8 files: evidence.json (every check, timing and figure), steps.log (every
-command's output), build.log, model-config.toml, check.json, serve-report.md, servers.log,
-run.log (left to the caller). Exit 0 only when every check passes; --device cpu skips the GPU
+DIR gets 6 files: evidence.json (every check, timing and figure, check.json's content),
+steps.log (every command's output), build.log, model-config.toml, serve-report.md, servers.log
+(device_airgap.sh adds run.log and the built llama-server: 8, what a device run brings back). Exit 0 only when every check passes; --device cpu skips the GPU
 checks (listed as skipped, never passed).
 """
 
@@ -120,6 +120,7 @@ class Run:
         self.seen["install"] = self.cli("install", ["install"], True)
         self.seen["check"] = self.cli("check", ["check"], True)
         data = json.loads((self.work / "ws" / ".auto-infer" / "check.json").read_text())
+        self.seen["check_json"] = data
         names = data.get("gpu_names") or []
         self.check("check: torch.cuda.is_available() in the environment", data.get("cuda_available") is True,
                    data.get("cuda_available"), gpu_only=True)
@@ -178,9 +179,8 @@ class Run:
 
     def collect(self) -> None:
         ws = self.work / "ws"
-        for src, name in ((ws / ".auto-infer" / "check.json", "check.json"), (self.config, "model-config.toml")):
-            if src.is_file():
-                shutil.copyfile(src, self.out / name)
+        if self.config.is_file():
+            shutil.copyfile(self.config, self.out / "model-config.toml")
         two = self.seen.get("two_gpus", {}).get("report_md")
         (self.out / "serve-report.md").write_text("\n\n".join(self.reports + ([two] if two else [])))
         with open(self.out / "servers.log", "w") as fh:

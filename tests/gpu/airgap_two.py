@@ -65,11 +65,11 @@ def judge(r: Run, seen: dict[str, Any], rows: dict[str, dict[str, Any]], apps: l
     r.check("two GPUs: gpu0, gpu1, both and the gateway ready", all(
         st.get(n, {}).get("state") == "ready" for n in ("gpu0", "gpu1", "both", "router")),
         {n: v.get("state") for n, v in st.items()})
-    for name, want in (("gpu0", [uuids.get("0")]), ("gpu1", [uuids.get("1")]),
-                       ("both", sorted(filter(None, (uuids.get("0"), uuids.get("1")))))):
-        pid = st.get(name, {}).get("pid")
-        r.check(f"two GPUs: nvidia-smi shows {name}'s pid on {want}", probe.pids_on(pid, apps) == want,
-                {"pid": pid, "on": probe.pids_on(pid, apps)}, gpu_only=True)
+    for name, ids in (("gpu0", ["0"]), ("gpu1", ["1"]), ("both", ["0", "1"])):
+        pid, want = st.get(name, {}).get("pid"), sorted(str(uuids.get(i)) for i in ids)
+        r.check(f"two GPUs: nvidia-smi shows {name}'s pid on GPU {' and '.join(ids)} only",
+                probe.pids_on(pid, apps) == want, {"pid": pid, "on": probe.pids_on(pid, apps), "want": want},
+                gpu_only=True)
         log = Path(st.get(name, {}).get("log") or "/nonexistent")
         lines = probe.log_lines(log)
         seen.setdefault("server_logs", {})[name] = lines

@@ -32,5 +32,20 @@ if sys.argv[2] == "cuda" and (here.executable, here.version) != (want.executable
     sys.exit(f"the bundle's python stands on {want.executable} {want.version}; this machine has "
              f"{here.executable} {here.version}: make the bundle again (tests/gpu/make_carry.sh)")
 PY
-exec python3 "$RUN/gpu/airgap_run.py" --bundle "$RUN/airgap-bundle.tar" --llama-src "$RUN/llama.cpp-src.tar.xz" \
-    --out "$OUT" --device "${DEVICE:-cuda}" --two-gpu "${TWO_GPU:-auto}" --work /tmp/auto-infer-airgap
+WORK=/tmp/auto-infer-airgap
+server=(--llama-src "$RUN/llama.cpp-src.tar.xz")
+if [ -f "$RUN/llama-server-built.tar.xz" ]; then       # brought back by an earlier run: no build
+  mkdir -p "$WORK/prebuilt" && tar -xJf "$RUN/llama-server-built.tar.xz" -C "$WORK/prebuilt"
+  server=(--llama-server "$WORK/prebuilt/llama-server")
+fi
+rc=0
+python3 "$RUN/gpu/airgap_run.py" --bundle "$RUN/airgap-bundle.tar" "${server[@]}" \
+    --out "$OUT" --device "${DEVICE:-cuda}" --two-gpu "${TWO_GPU:-auto}" --work "$WORK" || rc=$?
+# The build comes back (when small enough) so that a later run can skip it.
+if [ -x "$WORK/build/bin/llama-server" ]; then
+  (cd "$WORK/build/bin" && tar -cf - llama-server ./*.so* | xz -T0 -6 >"$OUT/llama-server-built.tar.xz")
+  size=$(stat -c %s "$OUT/llama-server-built.tar.xz")
+  echo "built llama-server + libraries: $(du -sb "$WORK/build/bin" | cut -f1) bytes, $size as tar.xz"
+  [ "$size" -lt 16000000 ] || { rm -f "$OUT/llama-server-built.tar.xz"; echo "(too large to bring back)"; }
+fi
+exit $rc

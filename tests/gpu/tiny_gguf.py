@@ -32,7 +32,8 @@ CHATML = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['cont
           "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def tokenizer(folder: Path) -> None:
+def tokenizer(folder: Path) -> list[int]:
+    """Train it; returns the ids a random model should never pick (bytes, control and chat tokens)."""
     import sentencepiece as spm
 
     corpus = folder / "corpus.txt"
@@ -45,12 +46,19 @@ def tokenizer(folder: Path) -> None:
     (folder / "tokenizer.vocab").unlink()
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
     assert sp.piece_to_id("<0x0A>") != sp.unk_id(), "no newline byte token: byte fallback is off"
+    chat = {str(sp.piece_to_id(t)): {"content": t, "special": True} for t in ("<|im_start|>", "<|im_end|>")}
     (folder / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "<|im_end|>", "unk_token": "<unk>",
-        "add_bos_token": True, "add_eos_token": False, "chat_template": CHATML}, indent=2))
+        "add_bos_token": True, "add_eos_token": False, "chat_template": CHATML, "added_tokens_decoder": chat},
+        indent=2))
+    return [i for i in range(sp.get_piece_size()) if sp.is_byte(i) or sp.is_control(i) or sp.is_unknown(i)
+            or str(i) in chat]
 
 
-def model(folder: Path) -> None:
+def model(folder: Path, silent: list[int]) -> None:
+    """Random weights, except that the (tied) embedding rows of ``silent`` are zero: their logits are
+    0 while the word pieces' are random, so greedy decoding says words (bytes alone would make
+    invalid UTF-8, which llama-server holds back: an empty answer) and never ends early."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -58,15 +66,17 @@ def model(folder: Path) -> None:
     cfg = LlamaConfig(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048,
                       bos_token_id=1, eos_token_id=4, tie_word_embeddings=True)
-    LlamaForCausalLM(cfg).save_pretrained(folder)
+    llama = LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        llama.model.embed_tokens.weight[silent] = 0
+    llama.save_pretrained(folder)
 
 
 def main(src: Path, out: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         hf = Path(tmp)
-        tokenizer(hf)
-        model(hf)
+        model(hf, tokenizer(hf))
         subprocess.run([sys.executable, str(src / "convert_hf_to_gguf.py"), str(hf), "--outtype", "f16",
                         "--outfile", str(out / GGUF)], check=True)
     data = (out / GGUF).read_bytes()
