@@ -49,9 +49,7 @@ def task_template() -> dict[str, Any]:
             "uptodate": [uptodate(lambda: not template.needs_work(settings()))], "verbosity": 2}
 
 
-def _warm_uptodate(task: Any) -> bool:
-    if (task.options or {}).get("dry_run"):      # a dry run always shows its figures
-        return False
+def _warm_uptodate() -> bool:
     s = settings()
     try:
         locked = environment.locked_env(s)
@@ -62,22 +60,21 @@ def _warm_uptodate(task: Any) -> bool:
             and importer.done(s, locked, s.installer) is None and models.complete(s, hub_only=True))
 
 
-def _warm(dry_run: bool = False) -> Any:
-    if dry_run:
-        return environment.warm_dry_run(settings())
-    return environment.warm(settings())
+def _warm_dry_run(values: dict[str, Any]) -> int:
+    """`warm --dry-run`: the plan alone, without doit (not even `template` runs: nothing is written)."""
+    return environment.warm_dry_run(settings())
 
 
-WARM_PARAMS = [{"name": "dry_run", "long": "dry-run", "type": bool, "default": False,
-                "help": "say what warm would download (sizes, what the cache holds, free space); download nothing"},
+WARM_PARAMS = [flag("dry-run", "say what warm would download (sizes, what the cache holds, free space); "
+                    "download and write nothing"),
                flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]
 
 
-@CommandLine(then={"rehearse": "rehearse"})
+@CommandLine(then={"rehearse": "rehearse"}, alone="dry_run", run_alone=_warm_dry_run)
 @takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
-    return {"actions": [action(_warm)],
+    return {"actions": [action(environment.warm, settings())],
             "task_dep": ["template"], "file_dep": _lock_deps(),
             "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2, "params": WARM_PARAMS}
 

@@ -228,6 +228,7 @@ def test_dry_run_says_what_warm_would_fetch_and_fetches_nothing(big_channel: Bui
     assert any(ln.strip().startswith("volume ") and "free; needs" in ln for ln in lines), r.stdout
     assert len(heads) == 2                                   # the wheels' sizes: the lock has none
     assert not (big_workspace.cache_root / "pypi" / "wheels" / WHEEL).exists()
+    assert not big_workspace.root.exists()                 # nothing written: not even the template's copy
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs: needs root")
@@ -248,3 +249,24 @@ def test_warm_refuses_a_volume_too_small_before_any_download(big_channel: Built,
         assert not list(small.rglob("*.whl")) and not list(small.rglob("*.part"))
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+def test_sigterm_keeps_the_partial_file_and_says_so(big_channel: Built, big_workspace: Workspace) -> None:
+    """docker stop: warm ends at once (a stalled read is aborted, not waited out) and keeps the bytes."""
+    wheel_part = part_path(big_workspace.cache_root / "pypi" / "wheels" / WHEEL)
+    env = {**big_workspace.env, "AUTO_INFER_NET_TIMEOUT": "600"}     # only the abort can end the read
+    with mirror.Mirror(big_channel.channel.root, big_channel.port, stall={WHEEL: CUT}) as m:
+        proc = subprocess.Popen([*CLI, "warm"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, cwd="/")
+        try:
+            assert m.wait_stalled(120), "warm never reached the cut"
+            _settle(wheel_part)
+            proc.send_signal(signal.SIGTERM)
+            err = proc.communicate(timeout=60)[1]
+        finally:
+            proc.kill()
+    assert proc.returncode in (130, 143), err
+    kept = wheel_part.stat().st_size
+    assert CUT - (2 << 20) <= kept <= CUT, kept
+    assert f"partial files kept: 1 ({mb(kept)}); the next warm goes on from there" in err, err
+    assert "Traceback" not in err

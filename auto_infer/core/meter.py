@@ -32,6 +32,12 @@ def mb(n: float) -> str:
     return f"{n / 1e6:.1f} MB" if abs(n) >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+def _eta(secs: float) -> str:
+    if secs < 3600:
+        return fmt_secs(secs)
+    return f"{int(secs // 3600)}h{int(secs % 3600 // 60):02d}m" if secs < 86400 * 7 else "more than a week"
+
+
 def is_terminal() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM", "") != "dumb"
 
@@ -106,7 +112,7 @@ class Meter:
         done = self.done()
         rate = self.rate(done)
         pct = f" ({100 * done / self.total:.0f}%)" if self.total else ""
-        left = f", about {fmt_secs((self.total - done) / rate)} left" if rate > 0 and self.total > done else ""
+        left = f", about {_eta((self.total - done) / rate)} left" if rate > 0 and self.total > done else ""
         with self.lock:
             flight = [f"{n} {100 * d / s:.0f}%" if s else n for n, (d, s) in self.items.items()]
         shown = "; in flight: " + ", ".join(flight[:4]) + (f" +{len(flight) - 4}" if len(flight) > 4 else "") \

@@ -12,6 +12,7 @@ and the numbers.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any, BinaryIO
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import check_target, disk_full_is_a_user_error, is_stdout, replacing, sha256_file
+from auto_infer.core.meter import Meter
 from auto_infer.core.progress import Step, fmt_secs, step
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
@@ -162,15 +164,10 @@ def _head(p: Plan) -> dict[str, Any]:
             "environment": p.locked.environment, "platform": p.locked.platform, "since": p.since}
 
 
-def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step) -> int:
-    total = sum(m.size for m in members) or 1
-    done = [0]
-
-    def count(n: int) -> None:
-        done[0] += n
-        s.note(f"{done[0] / 1e6:.0f} of {total / 1e6:.0f} MB written")
-
-    with replacing(out, "the bundle file", dash_is_stdout=True) as fh:
+def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step, every: float) -> int:
+    total = sum(m.size for m in members if m.data is None)
+    with Meter("bundle written", total, 0, every, s) as meter, \
+            replacing(out, "the bundle file", dash_is_stdout=True) as fh:
         written = _Counting(fh)
         with tarfile.open(fileobj=written, mode="w|", format=fmt.TAR_FORMAT) as tf:    # type: ignore[call-overload]
             tf.addfile(fmt.tar_info(fmt.INDEX, len(index)), io.BytesIO(index))
@@ -179,9 +176,11 @@ def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step) -> int:
                     tf.addfile(fmt.tar_info(m.path, m.size), io.BytesIO(m.data))
                     continue
                 assert m.source is not None
+                meter.begin(m.path, m.size)
                 with open(m.source, "rb") as src:
-                    reader = fmt.HashingReader(src, count)
+                    reader = fmt.HashingReader(src, functools.partial(meter.add, name=m.path))
                     tf.addfile(fmt.tar_info(m.path, m.size), reader)   # type: ignore[arg-type]
+                meter.end(m.path)
                 if reader.h.hexdigest() != m.sha256:
                     raise UserError(f"{m.source} changed while it was exported (sha256 {reader.h.hexdigest()[:12]}… "
                                     f"!= {m.sha256[:12]}…)", where=str(m.source), fix="export again")
@@ -214,6 +213,6 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
     with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(where):
         members = _members(p, s)
         index = fmt.index_bytes(_head(p), members)
-        size = _write(out, index, members, s)
+        size = _write(out, index, members, s, settings.net.progress_every)
         s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {'stdout' if is_stdout(out) else out}")
     return {"members": len(members) + 1, "bytes": size, "file": str(out)}

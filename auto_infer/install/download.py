@@ -9,12 +9,16 @@ partial file starts over. The caller decides with the sha256; it never trusts a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlparse
+
+from auto_infer.core.redact import scrub
 
 CHUNK = 1 << 20
 
@@ -61,6 +65,18 @@ class Attempt:
         self.part, self.count, self.left, self.restarted, self.sized = part, count, left, restarted, sized
         self.resumed_from = 0      # bytes kept from before that this attempt went on from
         self.got = 0               # bytes received by this attempt
+        self.resp: Any = None
+
+    def abort(self) -> None:
+        """From another thread: end a read that waits on the network now (Ctrl-C, SIGTERM), not
+        after the read timeout. The bytes already written stay in the partial file."""
+        raw = getattr(self.resp, "raw", None)
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is None:        # http.client let go of it (a response that closes): its file holds it
+            sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def local(self, path: str) -> tuple[str, int]:
         """A file:// URL: copied whole (a local disk needs no resume)."""
@@ -82,6 +98,7 @@ class Attempt:
             self.part.unlink(missing_ok=True)
         headers = {"Range": f"bytes={have}-", "Accept-Encoding": "identity"} if have else {}
         with session.get(url, stream=True, timeout=(timeout, timeout), headers=headers) as resp:
+            self.resp = resp
             if resp.status_code == 416 and have:       # nothing after byte N: the partial file is all of it
                 self.resumed_from = have
                 return h.hexdigest(), have
@@ -116,6 +133,28 @@ def _continues(resp: Any, have: int) -> bool:
     """A 206 whose Content-Range starts right after the bytes we have."""
     m = _RANGE.match(resp.headers.get("Content-Range", ""))
     return resp.status_code == 206 and m is not None and int(m.group(1)) == have
+
+
+def reason(exc: BaseException) -> str:
+    """A short cause for a requests error (its own text repeats the URL and nests three errors)."""
+    import requests
+
+    text = scrub(str(exc), [])
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return "connect timed out"
+    if isinstance(exc, requests.exceptions.ReadTimeout) or "Read timed out" in text:
+        return "no data within the read timeout"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "truncated body: the connection broke before the end"
+    kind = "proxy error" if isinstance(exc, requests.exceptions.ProxyError) else "connection failed"
+    if "Connection reset" in text:
+        return f"{kind}: connection reset by peer"
+    if "RemoteDisconnected" in text:
+        return f"{kind}: the server closed the connection without a response"
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
+    if errno:
+        return f"{kind}: {errno.group(1).strip().lower()}"
+    return f"{type(exc).__name__}: {text[-160:]}"
 
 
 def is_local(url: str) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from auto_infer.core.errors import UserError
@@ -15,7 +16,7 @@ from auto_infer.core.fsutil import disk_full_is_a_user_error, on_container_layer
 from auto_infer.core.progress import say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings, current_platform
-from auto_infer.install import backends, cache, fetchplan, health, importer, lockfile, models
+from auto_infer.install import backends, cache, fetchplan, health, importer, lockfile, models, template
 from auto_infer.install import manifest as manifests
 from auto_infer.install.health import Kind, Reason, health_check, locked_env
 
@@ -90,6 +91,7 @@ def warm(settings: Settings) -> dict[str, Any]:
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
                 importer.cache_writes(settings.cache_root):
             fetched = backend.fetch(settings, locked, s)          # staged, verified and placed by fetch.py
+            downloads = f"{s.detail}; " if fetched and s.detail else ""      # the downloads' summary, kept
             importer.fill(settings, locked, backend, s)
             reason = health_check(settings, locked)
             remove = health.removed_pypi(settings, locked)
@@ -101,15 +103,19 @@ def warm(settings: Settings) -> dict[str, Any]:
             manifest = manifests.build(settings, locked, backend.name, backend.version(), fetched)
             manifest["models"] = list(earlier.models) if earlier else []
             importer.commit(settings, manifest)
-            s.note(f"manifest {settings.manifest_path}")
+            s.note(f"{downloads}manifest {settings.manifest_path}")
         with disk_full_is_a_user_error(settings.hub_cache):
             return models.warm(settings, manifest, plan.hub)
 
 
 def warm_dry_run(settings: Settings) -> int:
     """`warm --dry-run`: what warm would fetch, what the cache holds, the free space; nothing is
-    downloaded or written. Exit 1 (a UserError) when warm would refuse for want of space."""
-    locked = locked_env(settings)
+    downloaded or written. Exit 1 (a UserError) when warm would refuse for want of space. The lock
+    is the one warm would use: the template's when `template` would copy it first."""
+    source = settings
+    if settings.template_dir is not None and template.needs_work(settings):
+        source = replace(settings, project_dir=settings.template_dir)
+    locked = locked_env(source)
     lockfile.refuse_uncacheable(locked, "warm")
     plan = fetchplan.make(settings, locked, models.plan(settings))
     print("\n".join(plan.lines()), flush=True)

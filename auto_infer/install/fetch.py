@@ -16,7 +16,6 @@ not fetched, why, and the proxy in use (redacted).
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -28,10 +27,10 @@ from urllib.parse import urlparse
 from auto_infer.core.errors import UserError
 from auto_infer.core.meter import Meter, mb
 from auto_infer.core.progress import Step, fmt_secs, say
-from auto_infer.core.redact import redact_url, scrub
+from auto_infer.core.redact import redact_url
 from auto_infer.core.settings import Net
 from auto_infer.install.cache import WheelStore
-from auto_infer.install.download import Attempt, Fatal, Permanent, Transient, is_local, part_path
+from auto_infer.install.download import Attempt, Fatal, Permanent, Transient, is_local, part_path, reason
 from auto_infer.install.mirrors import MirrorMap
 
 SHOWN = 8          # failed artifacts named in the error; the rest are counted
@@ -53,28 +52,6 @@ class Fetched:
     sha256: str
     size: int
     served_from: str | None    # redacted URL it came from; None: it was already in the cache
-
-
-def _reason(exc: BaseException) -> str:
-    """A short cause for a requests error (its own text repeats the URL and nests three errors)."""
-    import requests
-
-    text = scrub(str(exc), [])
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connect timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout) or "Read timed out" in text:
-        return "no data within the read timeout"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "truncated body: the connection broke before the end"
-    kind = "proxy error" if isinstance(exc, requests.exceptions.ProxyError) else "connection failed"
-    if "Connection reset" in text:
-        return f"{kind}: connection reset by peer"
-    if "RemoteDisconnected" in text:
-        return f"{kind}: the server closed the connection without a response"
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if errno:
-        return f"{kind}: {errno.group(1).strip().lower()}"
-    return f"{type(exc).__name__}: {text[-160:]}"
 
 
 def proxy_for(url: str) -> str:
@@ -100,6 +77,7 @@ class _Run:
         self.no_range: set[str] = set()              # mirrors that ignored a Range request (said once)
         self.results: dict[str, Fetched] = {}
         self.sized_jobs: set[str] = set()
+        self.active: set[Attempt] = set()           # attempts reading now: aborted when the run stops
 
     # ---- one request -------------------------------------------------------------
     def _left(self) -> float:
@@ -143,6 +121,8 @@ class _Run:
         att = Attempt(part, lambda n: self.meter.add(n, job.name), self._left,
                       lambda had, why: self._restarted(base, job, had, why),
                       lambda size, have: self._sized(job, size, have))
+        with self.lock:
+            self.active.add(att)
         try:
             local = is_local(url)
             if local is not None:
@@ -151,8 +131,10 @@ class _Run:
                 sha, size = att.http(self._session(), url, min(self.net.timeout, self._left()),
                                      resume=job.sha256 is not None)
         except requests.exceptions.RequestException as exc:
-            raise Transient(_reason(exc)) from None
+            raise Transient(reason(exc)) from None
         finally:
+            with self.lock:
+                self.active.discard(att)
             self.meter.end(job.name)
             if part.exists() and part.stat().st_size == 0:
                 part.unlink()
@@ -219,6 +201,9 @@ class _Run:
                 future.result()
         finally:
             self.stop.set()
+            with self.lock:
+                for att in self.active:
+                    att.abort()
             pool.shutdown(wait=True, cancel_futures=True)
         return self.results
 

@@ -41,7 +41,7 @@ from auto_infer.weights import spec
 FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")
 
 
-def _merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[str]]:
+def merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[str]]:
     """The file with the overrides merged: AUTO_INFER_SGLANG_OVERRIDES (every engine), then the
     engine's own infer-dev spelling (AUTO_INFER_VLLM_OVERRIDES / AUTO_INFER_LLAMA_CPP_OVERRIDES)."""
     raw = read_toml(path)
@@ -65,8 +65,14 @@ def _merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[s
 def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     """Read, merge and check the model config; nothing on the host (paths, ports) is looked at."""
     path = path or settings.config_path
-    data, engine, applied = _merged(settings, path)
-    ctx = Where(path, ", ".join(applied))
+    data, engine, applied = merged(settings, path)
+    return build(data, engine, Where(path, ", ".join(applied)))
+
+
+def build(data: dict[str, Any], engine: str, ctx: Where, *, across: bool = True) -> ModelConfig:
+    """The records of merged data, checked. ``across=False`` leaves out the checks between instances
+    (ports, GPUs, log files shared on one host): for instances that each run on a host of their own
+    (a Kubernetes pod), whose caller checks each one alone."""
     unknown = sorted(set(data) - {"master", "instance", "router"})
     if unknown:
         raise ctx.error(f"unknown top-level table {unknown[0]!r}", unknown[0],
@@ -75,8 +81,12 @@ def load(settings: Settings, path: Path | None = None) -> ModelConfig:
                                  "[master]"))
     _foreign_master_keys(ctx, master, data["master"])
     router = gateway.parse(ctx, ctx.table(data, "router", "[router]")) if "router" in data else None
-    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]"), engine), router)
-    validate.cross_check(ctx, cfg)
+    cfg = ModelConfig(ctx.path, master, _instances(ctx, ctx.table(data, "instance", "[instance]"), engine), router)
+    if across:
+        validate.cross_check(ctx, cfg)
+    else:
+        for inst in cfg.enabled():
+            validate.cross_check(ctx, ModelConfig(ctx.path, master, (inst,)))
     gateway.cross_check(ctx, cfg)
     return cfg
 

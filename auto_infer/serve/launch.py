@@ -99,7 +99,7 @@ def log_path(settings: Settings, inst: Instance) -> Path:
 
 
 def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dict[str, str],
-                 multi: frozenset[str] = frozenset()) -> Launch:
+                 multi: frozenset[str] = frozenset(), ours: dict[str, str] | None = None) -> Launch:
     key = _api_key(cfg, inst)
     prog: Program = engines.get(inst.engine).program(settings, cfg.master, inst, multi, key)
     added = {**prog.env, **inst.control.env}
@@ -119,7 +119,7 @@ def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dic
     digest = json.dumps({"argv": redact.redact_argv(prog.argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
     missing = f"{prog.missing} ({prog.fix})" if prog.missing else None
-    return Launch(inst, prog.argv, {**base, **added}, added, our_env(settings), log, cfg.path.parent, target, hidden,
+    return Launch(inst, prog.argv, {**base, **added}, added, ours if ours is not None else our_env(settings), log, cfg.path.parent, target, hidden,
                   hashlib.sha256(digest.encode()).hexdigest()[:16], missing)
 
 
@@ -143,7 +143,8 @@ def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance,
             say(f"  flags accepted by {checked.label} {checked.version}'s own parser")
         _raise_rejected(cfg, checked)
         multi[name] = checked.multi
-    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset())) for i in chosen]
+    ours = our_env(settings)                        # once: the same for every instance
+    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset()), ours) for i in chosen]
 
 
 def _raise_rejected(cfg: ModelConfig, checked: Checked) -> None:
