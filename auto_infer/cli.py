@@ -1,4 +1,7 @@
-"""The `auto-infer` console command: the same doit graph as dodo.py, from any folder."""
+"""The `auto-infer` console command: the same doit graph as dodo.py, from any folder.
+
+``main`` is the top: it parses the command line one way (tasks/doit_main.parse), runs it, and
+hands whatever error reaches it to the one handler (auto_infer.core.errors.handle)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
+from auto_infer.core import errors
 from auto_infer.core.errors import UserError
 
 
@@ -29,7 +33,7 @@ def tasks_help(pipeline: ModuleType) -> str:
     lines = [f"  {n.ljust(width)}  {d}" for n, d in rows]
     return ("usage: auto-infer TASK [options]     (the same graph as `doit TASK` in the repo)\n\n"
             "tasks:\n" + "\n".join(lines) + "\n\n"
-            "also: auto-infer list | info TASK | help TASK   (doit's commands)\n"
+            "also: auto-infer list | info TASK | help TASK | TASK --help   (doit's commands)\n"
             "environment: AUTO_INFER_* variables; `auto-infer env` prints them resolved.\n"
             "docs: README.md, docs/design.md\n")
 
@@ -39,30 +43,8 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # once: a second SIGTERM must not cut the unwinding short
     raise Terminated()
-
-
-def _requested(argv: list[str], graph: ModuleType) -> list[Any]:
-    """The task creators this command line names (doit's own commands name none)."""
-    if argv and not argv[0].startswith("-") and argv[0] in _commands():
-        return []
-    creators = [getattr(graph, f"task_{a.split(':')[0]}", None) for a in argv if not a.startswith("-")]
-    return [c for c in creators if callable(c)]
-
-
-def _commands() -> set[str]:
-    from auto_infer.tasks.doit_main import COMMANDS
-    return COMMANDS
-
-
-def _read_only(argv: list[str], graph: ModuleType) -> bool:
-    """Only read-only tasks (env, status, logs, stop, chat), or doit's list/help before any state
-    exists: doit's state stays in memory, so nothing is written on a bare host."""
-    first = next((a for a in argv if not a.startswith("-")), "")
-    if first in ("list", "help", "info", "tabcompletion"):
-        return True
-    creators = _requested(argv, graph)
-    return bool(creators) and all(getattr(c, "read_only", False) for c in creators)
 
 
 def _check_state(db: Path) -> None:
@@ -83,46 +65,34 @@ def _check_state(db: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
+    """Parse, then run: alone (``serve --dry-run``), read-only (state in memory), or under the run lock."""
     from auto_infer.core import settings as settings_mod
     from auto_infer.core.runlock import exclusive
     from auto_infer.tasks import doit_main
 
-    s = settings_mod.load()
+    if len(argv) > 1 and argv[0] not in doit_main.COMMANDS and {"-h", "--help"} & set(argv[1:]):
+        argv = ["help", argv[0].split(":")[0]]                  # `serve --help` = `help serve`
     graph = _pipeline()
-    if _read_only(argv, graph):
-        first = next(a for a in argv if not a.startswith("-"))
-        at = argv.index(first) + (1 if first in _commands() else 0)
-        if first not in ("info",) or not s.doit_db.exists():
-            argv = [*argv[:at], "--db-file", ":memory:", *argv[at:]]
-        return doit_main.run(graph, argv)
-    _check_state(s.doit_db)
-    locking = [c.__name__[5:] for c in _requested(argv, graph) if getattr(c, "run_lock", False)]
+    selected, argv = doit_main.parse(argv, graph)
+    for sel in selected:
+        cli = sel.command_line
+        if cli.alone and cli.run_alone and sel.values.get(cli.alone):
+            return cli.run_alone({**sel.values, "task": sel.word})
+    argv = doit_main.expand(argv, selected)
+    if selected and all(getattr(s.creator, "read_only", False) for s in selected):
+        return doit_main.run(graph, ["run", "--db-file", ":memory:", *argv])
+    s = settings_mod.load()
+    if selected:
+        _check_state(s.doit_db)
+    locking = [sel.word.split(":")[0] for sel in selected if getattr(sel.creator, "run_lock", False)]
     if not locking:
         return doit_main.run(graph, argv)
     with exclusive(s.run_lock_path, " ".join(locking), s.lock_timeout):
         return doit_main.run(graph, argv)
 
 
-def _dry_run(args: list[str]) -> int | None:
-    """``serve[:NAME] [NAME...] --dry-run [--json]``: shown without doit, so that nothing (not even
-    the install that serve depends on) runs; None when this is not a dry run."""
-    if not args or args[0].split(":")[0] != "serve" or "--dry-run" not in args:
-        return None
-    from auto_infer.core import settings as settings_mod
-    from auto_infer.serve import dryrun
-    from auto_infer.tasks.glue import UsageExit
-
-    names = [args[0].split(":", 1)[1]] if ":" in args[0] else []
-    names += [a for a in args[1:] if not a.startswith("-")]
-    unknown = [a for a in args[1:] if a.startswith("-") and a not in ("--dry-run", "--json")]
-    if unknown:
-        raise UsageExit(f"serve --dry-run does not take {unknown[0]}\n  use: auto-infer serve[:NAME] --dry-run [--json]")
-    return dryrun.dry_run(settings_mod.load(), names or None, "--json" in args)
-
-
 def _demo_workspace(args: list[str]) -> list[str]:
     """demo keeps everything, doit's own state included, in its workspace (a new temp dir by default)."""
-    import os
     import tempfile
 
     ws = ""
@@ -138,6 +108,11 @@ def _demo_workspace(args: list[str]) -> list[str]:
     return args
 
 
+def _state_dir() -> Path | None:
+    from auto_infer.core.settings import load
+    return load().state_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -147,33 +122,16 @@ def main(argv: list[str] | None = None) -> int:
         from auto_infer import __version__
         print(f"auto-infer {__version__}")
         return 0
-    from auto_infer.tasks import glue  # before the handler: an import is no place for SIGTERM
-    from auto_infer.tasks.glue import UsageExit
+    from auto_infer.tasks import doit_main  # noqa: F401 - before the handler: an import is no place for SIGTERM
 
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if args[0] == "demo":
+    if args[0] == "demo" and "--help" not in args and "-h" not in args:
         args = _demo_workspace(args)
-    if args[0] == "warm" and "--rehearse" in args:       # `warm --rehearse` = `warm rehearse`
-        args = ["warm", "rehearse", *(a for a in args[1:] if a != "--rehearse")]
     t0 = time.monotonic()
     try:
-        dry = _dry_run(args)
-        return dry if dry is not None else run(args)
-    except UsageExit as exc:
-        print(f"auto-infer: {exc}", file=sys.stderr)
-        return 2
-    except UserError as exc:
-        print(f"auto-infer: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        glue.quiet_stdout()
-        return 0
-    except KeyboardInterrupt:
-        print(f"auto-infer: interrupted after {time.monotonic() - t0:.1f}s", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug
-        print(f"auto-infer: {glue.crash(exc)}", file=sys.stderr)
-        return 3
+        return run(args)
+    except BaseException as exc:  # noqa: BLE001 - the one handler decides, SystemExit included
+        return errors.handle(exc, t0, _state_dir)
 
 
 def entry(*_: Any) -> None:
@@ -183,6 +141,10 @@ def entry(*_: Any) -> None:
     runtime threads are torn down after an install (bench/findings.md); by then all our state is
     written, so once rattler was loaded we leave with os._exit and skip the interpreter teardown."""
     code = main()
+    # the outcome is decided: a SIGTERM or Ctrl-C now (a supervisor stopping us as we leave) must
+    # not turn it into a death by signal (143): the interpreter's teardown restores SIGTERM's default
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stdout.flush()
     sys.stderr.flush()
     if "rattler" in sys.modules:

@@ -18,8 +18,7 @@ from doit.task import Task
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
 from auto_infer.tasks import install
-from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action, takes_run_lock
+from auto_infer.tasks.wiring import action, settings, takes_run_lock
 
 GATES = ("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_REHEARSE_ON_BOOT, "
          "AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT")

@@ -8,51 +8,50 @@ The work is in auto_infer.install.bundle_export / bundle_import; docs/bundle.md 
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from auto_infer.core.errors import UserError
+from auto_infer.core.errors import UsageError
 from auto_infer.core.progress import say
-from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action, takes_run_lock
+from auto_infer.tasks.wiring import CommandLine, action, flag, settings, takes_run_lock
 
 USAGE = ("auto-infer bundle export FILE [--since OLD_MANIFEST] [--dry-run]  |  "
          "auto-infer bundle import FILE")
 
 
-def parse(args: list[str]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="auto-infer bundle", add_help=False, exit_on_error=False)
-    ap.add_argument("command", choices=("export", "import"))
-    ap.add_argument("file", nargs="?")
-    ap.add_argument("--since", type=Path, default=None)
-    ap.add_argument("--dry-run", action="store_true")
-    try:
-        ns, extra = ap.parse_known_args(args)
-    except (argparse.ArgumentError, SystemExit):
-        raise UserError(f"bad arguments: {' '.join(args) or '(none)'}", fix=f"usage: {USAGE}") from None
-    if extra or (ns.file is None and not (ns.command == "export" and ns.dry_run)) or (
-            ns.command == "import" and (ns.since or ns.dry_run)):
-        raise UserError(f"bad arguments: {' '.join(args)}", fix=f"usage: {USAGE}")
-    return ns
+def check(values: dict[str, Any]) -> None:
+    """``export FILE`` (FILE optional with --dry-run) or ``import FILE``, nothing else."""
+    args, since, dry = values.get("args") or [], values.get("since") or "", values.get("dry_run", False)
+    command, rest = (args[0], args[1:]) if args else ("", [])
+    wrong = (command not in ("export", "import") or len(rest) > 1 or any(not a.strip() for a in rest)
+             or (not rest and not (command == "export" and dry))
+             or (command == "import" and (since or dry)))
+    if wrong:
+        said = " ".join(["bundle", *args, *(["--since", since] if since else []), *(["--dry-run"] if dry else [])])
+        raise UsageError(f"bad arguments: {said}", where="the command line", fix=f"usage: {USAGE}")
 
 
-def _bundle(args: list[str]) -> Any:
-    def run() -> dict[str, Any]:
-        from auto_infer.install import bundle_export, bundle_import, pixipack
-
-        ns = parse(args)
-        if ns.command == "export":
-            return bundle_export.export(settings(), Path(ns.file or "-"), ns.since, ns.dry_run)
-        file = Path(ns.file)       # a pipe is read once, by the importer: only a regular file is sniffed
-        if file.is_file() and pixipack.is_pixi_pack(file):     # infer-dev's pixi-pack archives (tar or .sh)
-            say(pixipack.import_pixi_pack(settings(), Path(ns.file)))
-            return {}
-        return bundle_import.import_bundle(settings(), Path(ns.file))
-    return action(run)()
+PARAMS = [{"name": "since", "long": "since", "type": str, "default": "",
+           "help": "export: carry only what the cache of this manifest (another host's) lacks"},
+          flag("dry-run", "export: list what the bundle would carry; write nothing")]
 
 
+def _bundle(args: list[str], since: str, dry_run: bool) -> Any:
+    from auto_infer.install import bundle_export, bundle_import, pixipack
+
+    check({"args": args, "since": since, "dry_run": dry_run})
+    command, file = args[0], Path(args[1]) if len(args) > 1 else None
+    if command == "export":
+        return bundle_export.export(settings(), file or Path("-"), Path(since) if since else None, dry_run)
+    assert file is not None                   # check() refuses an import without a file
+    if file.is_file() and pixipack.is_pixi_pack(file):     # infer-dev's pixi-pack archives (tar or .sh)
+        say(pixipack.import_pixi_pack(settings(), file))   # a pipe is read once, by the importer
+        return {}
+    return bundle_import.import_bundle(settings(), file)
+
+
+@CommandLine(check=check)
 @takes_run_lock     # import fills the cache; export may download archives into it
 def task_bundle() -> dict[str, Any]:
     """Carry it across the air gap: bundle export FILE [--since MANIFEST] [--dry-run] | bundle import FILE."""
-    return {"actions": [_bundle], "pos_arg": "args", "verbosity": 2}
+    return {"actions": [action(_bundle)], "verbosity": 2, "params": PARAMS, "pos_arg": "args"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from auto_infer.tasks.glue import action
+from auto_infer.tasks.wiring import action
 
 
 def _run(workspace: str, keep: bool, engine: str) -> None:

@@ -16,7 +16,11 @@ doit-free modules in auto_infer/. All paths are absolute, so any working folder 
 """
 
 from auto_infer.tasks import boot, bundle, demo, install, k8s, serve
-from auto_infer.tasks.common import doit_config
+from auto_infer.tasks.wiring import doit_config
+
+if __name__ != "auto_infer.tasks.dodo":      # `doit TASK` in the repo: the same error handler as auto-infer
+    from auto_infer.tasks.doit_main import plain_doit
+    plain_doit()
 
 DOIT_CONFIG = doit_config()
 

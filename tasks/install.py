@@ -9,9 +9,18 @@ from doit.tools import config_changed
 from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
-from auto_infer.install import cache, check, environment, models, template
-from auto_infer.tasks.common import VERIFY, settings
-from auto_infer.tasks.glue import action, read_only, takes_run_lock, uptodate
+from auto_infer.install import check, environment, importer, models, template
+from auto_infer.install import manifest as manifests
+from auto_infer.tasks.wiring import (
+    VERIFY,
+    CommandLine,
+    action,
+    flag,
+    read_only,
+    settings,
+    takes_run_lock,
+    uptodate,
+)
 
 
 def _installer_config() -> Any:
@@ -46,18 +55,28 @@ def _warm_uptodate() -> bool:
         locked = environment.locked_env(s)
     except UserError:
         return False
-    manifest = cache.read_manifest(s)
-    return (manifest is not None and manifest.get("lock_sha256") == locked.sha256
-            and manifest.get("installer", {}).get("name") == s.installer
-            and not cache.audit(s, locked, manifest, s.installer) and models.complete(s, hub_only=True))
+    manifest = manifests.read_or_none(s)
+    return (manifest is not None and manifest.installer == s.installer
+            and importer.done(s, locked, s.installer) is None and models.complete(s, hub_only=True))
 
 
+def _warm_dry_run(values: dict[str, Any]) -> int:
+    """`warm --dry-run`: the plan alone, without doit (not even `template` runs: nothing is written)."""
+    return environment.warm_dry_run(settings())
+
+
+WARM_PARAMS = [flag("dry-run", "say what warm would download (sizes, what the cache holds, free space); "
+                    "download and write nothing"),
+               flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]
+
+
+@CommandLine(then={"rehearse": "rehearse"}, alone="dry_run", run_alone=_warm_dry_run)
 @takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
     return {"actions": [action(environment.warm, settings())],
             "task_dep": ["template"], "file_dep": _lock_deps(),
-            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2}
+            "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2, "params": WARM_PARAMS}
 
 
 @takes_run_lock

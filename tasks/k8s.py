@@ -7,19 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_infer.tasks.common import settings
-from auto_infer.tasks.glue import action, read_only
+from auto_infer.tasks.wiring import action, read_only, settings
 
 
 def _k8s(out: str, k8s_version: str, namespace: str, image: str, claim: str, models_claim: str, bundle: str,
-         storage: str, shm_size: str) -> Any:
+         storage: str, storage_class: str, shm_size: str) -> Any:
     from auto_infer.k8s import render
     from auto_infer.k8s.plan import Options
 
     s = settings()
     opts = Options(namespace=namespace, image=image, claim=claim or None, models_claim=models_claim or None,
-                   bundle=bundle or None, storage=storage, shm_size=shm_size, pixi_env=s.pixi_env,
-                   installer=s.installer)
+                   bundle=bundle or None, storage=storage, storage_class=storage_class or None, shm_size=shm_size,
+                   pixi_env=s.pixi_env)
     return action(render.k8s, s, opts, out or None, k8s_version or None)()
 
 
@@ -39,4 +38,5 @@ def task_k8s() -> dict[str, Any]:
         _param("models-claim", "", "an existing claim holding the weights (default: llm-models/ on the workspace claim)"),
         _param("bundle", "", "air-gapped: a bundle file on the claim (path inside it) the init Job imports"),
         _param("storage", "500Gi", "size of the rendered workspace claim"),
+        _param("storage-class", "", "storage class of the rendered claim (one that offers ReadWriteMany)"),
         _param("shm-size", "32Gi", "memory-backed /dev/shm per server pod (NCCL)")]}

@@ -16,6 +16,9 @@ from auto_infer.core.settings import CACHE_VARS, PROXY_VARS
 from auto_infer.demo import channel, mirror
 from tests.helpers import clean_env, small_channel_specs
 
+# docker_engine / podman_engine / docker_image / podman_image: real container engines (see its docstring)
+pytest_plugins = ["tests.container_engine"]
+
 
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -234,8 +234,9 @@ def test_realworld_dry_run_names_exactly_the_211_artifacts(tmp_path: Path) -> No
 @pytest.mark.parametrize("args", [["bundle"], ["bundle", "frobnicate", "x"], ["bundle", "import"],
                                   ["bundle", "import", "x", "--since", "y"]])
 def test_bad_bundle_arguments_print_the_usage(args: list[str], tmp_path: Path) -> None:
+    """A usage error: exit 2, like every other command line that is wrong (issue 19)."""
     r = run_cli(args, fresh(tmp_path, "ws"))
-    assert r.returncode == 1 and "usage: auto-infer bundle export FILE" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "usage: auto-infer bundle export FILE" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_import_of_a_missing_file_says_so(tmp_path: Path) -> None:

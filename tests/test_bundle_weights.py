@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from auto_infer.core import settings
+from auto_infer.install import bundle_format as fmt
 from auto_infer.install import bundle_models
 from auto_infer.serve import actions, registry
 from tests.conftest import needs_netns
@@ -142,8 +143,8 @@ def test_a_manifest_entry_that_would_land_outside_the_hub_cache_is_refused(field
     f = {"path": "config.json", "size": 3, "sha256": "a" * 64}
     entry = {"key": "hub:org/tiny@main", "source": "hub", "repo": "org/tiny", "commit": "c" * 40,
              "snapshot": f"models--org--tiny/snapshots/{'c' * 40}", "files": [f]}
-    index = {"members": [{"path": f"models/org--tiny/{'c' * 40}/config.json", "kind": "model",
-                          "sha256": "a" * 64, "size": 3}]}
+    index = fmt.Index(2, "d" * 64, None, None, None,
+                      (fmt.Listed(f"models/org--tiny/{'c' * 40}/config.json", "model", "a" * 64, 3),))
     bundle_models.check(index, {"models": [entry]}, ValueError)          # the well-formed entry passes
     if field == "file":
         entry["files"] = [{**f, "path": value}]

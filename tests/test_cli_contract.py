@@ -62,17 +62,24 @@ def test_a_bug_in_an_up_to_date_check_goes_through_the_crash_handler(bare: dict[
     script = tmp_path / "graph.py"
     script.write_text(textwrap.dedent('''
         import sys, types
-        from auto_infer.tasks import doit_main, glue
+        import time
+        from auto_infer.core import errors, settings
+        from auto_infer.tasks import doit_main, doit_setup, wiring
 
         def broken() -> bool:
             raise RuntimeError("a bug in an up-to-date check")
 
         graph = types.ModuleType("graph")
-        graph.DOIT_CONFIG = {"dep_file": ":memory:", "reporter": glue.Reporter, "verbosity": 2}
-        graph.task_x = lambda: {"actions": [lambda: None], "uptodate": [glue.uptodate(broken)]}
-        sys.exit(doit_main.run(graph, ["x"]))
+        graph.DOIT_CONFIG = {**doit_setup.config(settings.load()), "dep_file": ":memory:"}
+        graph.task_x = lambda: {"actions": [lambda: None], "uptodate": [wiring.uptodate(broken)]}
+        try:
+            sys.exit(doit_main.run(graph, ["x"]))
+        except BaseException as exc:
+            sys.exit(errors.handle(exc, time.monotonic(), lambda: settings.load().state_dir))
     '''))
-    r = subprocess.run([sys.executable, str(script)], env=bare, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, str(script)], env=bare, capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert not list(tmp_path.glob(":memory:*"))      # doit's dbm backend would leave :memory:.dat here
     assert r.returncode == 3, r.stderr
     assert "internal error: RuntimeError: a bug in an up-to-date check" in r.stderr
     assert "Traceback" not in r.stderr
@@ -85,3 +92,44 @@ def test_a_user_error_in_an_up_to_date_check_runs_the_task_which_says_why(bare: 
     r = run_cli(["install"], bare)
     assert r.returncode == 1, r.stderr
     assert "pixi.lock" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("argv", [["status", "--bogus"], ["bundle", "frobnicate"], ["bundle", "export"],
+                                  ["bundle", "import"], ["bundle", "import", "a", "b"], ["serve", "--json"],
+                                  ["srve"], ["logs", "-n", "-5"], ["logs", "-n", "x"], ["stop", ""],
+                                  ["logs", ""], ["chat", ""], [""], ["warm", "--rehearse", "--bogus"]])
+def test_every_usage_error_is_exit_2_and_writes_nothing(bare: dict[str, str], argv: list[str]) -> None:
+    """One parser for every task (bundle's subcommands, serve's options, logs -n): the same exit, the
+    same shape of message, and no state: not doit's, not the run lock, not the workspace folder."""
+    r = run_cli(argv, bare)
+    assert r.returncode == 2, (argv, r.stderr)
+    assert r.stderr.startswith("auto-infer: ") and "fix:" in r.stderr and "Traceback" not in r.stderr
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists(), argv
+
+
+@pytest.mark.parametrize("argv", [["serve", "--help"], ["help", "serve"], ["bundle", "--help"], ["help", "bundle"]])
+def test_help_names_every_option_and_writes_nothing(bare: dict[str, str], argv: list[str]) -> None:
+    r = run_cli(argv, bare)
+    assert r.returncode == 0, r.stderr
+    wanted = ["--dry-run", "--json", "--strict", "--verify"] if argv[-1] == "serve" or argv[0] == "serve" else [
+        "--since", "--dry-run"]
+    assert all(w in r.stdout for w in wanted), r.stdout
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+
+
+def test_doit_in_the_repo_lists_without_state_and_fails_like_auto_infer(bare: dict[str, str]) -> None:
+    """`doit TASK` from the checkout: `list` writes nothing; a user error is the same one message, exit 1."""
+    repo = Path(__file__).resolve().parents[1]
+    lst = subprocess.run([sys.executable, "-m", "doit", "list"], cwd=repo, env=bare, capture_output=True,
+                         text=True, timeout=120)
+    assert lst.returncode == 0 and "install" in lst.stdout, lst.stderr
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+    r = subprocess.run([sys.executable, "-m", "doit", "template"], cwd=repo, env=bare, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1 and "auto-infer: AUTO_INFER_SGLANG_TEMPLATE_DIR is not set" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_single_step_prints_no_step_marker(bare: dict[str, str]) -> None:
+    r = run_cli(["status"], bare)
+    assert r.returncode == 0 and ".  status" not in r.stderr, r.stderr

@@ -208,3 +208,72 @@ def test_a_platform_that_is_not_this_machines_is_warned_about(tmp_path: Path) ->
         r = run_cli(["warm"], env)
     assert r.returncode == 0, r.stderr
     assert f"WARNING: installing for {other}" in r.stderr and current_platform() in r.stderr
+
+
+# ---- issue 21.7: names from URLs: the path only, never the query or the fragment ----------------
+
+def _hello_url_tail(tmp_path: Path, tail: str) -> tuple[channel.BuiltChannel, int]:
+    from tests.helpers import small_channel_specs
+    built, port = _build(tmp_path, *small_channel_specs())
+    lock = built.project / "pixi.lock"
+    lock.write_text(lock.read_text().replace("hello-1.0-0.tar.bz2", "hello-1.0-0.tar.bz2" + tail))
+    return built, port
+
+
+@pytest.mark.parametrize("tail", ["?x=../../y", "#../../y", "?a=b/c/../../d", "?f=/etc/passwd#x/../.."])
+def test_a_query_or_fragment_never_becomes_part_of_a_stored_name(tmp_path: Path, tail: str) -> None:
+    from auto_infer.install import bundle_layout
+    built, _port = _hello_url_tail(tmp_path, tail)
+    s = load(_env(tmp_path, built.project))
+    hello = next(a for a in lockfile.read(built.project / "pixi.lock", "default", "linux-64").conda if a.name == "hello")
+    assert (hello.filename, hello.subdir) == ("hello-1.0-0.tar.bz2", "linux-64")
+    assert bundle_layout.member_path(hello) == "conda/linux-64/hello-1.0-0.tar.bz2"
+    assert bundle_layout.store_path(s, hello) == s.conda_archive_dir / "linux-64" / "hello-1.0-0.tar.bz2"
+
+
+@pytest.mark.parametrize(("path", "says"), [
+    ("linux-64/hello-1.0-0.tar.bz2%2F..%2Fz.tar.bz2", "not a plain file name"),
+    ("..%2F..%2Fx/hello-1.0-0.tar.bz2", "subdir"),        # no subdir: rattler wants the URL's folder
+    ("linux-64/..%2Fhello-1.0-0.tar.bz2", "not a plain file name"),
+    ("linux-64/hello-1.0-0.tar.bz2%00.conda", "not a plain file name"),
+    ("linux-64/hello-1.0-0.tar.bz2/", "pixi.lock"),
+])
+def test_a_conda_url_whose_path_decodes_to_no_plain_name_is_refused(tmp_path: Path, path: str, says: str) -> None:
+    from tests.helpers import small_channel_specs
+    built, _port = _build(tmp_path, *small_channel_specs())
+    lock = built.project / "pixi.lock"
+    lock.write_text(lock.read_text().replace("linux-64/hello-1.0-0.tar.bz2", path))
+    with pytest.raises(UserError) as err:
+        lockfile.read(lock, "default", "linux-64")
+    assert says in str(err.value) and str(lock) in str(err.value)
+
+
+def test_a_subdir_folder_that_decodes_to_a_path_is_refused(tmp_path: Path) -> None:
+    from tests.helpers import small_channel_specs
+    built, _port = _build(tmp_path, *small_channel_specs())
+    lock = built.project / "pixi.lock"
+    lines = lock.read_text().replace("linux-64/hello-1.0-0.tar.bz2", "..%2F..%2Fx/hello-1.0-0.tar.bz2").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("- conda:") and "hello" in line)
+    lock.write_text("\n".join([*lines[:at + 1], "  subdir: linux-64", *lines[at + 1:]]) + "\n")
+    with pytest.raises(UserError) as err:
+        lockfile.read(lock, "default", "linux-64")
+    assert "'../../x'" in str(err.value) and "not a plain file name" in str(err.value)
+
+
+def test_a_bundle_of_a_lock_with_a_query_string_stays_inside_and_imports(tmp_path: Path) -> None:
+    import tarfile
+    built, port = _hello_url_tail(tmp_path, "?x=../../y")
+    env = _env(tmp_path, built.project)
+    out = tmp_path / "q.bundle.tar"
+    with mirror.Mirror(built.root, port):
+        r = run_cli(["bundle", "export", str(out)], env)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(out) as tf:
+        names = tf.getnames()
+    assert "conda/linux-64/hello-1.0-0.tar.bz2" in names and not [n for n in names if ".." in n.split("/")]
+    cache_root = Path(env["AUTO_INFER_SGLANG_CACHE_ROOT"])
+    stored = [p for p in (tmp_path / "ws").rglob("hello-1.0-0.tar.bz2*")]
+    assert stored and all(cache_root in p.parents for p in stored)
+    far = _env(tmp_path / "far", tmp_path / "far" / "template")
+    r = run_cli(["bundle", "import", str(out)], far)
+    assert r.returncode == 0, r.stderr                               # the tool's own bundle is accepted

@@ -148,7 +148,7 @@ def test_mirror_map_serves_an_unreachable_channel(workspace: Workspace, built_ch
     with mirror.Mirror(built_channel.channel.root) as m:
         r = run_cli(["warm"], warm_env(workspace, built_channel, f"{m.url}/"))
         assert r.returncode == 0, r.stderr
-        assert len(m.requests) == 4
+        assert len(m.gets) == 4
     manifest = json.loads(workspace.manifest.read_text())
     for art in manifest["artifacts"]:
         assert art["url"].startswith(f"http://127.0.0.1:{built_channel.port}/")

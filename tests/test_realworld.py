@@ -10,6 +10,7 @@ import pytest
 
 from auto_infer.core.settings import load
 from auto_infer.install import cache, lockfile
+from auto_infer.install import manifest as manifests
 from tests.helpers import clean_env, realworld, run_cli
 
 REAL = realworld("sglang-infer")
@@ -38,7 +39,7 @@ def test_realworld_template_manifest_and_refusal(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     s = load(env)
     locked = lockfile.read(s.project_dir / "pixi.lock", "default", "linux-64")
-    manifest = cache.build_manifest(s, locked, "rattler", "test", environ={})
+    manifest = manifests.build(s, locked, "rattler", "test", environ={})
     assert manifest["counts"] == {"conda": 49, "pypi": 162} and len(manifest["artifacts"]) == 211
     assert {a["kind"] for a in manifest["artifacts"]} == {"conda", "pypi"}
     json.dumps(manifest)
@@ -48,7 +49,7 @@ def test_realworld_template_manifest_and_refusal(tmp_path: Path) -> None:
     assert "211 artifacts needed" in r.stderr and "auto-infer warm" in r.stderr
     assert not s.env_prefix.exists()
     # with a manifest for this very lock but an empty cache, the count is exact and named
-    cache.write_manifest(s, manifest)
+    manifests.write(s, manifest)
     r = run_cli(["install"], env)
     assert r.returncode == 1 and "211 of 211 artifacts are missing from the cache" in r.stderr
     assert "_openmp_mutex 4.5 (conda)" in r.stderr and "… and 203 more" in r.stderr

@@ -142,10 +142,59 @@ def test_leader_and_worker_supervise_side_by_side_and_a_crashed_worker_restarts(
         for proc in procs_:
             if proc.poll() is None:
                 proc.kill()
-    assert "supervise: servers started; the run lock is released" in err_l
+    assert "supervise: servers spawned; the run lock is released" in err_l
     assert "supervise: watching big@rank1 " in err_w and "supervise: big@rank1 ended (killed by signal 9)" in err_w
     assert "worker rank 1 of 2: no HTTP server" in out_w                               # its log on stdout ...
     assert not any(ln.startswith("big | ") for ln in out_w.splitlines())               # ... and only its own
     assert not any(ln.startswith("big@rank1 | ") for ln in out_l.splitlines())
     assert procs.group_members(again["pid"]) == [] and procs.group_members(leader["pid"]) == []
     assert serve.record("big@rank1")["state"] == serve.record("big")["state"] == "stopped"
+
+
+def test_a_leader_that_waits_for_its_ranks_never_stalls_its_worker(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 23.1: as SGLang's rank 0, the leader is not ready before the worker rank has joined it
+    (--wait-ranks). Leader and worker supervise on one workspace (two LWS pods on one claim): the
+    leader lets go of the run lock once its server is spawned, so the worker starts and joins."""
+    serve.write(two_node_config(tmp_path, free_port(), 'extra_args = ["--wait-ranks"]'))
+    long = {"control": {"ready_timeout": 3600}}                  # a stall cannot end by a timeout here
+    env = {**serve.env, "AUTO_INFER_LOCK_TIMEOUT": str(WAIT),
+           "AUTO_INFER_SGLANG_OVERRIDES": json.dumps({"instance": {"big": long}})}
+    procs_ = [supervise(env)]
+    try:
+        deadline = time.monotonic() + WAIT                      # the leader's server waits for its rank
+        while "waiting for 1 rank(s) to join" not in _log(env, "big") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "waiting for 1 rank(s) to join" in _log(env, "big")
+        first = registry.read(load(env), "big") or {}
+        rank1 = {"instance": {"big": {**long, "server": {"node_rank": 1}}}}
+        procs_.append(supervise({**env, "AUTO_INFER_SGLANG_OVERRIDES": json.dumps(rank1)}))
+        worker = wait_record(env, "big@rank1", "running")
+        leader = wait_record(env, "big", "ready")               # ready only once the worker joined
+        assert leader["pid"] == first["pid"]                    # the first start: nothing timed out
+        assert "a rank joined" in _log(env, "big") and "joined the leader" in Path(worker["log"]).read_text()
+        out_w, err_w = sigterm(procs_[1])
+        out_l, err_l = sigterm(procs_[0])
+    finally:
+        for proc in procs_:
+            if proc.poll() is None:
+                proc.kill()
+    assert "the run lock is released before they load" in err_l
+    assert procs.group_members(leader["pid"]) == [] and procs.group_members(worker["pid"]) == []
+
+
+def _log(env: dict[str, str], key: str) -> str:
+    path = Path((registry.read(load(env), key) or {}).get("log") or "/nonexistent")
+    return path.read_text() if path.is_file() else ""
+
+
+def test_supervise_with_nothing_to_run_says_so_and_exits_1(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 21.6: as PID 1, exit 0 would be restarted in a silent loop."""
+    serve.write(two_node_config(tmp_path, free_port()).replace("[master]\n", "[master]\nenable = false\n"))
+    proc = supervise(serve.env)
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1 and "supervise has nothing to run: [master] enable = false" in err, err
+    assert "Traceback" not in err
+    serve.write(two_node_config(tmp_path, free_port(), "[instance.big.control]\nenabled = false"))
+    proc = supervise(serve.env)
+    out, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 1 and "supervise has nothing to run: no instance of" in err, err

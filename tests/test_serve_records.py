@@ -59,3 +59,30 @@ def test_stop_while_serve_is_following_leaves_the_record_stopped(serve: Serve) -
     rec = serve.record("slowpoke")
     assert rec["state"] == "stopped", rec
     assert "stopped" in serve.ok("status", "--json").stdout
+
+
+PAT = "ghp_" + "Q" * 12 + "pat7a1b2c3d4e5f6"                 # a GitHub PAT, by its name and its shape
+DB_PW = "dbpw-9e8d7c6b"
+
+
+def test_secrets_by_value_reach_no_record_report_log_or_dry_run(serve: Serve) -> None:  # noqa: F811
+    """control.env secrets by name (GITHUB_PAT, *_TOKEN, *PASSWORD*) and by value (a URL with
+    credentials under an innocent name): the server gets them; nothing we write or print holds them."""
+    port = free_port()
+    env = (f'env = {{ GITHUB_PAT = "{PAT}", DB_URL = "postgres://app:{DB_PW}@db:5432/x", '
+           f'MY_SERVICE_TOKEN = "tok-{DB_PW}", MYSQL_ROOT_PASSWORD = "root-{DB_PW}", NOTE = "plain-value" }}')
+    serve.write(responder_config({"keyed": {"port": port, "control": env}}))
+    serve.ok("serve")
+    seen = serve.debug_env(port)["env"]
+    assert seen["GITHUB_PAT"] == PAT and DB_PW in seen["DB_URL"]           # the server inherits them ...
+    record = json.loads(Path(serve.record("keyed")["launch_record"]).read_text())
+    assert record["env"]["set"]["NOTE"] == "plain-value"                   # ... plain values stay readable ...
+    assert record["env"]["set"]["DB_URL"] == "postgres://app:***@db:5432/x"
+    outputs = [serve.ok("status", "--json").stdout, serve.ok("logs", "keyed").stdout,
+               serve.ok("serve", "--dry-run").stdout, serve.ok("serve", "--dry-run", "--json").stdout]
+    written = [p for p in serve.ws.root.rglob("*") if p.is_file() and p.suffix != ".sqlite"]
+    assert any(p.name == "serve-latest.json" for p in written) and any(p.name.endswith(".launch.json") for p in written)
+    for secret in (PAT, DB_PW):                                              # ... and nothing else holds them
+        assert not [p for p in written if secret in p.read_text(errors="replace")], secret
+        assert not any(secret in out for out in outputs), secret
+    serve.ok("stop")

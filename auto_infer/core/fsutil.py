@@ -7,11 +7,13 @@ import hashlib
 import json
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from auto_infer.core.errors import UserError
 
@@ -24,16 +26,62 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temp file beside ``path``, fsync, then os.replace: old or new, never half."""
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symlink"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def kind_of(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_target(path: Path, what: str = "the file to write") -> None:
+    """The one rule for every file we write to a path: replace a regular file or nothing, never a
+    device, a symlink, a FIFO, a socket or a folder that is there (it is not ours to replace)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        parent = existing_parent(path.parent)
+        if not os.path.isdir(parent):
+            raise UserError(f"cannot write {what} {path}: {parent} is {kind_of(parent.lstat().st_mode)}, not a "
+                            "folder", where=str(path), fix="name a path inside a folder") from None
+        return
+    except NotADirectoryError:
+        raise UserError(f"cannot write {what} {path}: a part of its folder is a file, not a folder",
+                        where=str(path), fix="name a path inside a folder") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{what} {path} is {kind_of(mode)}: auto-infer writes only over a regular file (or where "
+                        "nothing is)", where=str(path),
+                        fix="name another path, or move that one away yourself if you mean to replace it")
+
+
+def is_stdout(path: Path | str) -> bool:
+    return str(path) == "-"
+
+
+@contextmanager
+def replacing(path: Path, what: str = "the file to write", mode: int = 0o644,
+              dash_is_stdout: bool = False) -> Iterator[BinaryIO]:
+    """A file whose bytes become ``path`` as a whole when the block ends without an error (fsync,
+    then os.replace), or nothing at all; with ``dash_is_stdout``, ``-`` is stdout (refused when it
+    is a terminal)."""
+    if dash_is_stdout and is_stdout(path):
+        if os.isatty(1):
+            raise UserError(f"{what} would go to the terminal (-)", where="-",
+                            fix="redirect stdout to a file or a pipe, or name a file instead of -")
+        sys.stdout.flush()
+        with os.fdopen(os.dup(1), "wb") as out:     # fd 1 itself: a runner (doit) may wrap sys.stdout
+            yield out
+        return
+    check_target(path, what)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        check_target(path, what)            # once more: nothing put a device or a link there meanwhile
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -41,6 +89,32 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def open_append(path: Path, what: str = "the log") -> BinaryIO:
+    """``path`` opened to append, under the same rule (a regular file or nothing): never follows a
+    symlink, never blocks on a FIFO."""
+    check_target(path, what)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot open {what} {path}: {exc.strerror}", where=str(path),
+                        fix="name a regular file (or a new path) you may write") from None
+    fmode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(fmode):
+        os.close(fd)
+        raise UserError(f"{what} {path} is {kind_of(fmode)}: auto-infer writes only to a regular file",
+                        where=str(path), fix="name a regular file (or a new path)")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab")
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temp file beside ``path``, fsync, then os.replace: old or new, never half; only over
+    a regular file or nothing (:func:`check_target`)."""
+    with replacing(path, mode=mode) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -60,10 +134,11 @@ def read_json(path: Path) -> Any | None:
 
 
 def existing_parent(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
+    """``path`` or its nearest ancestor that exists (string operations: called per instance)."""
+    p = os.fspath(path)
+    while not os.path.exists(p) and p != os.path.dirname(p):
+        p = os.path.dirname(p)
+    return Path(p)
 
 
 def same_filesystem(a: Path, b: Path) -> bool:

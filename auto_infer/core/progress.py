@@ -1,4 +1,11 @@
-"""Progress output: what is running, for how long, and a one-line result at the end."""
+"""Progress output: what is running, for how long, and a one-line result at the end.
+
+:class:`Meter` is the byte view of a long transfer (warm's downloads, bundle export's writes):
+on a terminal a live view drawn by tqdm (a total bar and one bar per artifact in flight), in a log
+a plain line every ``every`` seconds, both with the same figures: bytes done of the total, rate,
+time left, what is in flight. tqdm is a dependency already (huggingface_hub's own bars): small,
+pure Python, thread-safe bars with rate and time left.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _SAY = threading.Lock()
+
+
+_LIVE: list[Any] = []     # the live view drawn now, if any: lines are written above its bars
 
 
 def say(message: str) -> None:
     """One line to stderr; one write under a lock, so lines from threads never interleave."""
     with _SAY:
+        if _LIVE:
+            _LIVE[0].write(message, file=sys.stderr)
+            return
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
 
@@ -34,6 +48,7 @@ class Step:
         self.every = every
         self.t0 = time.monotonic()
         self.detail = ""
+        self.quiet = False          # a Meter draws this step's progress now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -46,6 +61,8 @@ class Step:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
+            if self.quiet:
+                continue
             extra = f": {self.detail}" if self.detail else ""
             say(f"  … {self.name} still running ({fmt_secs(self.elapsed)}){extra}")
 

@@ -1,15 +1,57 @@
-"""Redaction: credentials never reach a manifest, a log, a report or a launch record."""
+"""Redaction: credentials never reach a manifest, a log, a report or a launch record.
+
+The one place that decides what a secret looks like, by NAME and by VALUE:
+
+* a name is secret when one of its words (split at ``_``, ``-``, ``.``) is a credential word
+  (``TOKEN``, ``KEY``, ``PAT``, ``PASSWORD``, ``PASS``, ``PWD``, ``AUTH``, ``SECRET``, ``COOKIE``,
+  ``DSN``...), or it holds a credential stem (``PASSW``, ``SECRET``, ``CREDENTIAL``, ``APIKEY``), or
+  it ends in ``TOKEN``/``KEY`` (``HFTOKEN``): ``GITHUB_PAT``, ``DB_PASSWORD``, ``X_API_KEY``,
+  ``--hf-token``; not ``TOKENIZERS_PARALLELISM``, ``--max-total-tokens``, ``PATH``, ``BYPASS``;
+* a value is secret where it carries credentials: the user-info of any URL
+  (``postgres://u:pw@db``, ``https://ghp_x@github.com``), a query parameter with a secret name
+  (``?access_token=…``), ``NAME=value`` with a secret name, ``Bearer …``, and the shapes of the
+  well-known tokens (GitHub, GitLab, Hugging Face, OpenAI-style ``sk-``, Slack, AWS key ids).
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSW|PASSWD|PWD|AUTH|CREDENTIAL|COOKIE)", re.IGNORECASE)
+_WORDS = ("key|keys|apikey|token|pat|pwd|pw|pass|passwd|password|passphrase|secret|secrets|auth|authorization|"
+          "bearer|credential|credentials|cookie|cookies|dsn|privkey|signature|sas")
+SECRET_NAME = re.compile(
+    rf"(?<![a-z0-9])(?:{_WORDS})(?![a-z0-9])"          # a whole word: GITHUB_PAT, --hf-token, DB_PASS
+    r"|passw|secret|credential|apikey|accesskey|privatekey"   # a stem anywhere: MYSQLPASSWORD
+    r"|(?:token|key)(?![a-z0-9])",                     # a word's end: HFTOKEN, OPENAIKEY
+    re.IGNORECASE)
 PROXY_NAME = re.compile(r"^(HTTP|HTTPS|ALL|FTP|NO)_PROXY$", re.IGNORECASE)
 SECRET_FLAGS = {"--api-key", "--admin-api-key", "--hf-token", "--token"}
+
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^\s/?#\"'<>@]*(?:@[^\s/?#\"'<>@]*)*)@",
+                           re.IGNORECASE)
+_ASSIGN = re.compile(r"(?P<name>(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_.-]*)(?P<eq>=|\":\s*\")(?P<value>[^\s&;,'\"]+)")
+_BEARER = re.compile(r"(?P<kind>\bbearer\s+|\bauthorization:\s*(?:basic|bearer|token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})",
+                     re.IGNORECASE)
+_NOT_SECRET_END = re.compile(r"[_.-](env|file|path|dir|name|names|id|type|mode|header)$", re.IGNORECASE)
+_TOKEN_VALUE = re.compile(
+    r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|AKIA[0-9A-Z]{16}"
+    r"|AIza[0-9A-Za-z_-]{35})")
+
+
+@functools.lru_cache(maxsize=8192)          # flag and variable names repeat across instances
+def is_secret_name(name: str) -> bool:
+    """True for an environment variable, key or flag name that holds a credential."""
+    return bool(SECRET_NAME.search(name)) and not _NOT_SECRET_END.search(name)
+
+
+def is_secret_flag(flag: str) -> bool:
+    """``--api-key``, ``--hf-token``, ``--db-password``...: a flag whose value is a secret."""
+    return flag in SECRET_FLAGS or (flag.startswith("-") and is_secret_name(flag.lstrip("-")))
 
 
 def redact_url(url: str) -> str:
@@ -19,21 +61,41 @@ def redact_url(url: str) -> str:
     except ValueError:
         return MASK
     if parts.password is None and not (parts.username and "@" in parts.netloc):
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+        return scrub(url, ())
+    try:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return MASK
     user = parts.username or ""
     netloc = f"{user}:{MASK}@{host}" if parts.password is not None else f"{MASK}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return scrub(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), ())
+
+
+def has_credentials(text: str) -> bool:
+    """True when ``text`` carries a credential by value (what :func:`scrub` would mask)."""
+    return scrub(text, ()) != text
 
 
 def secret_values(*values: object, env: Mapping[str, str] | None = None) -> list[str]:
     """The one list of values to mask: the given ones (API keys, tokens) that are set, plus the
-    values of ``env`` whose names look secret."""
+    values of ``env`` whose names look secret and the credentials inside the other values."""
     found = [str(v) for v in values if v]
-    found += [v for k, v in (env or {}).items() if v and SECRET_NAME.search(k)]
+    for k, v in (env or {}).items():
+        if v and is_secret_name(k) and not PROXY_NAME.match(k):
+            found.append(v)
+        elif v:
+            found += _url_passwords(v)
     return list(dict.fromkeys(found))
+
+
+def _url_passwords(text: str) -> list[str]:
+    out = []
+    for m in _URL_USERINFO.finditer(text):
+        _user, colon, pw = m.group("info").partition(":")
+        out.append(pw if colon else m.group("info"))
+    return [s for s in out if len(s) >= 4]
 
 
 def redact_env(env: Mapping[str, str], extra_secrets: Iterable[str] = ()) -> dict[str, str]:
@@ -42,7 +104,7 @@ def redact_env(env: Mapping[str, str], extra_secrets: Iterable[str] = ()) -> dic
     for key, value in env.items():
         if PROXY_NAME.match(key):
             out[key] = ",".join(redact_url(v) for v in value.split(","))
-        elif SECRET_NAME.search(key):
+        elif is_secret_name(key):
             out[key] = MASK
         else:
             out[key] = scrub(value, secrets)
@@ -54,12 +116,13 @@ def redact_argv(argv: Iterable[str], extra_secrets: Iterable[str] = ()) -> list[
     out: list[str] = []
     hide_next = False
     for token in argv:
-        if hide_next:
+        if hide_next and not token.startswith("--"):
             out.append(MASK)
             hide_next = False
             continue
+        hide_next = False
         flag, eq, _value = token.partition("=")
-        if flag in SECRET_FLAGS:
+        if is_secret_flag(flag):
             if eq:
                 out.append(f"{flag}={MASK}")
             else:
@@ -70,9 +133,23 @@ def redact_argv(argv: Iterable[str], extra_secrets: Iterable[str] = ()) -> list[
     return out
 
 
+def _userinfo(m: re.Match[str]) -> str:
+    user, colon, _pw = m.group("info").partition(":")
+    return f"{m.group('scheme')}{user}:{MASK}@" if colon else f"{m.group('scheme')}{MASK}@"
+
+
+def _assignment(m: re.Match[str]) -> str:
+    if not is_secret_name(m.group("name")) or m.group("value") == MASK:
+        return m.group(0)
+    return f"{m.group('name')}{m.group('eq')}{MASK}"
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each known secret value (and URL passwords) in ``text``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, MASK)
-    return re.sub(r"(?P<pre>[a-z][a-z0-9+.-]*://[^\s/:@]*:)(?P<pw>[^\s@/]+)@", rf"\g<pre>{MASK}@", text)
+    """Mask every known secret value in ``text``, and every credential recognisable by its shape
+    (URL user-info, secret-named assignments and query parameters, bearer tokens, known tokens)."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _URL_USERINFO.sub(_userinfo, text)
+    text = _ASSIGN.sub(_assignment, text)
+    text = _BEARER.sub(lambda m: f"{m.group('kind')}{MASK}", text)
+    return _TOKEN_VALUE.sub(MASK, text)

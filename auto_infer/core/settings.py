@@ -42,6 +42,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_NET_CONNECTIONS": ("6", "warm: downloads running at once (the pixi backend: pixi's and uv's concurrent downloads)."),
     "AUTO_INFER_NET_RETRIES": ("3", "warm: retries of a download after a transient failure (reset, timeout, 5xx, 408, 429, short body)."),
     "AUTO_INFER_NET_RETRY_DELAY": ("2", "warm: seconds before the first retry; doubled for each further retry."),
+    "AUTO_INFER_PROGRESS_INTERVAL": ("10", "warm, bundle export: seconds between two plain progress lines when stderr is not a terminal (a log, the boot hook)."),
     "AUTO_INFER_MIRRORS": ("", "warm: rattler/pixi config TOML whose [mirrors] table maps URL prefixes to mirror URLs (both installers)."),
     "AUTO_INFER_SUPERVISE_MAX_CRASHES": ("5", "supervise: the n-th crash of one server within the window stops everything (exit 1)."),
     "AUTO_INFER_SUPERVISE_WINDOW": ("600", "supervise: seconds in which crashes are counted."),
@@ -85,6 +86,7 @@ class Net:
     retries: int = 3
     retry_delay: float = 2.0
     mirrors: Path | None = None
+    progress_every: float = 10.0      # seconds between two plain progress lines (no terminal)
 
 
 class Derived:
@@ -281,4 +283,5 @@ def _net(get: Callable[[str], str]) -> Net:
                connections=max(_number(get, "AUTO_INFER_NET_CONNECTIONS", int), 1),
                retries=_number(get, "AUTO_INFER_NET_RETRIES", int),
                retry_delay=_number(get, "AUTO_INFER_NET_RETRY_DELAY", float),
-               mirrors=_abs("AUTO_INFER_MIRRORS", mirrors) if mirrors else None)
+               mirrors=_abs("AUTO_INFER_MIRRORS", mirrors) if mirrors else None,
+               progress_every=max(_number(get, "AUTO_INFER_PROGRESS_INTERVAL", float), 0.1))

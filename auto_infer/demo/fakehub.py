@@ -7,7 +7,9 @@ use (huggingface_hub 0.36, 1.x and 2.x):
 * ``GET /api/models/<repo>[/revision/<rev>][?blobs=true]``: the commit sha and the files (size,
   git blob id, LFS sha256); ``GET /api/models/<repo>/tree/<rev>[?recursive=true]``: the listing;
 * ``HEAD|GET /<repo>/resolve/<rev>/<file>``: the file, with ``X-Repo-Commit``, ``X-Linked-Etag``
-  (the sha256 of an LFS file, the blob id of another), ``X-Linked-Size`` and ``Range`` support.
+  (the sha256 of an LFS file, the blob id of another), ``X-Linked-Size`` and ``Range`` support
+  (``bytes=N-``: how the client resumes). ``transfers`` counts the bytes of every body sent;
+  ``state.cut[file] = offset`` cuts that file's next body there (a broken transfer, for tests).
 
 Revisions: ``main`` and the commit sha, which is derived from the content (it changes when a file
 does). Every request is logged with its ``Authorization`` header, so tests can see a token go out.
@@ -59,6 +61,8 @@ class HubState:
     root: Path
     log: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    cut: dict[str, int] = field(default_factory=dict)      # file -> offset: its first GET ends there, cut
+    transfers: list[tuple[str, int, int]] = field(default_factory=list)   # (file, first byte, bytes sent)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -137,13 +141,26 @@ class Handler(BaseHTTPRequestHandler):
                                    "X-Linked-Etag": f'"{etag}"', "X-Linked-Size": meta["size"]}
         data = Path(meta["path"]).read_bytes()
         rng = self.headers.get("Range", "")
+        start, end, code = 0, len(data) - 1, 200
         if rng.startswith("bytes="):
             first, _, last = rng[6:].split(",")[0].partition("-")
-            start, end = int(first or 0), min(int(last), len(data) - 1) if last else len(data) - 1
+            start, end, code = int(first or 0), min(int(last), len(data) - 1) if last else len(data) - 1, 206
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-            self.send(206, data[start:end + 1], headers, "application/octet-stream")
+        if self.command == "HEAD":
+            self.send(code, data[start:end + 1], headers, "application/octet-stream")
             return
-        self.send(200, data, headers, "application/octet-stream")
+        with self.state.lock:
+            cut = self.state.cut.pop(filename, None)
+        body = data[start:end + 1] if cut is None else data[start:max(cut, start)]
+        self.send_response(code)
+        for key, value in {**headers, "Content-Type": "application/octet-stream", "Content-Length": end + 1 - start}.items():
+            self.send_header(key, str(value))
+        self.end_headers()
+        self.wfile.write(body)
+        with self.state.lock:
+            self.state.transfers.append((filename, start, len(body)))
+        if cut is not None:             # the promised length was not sent: the client sees a cut transfer
+            self.close_connection = True
 
 
 def tree(repo: dict[str, Any]) -> list[dict[str, Any]]:
@@ -167,6 +184,12 @@ class FakeHub(BackgroundServer):
     def __init__(self, root: Path, port: int | None = None, host: str = "127.0.0.1"):
         super().__init__(port, host)
         self.state = HubState(root)
+
+    @property
+    def transfers(self) -> list[tuple[str, int, int]]:
+        """(file, first byte, bytes sent) of every file body the hub sent, in order."""
+        with self.state.lock:
+            return list(self.state.transfers)
 
     @property
     def requests(self) -> list[dict[str, Any]]:

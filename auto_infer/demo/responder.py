@@ -33,6 +33,9 @@ or llama-server (``master.llama_cpp_path`` = a script that runs it with ``--mode
 --spawn-child    start a child process in the same process group (like SGLang's scheduler)
 --node-rank N    with --nnodes M > 1 and N > 0: a worker rank, as SGLang's: it never listens, it
                  says so and runs until a signal ends it (--dist-init-addr is only echoed)
+--wait-ranks     with --nnodes M > 1, join the group as SGLang's ranks do: rank 0 listens on
+                 --dist-init-addr's port and is not ready until the M-1 other ranks have connected;
+                 a rank > 0 connects there (retrying) before it settles
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -60,6 +64,7 @@ class State:
         self.args = args
         self.ready = False
         self.requests = 0
+        self.peers: list[socket.socket] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -151,6 +156,8 @@ def become_ready(state: State) -> None:
     if args.never_ready:
         log("never ready: /health stays 503")
         return
+    if args.wait_ranks and args.nnodes > 1:
+        state.peers = join_group(args)
     state.ready = True
     moment = time.time()
     if args.ready_file:
@@ -163,6 +170,27 @@ def become_ready(state: State) -> None:
         time.sleep(args.die_after)
         log(f"dying on purpose after {args.die_after}s")
         os._exit(1)
+
+
+def join_group(args: argparse.Namespace) -> list[socket.socket]:
+    """--wait-ranks: rank 0 accepts the other ranks on dist_init_addr's port; a rank > 0 connects."""
+    host, _, port = (args.dist_init_addr or "").rpartition(":")
+    if args.node_rank == 0:
+        server = socket.create_server(("0.0.0.0", int(port)), reuse_port=False)
+        peers: list[socket.socket] = []
+        log(f"waiting for {args.nnodes - 1} rank(s) to join on port {port} (not ready before)")
+        while len(peers) < args.nnodes - 1:
+            conn, addr = server.accept()
+            peers.append(conn)
+            log(f"a rank joined from {addr[0]} ({len(peers)} of {args.nnodes - 1})")
+        return peers
+    while True:
+        try:
+            conn = socket.create_connection((host, int(port)), timeout=5)
+            log(f"joined the leader at {args.dist_init_addr}")
+            return [conn]
+        except OSError:
+            time.sleep(0.5)
 
 
 def spawn_child(ignore_sigterm: bool) -> subprocess.Popen[bytes]:
@@ -198,6 +226,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nnodes", type=int, default=1)
     p.add_argument("--node-rank", type=int, default=0)
     p.add_argument("--dist-init-addr", default=None)
+    p.add_argument("--wait-ranks", action="store_true")
     args, ignored = p.parse_known_args(argv)   # other SGLang flags (--tp-size ...) are accepted
     args.model = args.model or args.weights or "responder"
     args.ignored = ignored
@@ -224,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nnodes > 1 and args.node_rank > 0:       # SGLang's ranks > 0 run the scheduler only
         log(f"worker rank {args.node_rank} of {args.nnodes}: no HTTP server (the leader at "
             f"{args.dist_init_addr} serves)")
+        peers = join_group(args) if args.wait_ranks else []     # noqa: F841 - kept open while it runs
         while True:
             time.sleep(3600)
     if args.slow_start:

@@ -12,6 +12,7 @@ and the numbers.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -19,14 +20,16 @@ import tarfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import disk_full_is_a_user_error, sha256_file
+from auto_infer.core.fsutil import check_target, disk_full_is_a_user_error, is_stdout, replacing, sha256_file
+from auto_infer.core.meter import Meter
 from auto_infer.core.progress import Step, fmt_secs, step
 from auto_infer.core.settings import Settings
 from auto_infer.install import bundle_format as fmt
 from auto_infer.install import bundle_layout, bundle_models, cache, lockfile, template
+from auto_infer.install import manifest as manifests
 from auto_infer.install.lockfile import Artifact, LockedEnv
 
 
@@ -53,19 +56,17 @@ def _identity(a: Artifact, known: dict[str, tuple[str, int]]) -> tuple[str, str,
 
 
 def _read_since(path: Path) -> dict[str, Any]:
-    data = None
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    fix = "pass the cache-manifest.json of the cache you want to update"
+    if not path.exists():
         raise UserError(f"the base manifest does not exist: {path}", where="--since",
                         fix="copy cache-manifest.json from the air-gapped host's cache root (or the "
-                            "previous bundle's) and pass its path") from None
-    except (OSError, ValueError):
-        pass
-    if not isinstance(data, dict) or not isinstance(data.get("artifacts"), list) or not data.get("lock_sha256"):
-        raise UserError(f"{path} is not a cache manifest", where="--since",
-                        fix="pass the cache-manifest.json of the cache you want to update")
-    return data
+                            "previous bundle's) and pass its path")
+    try:
+        found = manifests.load(path, "the base manifest (--since)", fix)
+    except OSError as exc:
+        raise UserError(f"cannot read the base manifest {path}: {exc.strerror}", where="--since", fix=fix) from None
+    assert found is not None
+    return found.data
 
 
 def plan(settings: Settings, since: Path | None = None) -> Plan:
@@ -76,10 +77,9 @@ def plan(settings: Settings, since: Path | None = None) -> Plan:
         raise UserError(f"{len(bad)} PyPI entries of the lock are not wheels ({', '.join(a.name for a in bad[:5])}): "
                         "they need a build, which cannot happen on the air-gapped host",
                         where=str(root / "pixi.lock"), fix="lock wheels only (pixi: no-build = true)")
-    mine = cache.read_manifest(settings, locked.sha256)
-    mine = mine if mine and mine.get("lock_sha256") == locked.sha256 else None
-    known = {x["filename"]: (x["sha256"], x.get("size") or 0) for x in (mine or {}).get("artifacts", [])
-             if x.get("sha256")}
+    mine = manifests.read(settings, locked.sha256)
+    known = {x.filename: (x.sha256, x.size or 0) for x in (mine.artifacts if mine else ())
+             if x.sha256 and mine and mine.lock_sha256 == locked.sha256}
     carry, base = list(locked.artifacts), None
     old: dict[str, Any] | None = None
     if since is not None:
@@ -91,9 +91,9 @@ def plan(settings: Settings, since: Path | None = None) -> Plan:
             if value[0]:
                 known.setdefault(name, (value[0], value[1]))
         base = {"manifest_sha256": sha256_file(since), "lock_sha256": old["lock_sha256"]}
-    manifest = cache.read_manifest(settings)
+    manifest = manifests.read(settings)
     return Plan(settings, root, locked, carry, base, known, bundle_models.carried(settings, old),
-                bundle_models.folder_paths(manifest))
+                bundle_models.folder_paths(manifest.data if manifest else None))
 
 
 def listing(p: Plan) -> list[str]:
@@ -144,7 +144,7 @@ def _members(p: Plan, s: Step) -> list[fmt.Member]:
     known = {**p.known, **measured}
     fetched = {a.url: Fetched(*known[a.filename], None) for a in p.locked.artifacts if a.filename in known}
     tpl = replace(p.settings, project_dir=p.template_dir)       # pixi_toml_sha256 of the carried toml
-    manifest = cache.build_manifest(tpl, p.locked, "rattler", RattlerBackend().version(), fetched, environ={})
+    manifest = manifests.build(tpl, p.locked, "rattler", RattlerBackend().version(), fetched, environ={})
     manifest["warmed_at"] = None          # no wall-clock time: the same lock and files give the same bytes
     for item in manifest["artifacts"]:
         item["served_from"] = None        # on the far side the bundle served it, whichever mirror served us
@@ -164,36 +164,38 @@ def _head(p: Plan) -> dict[str, Any]:
             "environment": p.locked.environment, "platform": p.locked.platform, "since": p.since}
 
 
-def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step) -> int:
-    total = sum(m.size for m in members) or 1
-    done = [0]
+def _write(out: Path, index: bytes, members: list[fmt.Member], s: Step, every: float) -> int:
+    total = sum(m.size for m in members if m.data is None)
+    with Meter("bundle written", total, 0, every, s) as meter, \
+            replacing(out, "the bundle file", dash_is_stdout=True) as fh:
+        written = _Counting(fh)
+        with tarfile.open(fileobj=written, mode="w|", format=fmt.TAR_FORMAT) as tf:    # type: ignore[call-overload]
+            tf.addfile(fmt.tar_info(fmt.INDEX, len(index)), io.BytesIO(index))
+            for m in members:
+                if m.data is not None:
+                    tf.addfile(fmt.tar_info(m.path, m.size), io.BytesIO(m.data))
+                    continue
+                assert m.source is not None
+                meter.begin(m.path, m.size)
+                with open(m.source, "rb") as src:
+                    reader = fmt.HashingReader(src, functools.partial(meter.add, name=m.path))
+                    tf.addfile(fmt.tar_info(m.path, m.size), reader)   # type: ignore[arg-type]
+                meter.end(m.path)
+                if reader.h.hexdigest() != m.sha256:
+                    raise UserError(f"{m.source} changed while it was exported (sha256 {reader.h.hexdigest()[:12]}… "
+                                    f"!= {m.sha256[:12]}…)", where=str(m.source), fix="export again")
+    return written.size
 
-    def count(n: int) -> None:
-        done[0] += n
-        s.note(f"{done[0] / 1e6:.0f} of {total / 1e6:.0f} MB written")
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            with tarfile.open(fileobj=fh, mode="w|", format=fmt.TAR_FORMAT) as tf:
-                tf.addfile(fmt.tar_info(fmt.INDEX, len(index)), io.BytesIO(index))
-                for m in members:
-                    if m.data is not None:
-                        tf.addfile(fmt.tar_info(m.path, m.size), io.BytesIO(m.data))
-                        continue
-                    assert m.source is not None
-                    with open(m.source, "rb") as src:
-                        reader = fmt.HashingReader(src, count)
-                        tf.addfile(fmt.tar_info(m.path, m.size), reader)   # type: ignore[arg-type]
-                    if reader.h.hexdigest() != m.sha256:
-                        raise UserError(f"{m.source} changed while it was exported (sha256 {reader.h.hexdigest()[:12]}… "
-                                        f"!= {m.sha256[:12]}…)", where=str(m.source), fix="export again")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-        return out.stat().st_size
-    finally:
-        tmp.unlink(missing_ok=True)
+class _Counting:
+    """The bundle's bytes as they are written (stdout has no size to stat afterwards)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh, self.size = fh, 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return self.fh.write(data)
 
 
 def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bool = False) -> dict[str, Any]:
@@ -202,17 +204,15 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
         for line in listing(p):
             print(line, flush=True)
         return {"artifacts": len(p.carry)}
-    out = Path(os.path.abspath(out))
-    if out.is_dir():
-        raise UserError(f"{out} is a folder", where="bundle export FILE", fix="name the bundle file, e.g. sglang.bundle.tar")
-    if not out.parent.is_dir():
-        raise UserError(f"the folder for the bundle does not exist: {out.parent}", where="bundle export FILE",
-                        fix="create it first")
+    if not is_stdout(out):
+        out = Path(os.path.abspath(out))
+        check_target(out, "the bundle file")
     what = f"{len(p.carry)} of {len(p.locked.artifacts)} artifacts" + (" (delta)" if p.since else "")
     t0 = time.monotonic()
-    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(out.parent):
+    where = Path.cwd() if is_stdout(out) else out.parent
+    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(where):
         members = _members(p, s)
         index = fmt.index_bytes(_head(p), members)
-        size = _write(out, index, members, s)
-        s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {out}")
+        size = _write(out, index, members, s, settings.net.progress_every)
+        s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {'stdout' if is_stdout(out) else out}")
     return {"members": len(members) + 1, "bytes": size, "file": str(out)}

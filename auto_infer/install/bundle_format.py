@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from auto_infer.core.errors import UserError
+from auto_infer.install import jsonread
 
 INDEX = "auto-infer-bundle.json"
 FORMAT = "auto-infer-bundle"
@@ -120,31 +121,71 @@ def shape_problem(kind: str, path: str) -> str | None:
     return None if ok else f"is not where a {kind} member belongs"
 
 
-def parse_index(raw: bytes, where: str) -> dict[str, Any]:
-    refuse = "this is not a bundle written by `auto-infer bundle export`, or it is damaged"
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise UserError(f"the bundle index {INDEX} is not valid JSON", where=where, fix=refuse) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise UserError(f"{INDEX} is not an auto-infer bundle index", where=where, fix=refuse)
-    if data.get("version") not in READS:
-        raise UserError(f"bundle format version {data.get('version')!r} is not supported (this tool reads "
-                        f"{' and '.join(map(str, READS))})", where=where, fix="import it with the auto-infer version that exported it")
-    members = data.get("members")
-    if not isinstance(members, list):
-        members = [None]
-    ok = all(
-        isinstance(m, dict) and isinstance(m.get("path"), str) and m.get("kind") in KINDS
-        and isinstance(m.get("sha256"), str) and isinstance(m.get("size"), int) for m in members)
-    if not ok or not isinstance(data.get("lock_sha256"), str):
-        raise UserError(f"{INDEX} lacks its member list or lock sha256", where=where, fix=refuse)
+@dataclass(frozen=True)
+class Listed:
+    """One member as the index lists it."""
+    path: str
+    kind: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Index:
+    """The bundle index, read and checked (every field's type, every member's name and shape)."""
+    version: int
+    lock_sha256: str
+    environment: str | None
+    platform: str | None
+    since: dict[str, Any] | None       # a delta's base: {"lock_sha256", "manifest_sha256"}
+    members: tuple[Listed, ...]
+
+    @property
+    def since_lock(self) -> str:
+        return str((self.since or {}).get("lock_sha256", "?"))
+
+
+REFUSE = "this is not a bundle written by `auto-infer bundle export`, or it is damaged"
+
+
+def _listed(n: jsonread.Node) -> Listed:
+    kind = n.get("kind").text()
+    if kind not in KINDS:
+        n.get("kind").fail(f"{kind!r} is not one of {', '.join(KINDS)}")
+    size = n.get("size").number()
+    if size < 0:
+        n.get("size").fail(f"{size} is negative")
+    return Listed(n.get("path").text(), kind, n.get("sha256").text(), size)
+
+
+def _check_names(members: tuple[Listed, ...], n: jsonread.Node) -> None:
     seen: set[str] = set()
-    for m in members:
-        why = (bad_name(m["path"]) or ("is listed twice" if m["path"] in seen else None)
-               or shape_problem(m["kind"], m["path"]))
-        if why or m["path"] == INDEX:
-            raise UserError(f"the bundle index names a member that {why or 'is the index'}: {m['path']!r}",
-                            where=where, fix=refuse)
-        seen.add(m["path"])
-    return data
+    for i, m in enumerate(members):
+        why = (bad_name(m.path) or ("is listed twice" if m.path in seen else None) or shape_problem(m.kind, m.path)
+               or ("is the index" if m.path == INDEX else None))
+        if why:
+            n.get("members").items()[i].get("path").fail(f"the member {m.path!r} {why}")
+        seen.add(m.path)
+    folders = {"/".join(p.split("/")[:k]) for p in seen for k in range(1, p.count("/") + 1)}
+    clash = sorted(seen & folders)
+    if clash:
+        n.get("members").fail(f"{clash[0]!r} is named as a file and as the folder of another member")
+
+
+def parse_index(raw: bytes, where: str) -> Index:
+    what = f"the bundle index {INDEX}"
+    n = jsonread.root(jsonread.load(raw, what, where, REFUSE), what, where, REFUSE).obj()
+    if n.get("format").value != FORMAT:
+        raise UserError(f"{INDEX} is not an auto-infer bundle index", where=where, fix=REFUSE)
+    version = n.get("version").value
+    if version not in READS or isinstance(version, bool):
+        raise UserError(f"bundle format version {version!r} is not supported (this tool reads "
+                        f"{' and '.join(map(str, READS))})", where=where,
+                        fix="import it with the auto-infer version that exported it")
+    since = n.get("since")
+    if since.value is not None:
+        since.obj().get("lock_sha256").text()
+    members = tuple(_listed(m) for m in n.get("members").items())
+    _check_names(members, n)
+    return Index(version, n.get("lock_sha256").text(), n.get("environment").typed(str, optional=True),
+                 n.get("platform").typed(str, optional=True), since.value, members)

@@ -10,17 +10,17 @@ weights go into the hub cache (bundle_models.py) before the manifest that record
 from __future__ import annotations
 
 import os
-import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Settings
-from auto_infer.install import archives, bundle_models, cache
+from auto_infer.install import archives, backends, bundle_models, cache, importer
 from auto_infer.install import bundle_format as fmt
+from auto_infer.install import manifest as manifests
 from auto_infer.install.lockfile import Artifact, LockedEnv
 
 TEMPLATE_FILES = ("pixi.toml", "pixi.lock")
@@ -31,14 +31,14 @@ def member_path(a: Artifact) -> str:
 
 
 def store_path(settings: Settings, a: Artifact) -> Path:
-    return archives.archive_path(settings, a) if a.kind == "conda" else settings.wheel_dir / a.filename
+    return importer.store_path(settings, a)
 
 
 def in_cache(settings: Settings, a: Artifact) -> bool:
     """Enough of the artifact is here for an offline install (a delta's base)."""
     if a.kind == "conda":
         return (cache.conda_entry_problem(settings.conda_pkgs_dir, a) is None
-                or (store_path(settings, a).is_file() and (a.size is None or store_path(settings, a).stat().st_size == a.size)))
+                or (importer.store_path(settings, a).is_file() and (a.size is None or importer.store_path(settings, a).stat().st_size == a.size)))
     store = cache.WheelStore(settings.wheel_dir)
     got = store.verified_sha(a.filename)
     store.save()
@@ -91,62 +91,73 @@ def _place_template(settings: Settings, staged: Path, target: Path) -> None:
         atomic_write_json(settings.bundles_dir / "templates.json", record)
 
 
-# ---- the cache -------------------------------------------------------------------------------
+# ---- checks before anything is placed ---------------------------------------------------------
 
-def _move_in(settings: Settings, locked: LockedEnv, members: Path, s: Step) -> None:
-    stores = {"conda": cache.WheelStore(settings.conda_archive_dir), "pypi": cache.WheelStore(settings.wheel_dir)}
-    for a in locked.artifacts:
-        staged = members / member_path(a)
-        if not staged.is_file():
+def check_artifacts(index: fmt.Index, locked: LockedEnv, manifest: manifests.Manifest,
+                    refuse: Callable[[str], UserError]) -> None:
+    """The carried artifacts must be the lock's, by the lock's own sha256 (not only the index's)."""
+    by_member = {member_path(a): a for a in locked.artifacts}
+    measured = manifest.pypi_sha256()
+    for m in index.members:
+        if m.kind not in ("conda", "pypi"):
             continue
-        dest = store_path(settings, a)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        s.note(f"placing {a.filename}")
-        sha = sha256_file(staged) if a.sha256 is None else a.sha256   # verified against the index already
-        os.replace(staged, dest)
-        store = stores[a.kind]
-        store.remember(str(dest.relative_to(store.dir)), sha)
-    for store in stores.values():
-        store.save()
+        a = by_member.get(m.path)
+        if a is None:
+            raise refuse(f"member {m.path} is not an artifact of the bundle's pixi.lock")
+        want = a.sha256 or measured.get(a.filename)
+        if want and want != m.sha256:
+            raise refuse(f"member {m.path} has sha256 {m.sha256}, the lock says {want}")
+    bundle_models.check(index, manifest.data, refuse)
 
 
-def _extract(settings: Settings, locked: LockedEnv, s: Step) -> int:
-    """Fill pkgs/ from the archives the way warm does (rattler.fill_package_cache); entries missing,
-    damaged or of another build are extracted again."""
-    pkgs = settings.conda_pkgs_dir
-    need = [a for a in locked.conda if cache.conda_entry_problem(pkgs, a)]
-    if not need:
-        return 0
-    for a in need:                       # damaged or foreign entries: extract them again
-        shutil.rmtree(pkgs / a.cache_key, ignore_errors=True)
-        (pkgs / f"{a.cache_key}.lock").unlink(missing_ok=True)
-    s.note(f"extracting {len(need)} conda packages into {pkgs}")
-    from auto_infer.install.backends.rattler import fill_package_cache
-    fill_package_cache(settings, locked)         # as warm does: rattler, from the archive store
-    left = [a.cache_key for a in locked.conda if cache.conda_entry_problem(pkgs, a)]
-    if left:
-        raise UserError(f"{len(left)} conda packages are still not usable in {pkgs} (first: {left[0]})",
-                        where=str(pkgs), fix="import again; if it persists, report it")
-    return len(need)
+def check_base(settings: Settings, index: fmt.Index, locked: LockedEnv, manifest: manifests.Manifest,
+               file: Path, refuse: Callable[[str, Path], UserError]) -> None:
+    """A delta carries only what the base lacked: everything else must already be in this cache."""
+    carried = {m.path for m in index.members}
+    absent = [f"{a.name} {a.version} ({a.kind})" for a in locked.artifacts
+              if member_path(a) not in carried and not in_cache(settings, a)]
+    absent += [f"{name} (model file)" for name in bundle_models.absent(settings, index, manifest.data)]
+    if not absent:
+        return
+    if index.since:
+        base = index.since_lock
+        raise UserError(
+            f"{file.name} is a delta bundle over the lock sha256 {base[:12]}…, and this cache lacks {len(absent)} "
+            f"artifacts or model files it does not carry (first: {absent[0]}); nothing was imported",
+            where=str(settings.cache_root),
+            fix=f"import first the bundle of the lock sha256 {base[:12]}… (its import prints that lock; "
+                f"`manifests/{base}.json` in the cache root shows it is there), then this one")
+    raise refuse(f"the bundle does not carry {len(absent)} artifacts or model files its lock and manifest name "
+                 f"(first: {absent[0]})", file)
 
 
-def commit(settings: Settings, locked: LockedEnv, manifest: dict[str, Any], staging: Path, template: Path,
+# ---- the cache (through the importer) ----------------------------------------------------------
+
+def commit(settings: Settings, locked: LockedEnv, manifest: manifests.Manifest, members: Path, template: Path,
            s: Step) -> tuple[int, float, int]:
-    """Everything verified: archives and wheels in, packages extracted, weights, template, manifest last.
-    Returns how many conda packages were extracted, in how many seconds, and how many model files placed."""
-    members = staging / "members"
-    _move_in(settings, locked, members, s)
+    """Everything verified: archives and wheels in, packages extracted, audited, weights, template,
+    manifest last. Returns how many conda packages were extracted, in how many seconds, and how many
+    model files were placed."""
+    staged = [(a, importer.Staged(member_path(a), members / member_path(a), a.sha256 or "", 0))
+              for a in locked.artifacts if (members / member_path(a)).is_file()]
+    importer.place(settings, [(a, x if a.sha256 else _measured(x)) for a, x in staged], s)
     t0 = time.monotonic()
-    extracted = _extract(settings, locked, s)
+    extracted = importer.fill(settings, locked, backends.get("rattler"), s)
     secs = time.monotonic() - t0
-    placed = bundle_models.place(settings, manifest, members)
+    importer.audit_or_refuse(settings, locked, "rattler", "the import")
+    placed = bundle_models.place(settings, manifest.data, members)
     _place_template(settings, members / "template", template)
-    cache.write_manifest(settings, bundle_models.merged(settings, manifest))
+    importer.commit(settings, bundle_models.merged(settings, manifest.data))
     return extracted, secs, placed
 
 
-def write_marker(settings: Settings, marker: Path, index: dict[str, Any], file: Path) -> None:
-    atomic_write_json(marker, {"lock_sha256": index["lock_sha256"], "environment": index.get("environment"),
-                               "platform": index.get("platform"), "since": index.get("since"),
-                               "members": len(index["members"]), "file": file.name,
+def _measured(x: importer.Staged) -> importer.Staged:
+    """A wheel the lock has no hash for: its hash was checked against the index while staged; measure it."""
+    return importer.Staged(x.member, x.path, sha256_file(x.path), x.size)
+
+
+def write_marker(settings: Settings, marker: Path, index: fmt.Index, file: Path) -> None:
+    atomic_write_json(marker, {"lock_sha256": index.lock_sha256, "environment": index.environment,
+                               "platform": index.platform, "since": index.since,
+                               "members": len(index.members), "file": file.name,
                                "imported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

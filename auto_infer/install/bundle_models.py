@@ -75,7 +75,7 @@ def carried_models(settings: Settings) -> list[dict[str, Any]]:
     return [{**m, "fetched_at": None} for m in models if isinstance(m, dict) and "key" in m]
 
 
-def check(index: dict[str, Any], manifest: dict[str, Any], refuse: Callable[[str], Exception]) -> None:
+def check(index: fmt.Index, manifest: dict[str, Any], refuse: Callable[[str], Exception]) -> None:
     """Every model member is a file of a Hub entry of the carried manifest, with its sha256 and size;
     every Hub entry names its repo, commit, snapshot and files so that nothing lands outside the hub cache."""
     for e in hub_entries(manifest):
@@ -85,21 +85,21 @@ def check(index: dict[str, Any], manifest: dict[str, Any], refuse: Callable[[str
                 or e.get("snapshot") != f"{fetch.repo_folder(e['repo'])}/snapshots/{e['commit']}" or bad is not None):
             raise refuse(f"the bundle's cache manifest has a model entry that is not a Hub snapshot ({e.get('key')!r})")
     files = _files(hub_entries(manifest))
-    for m in index["members"]:
-        if m["kind"] != "model":
+    for m in index.members:
+        if m.kind != "model":
             continue
-        found = files.get(m["path"])
+        found = files.get(m.path)
         if found is None:
-            raise refuse(f"member {m['path']} is not a file of a model the bundle's cache manifest records")
+            raise refuse(f"member {m.path} is not a file of a model the bundle's cache manifest records")
         want = found[1]
-        if (want.get("sha256"), want.get("size")) != (m["sha256"], m["size"]):
-            raise refuse(f"member {m['path']} has sha256 {m['sha256']} ({m['size']} bytes), the manifest says "
+        if (want.get("sha256"), want.get("size")) != (m.sha256, m.size):
+            raise refuse(f"member {m.path} has sha256 {m.sha256} ({m.size} bytes), the manifest says "
                          f"{want.get('sha256')} ({want.get('size')} bytes)")
 
 
-def absent(settings: Settings, index: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+def absent(settings: Settings, index: fmt.Index, manifest: dict[str, Any]) -> list[str]:
     """Model files the manifest records, the bundle does not carry and this hub cache lacks (a delta's base)."""
-    listed = {m["path"] for m in index["members"]}
+    listed = {m.path for m in index.members}
     out = []
     for path, (entry, f) in _files(hub_entries(manifest)).items():
         if path not in listed and audit.file_problems(settings.hub_cache / entry["snapshot"], [f], verify=False):

@@ -2,89 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import shutil
 import stat
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_json, read_json, sha256_file
-from auto_infer.core.redact import redact_env, redact_url
-from auto_infer.core.settings import PROXY_VARS, Settings
+from auto_infer.core.settings import Settings
+from auto_infer.install import manifest as manifests
 from auto_infer.install.lockfile import Artifact, LockedEnv, canonical_name
-
-SCHEMA = 1
-
-
-def build_manifest(settings: Settings, locked: LockedEnv, installer: str, installer_version: str,
-                   fetched: Mapping[str, Any] | None = None,
-                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``fetched``: the lock's URL -> fetch.Fetched (sha256, size, served_from) measured at warm.
-
-    ``served_from`` is the (redacted) URL that served the file; for a file already cached, the
-    previous manifest's value is kept."""
-    env = os.environ if environ is None else environ
-    toml = settings.project_dir / "pixi.toml"
-    before = {(x.get("url"), x.get("sha256")): x.get("served_from")
-              for x in (read_manifest(settings) or {}).get("artifacts", [])}
-    artifacts = []
-    for a in locked.artifacts:
-        item = a.to_json()
-        item["url"] = redact_url(a.url)
-        got = (fetched or {}).get(a.url)
-        if got is not None:
-            item["sha256"] = item["sha256"] or got.sha256
-            item["size"] = got.size
-        item["served_from"] = (got.served_from if got is not None else None) or before.get(
-            (item["url"], item["sha256"]))
-        item["location"] = redact_url(a.location)
-        artifacts.append(item)
-    proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
-    return {
-        "schema": SCHEMA,
-        "tool": f"auto-infer {__version__}",
-        "lock_sha256": locked.sha256,
-        "lock_version": locked.version,
-        "pixi_toml_sha256": sha256_file(toml) if toml.is_file() else None,
-        "environment": locked.environment,
-        "platform": locked.platform,
-        "installer": {"name": installer, "version": installer_version},
-        "warmed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "proxies_used": redact_env(proxies),
-        "counts": {"conda": len(locked.conda), "pypi": len(locked.pypi)},
-        "artifacts": artifacts,
-    }
-
-
-def write_manifest(settings: Settings, manifest: dict[str, Any]) -> Path:
-    """The per-lock copy first, then cache-manifest.json (the latest lock) last."""
-    if manifest.get("lock_sha256"):
-        atomic_write_json(settings.manifests_dir / f"{manifest['lock_sha256']}.json", manifest)
-    atomic_write_json(settings.manifest_path, manifest)
-    return settings.manifest_path
-
-
-def read_manifest(settings: Settings, lock_sha256: str | None = None) -> dict[str, Any] | None:
-    """cache-manifest.json; with ``lock_sha256``, the manifest of that lock (the latest one or its
-    per-lock copy in manifests/), so caches holding several locks serve each of them."""
-    paths = [settings.manifest_path]
-    if lock_sha256:
-        paths.append(settings.manifests_dir / f"{lock_sha256}.json")
-    found = None
-    for path in paths:
-        data = read_json(path)
-        if isinstance(data, dict) and data.get("schema") == SCHEMA:
-            if lock_sha256 is None or data.get("lock_sha256") == lock_sha256:
-                return data
-            found = found or data
-    return found
-
 
 # ---- audit -------------------------------------------------------------------------------
 
@@ -139,26 +69,14 @@ def extracted_damage(d: Path) -> str | None:
     return None
 
 
-def evict_damaged(settings: Settings, locked: LockedEnv) -> list[str]:
-    """Online, before fetching: remove damaged entries so the installer downloads them again."""
-    removed = []
-    for a in locked.conda:
-        why = conda_entry_problem(settings.conda_pkgs_dir, a)
-        if why and why.startswith(DAMAGED):
-            shutil.rmtree(settings.conda_pkgs_dir / a.cache_key, ignore_errors=True)
-            (settings.conda_pkgs_dir / f"{a.cache_key}.lock").unlink(missing_ok=True)
-            removed.append(f"{a.cache_key} ({why[len(DAMAGED) + 2:]})")
-    return removed
-
-
-
 class WheelStore:
     """The pixi-free backend's wheel files, with a stat-keyed record of verified hashes."""
 
     def __init__(self, directory: Path):
         self.dir = directory
         self.record_path = directory / ".verified.json"
-        self.record: dict[str, list[Any]] = read_json(self.record_path) or {}
+        data = read_json(self.record_path)
+        self.record: dict[str, Any] = data if isinstance(data, dict) else {}   # only a memo: damaged = empty
         self.dirty = False
 
     def _key(self, filename: str) -> list[int] | None:
@@ -184,7 +102,7 @@ class WheelStore:
         if key is None:
             return None
         hit = self.record.get(filename)
-        if hit and hit[:4] == key:
+        if isinstance(hit, list) and len(hit) == 5 and hit[:4] == key:
             return str(hit[4])
         sha = sha256_file(path)
         self.record[filename] = [*key, sha]
@@ -192,8 +110,16 @@ class WheelStore:
         return sha
 
     def save(self) -> None:
+        """Write the memo; where the folder is read-only (a cache mounted read-only), skip it."""
         if self.dirty and self.dir.is_dir():
-            atomic_write_json(self.record_path, self.record)
+            try:
+                atomic_write_json(self.record_path, self.record)
+            except PermissionError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EROFS:
+                    raise
+                return
             self.dirty = False
 
 
@@ -211,14 +137,14 @@ def pixi_wheel_cached(settings: Settings, a: Artifact) -> bool:
     return False
 
 
-def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | None,
+def audit(settings: Settings, locked: LockedEnv, manifest: manifests.Manifest | None,
           installer: str) -> list[Missing]:
     missing: list[Missing] = []
     for a in locked.conda:
         why = conda_entry_problem(settings.conda_pkgs_dir, a)
         if why:
             missing.append(Missing(a, why))
-    expected = {x["filename"]: x for x in (manifest or {}).get("artifacts", []) if x.get("kind") == "pypi"}
+    expected = manifest.pypi_sha256() if manifest else {}
     store = WheelStore(settings.wheel_dir)
     for a in locked.pypi:
         if a.uncacheable:
@@ -228,7 +154,7 @@ def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | N
             if not pixi_wheel_cached(settings, a):
                 missing.append(Missing(a, "not in pixi's uv cache"))
             continue
-        want = a.sha256 or (expected.get(a.filename) or {}).get("sha256")
+        want = a.sha256 or expected.get(a.filename)
         got = store.verified_sha(a.filename)
         if got is None:
             missing.append(Missing(a, f"wheel not in {settings.wheel_dir}"))
@@ -238,9 +164,9 @@ def audit(settings: Settings, locked: LockedEnv, manifest: Mapping[str, Any] | N
     return missing
 
 
-def preflight(settings: Settings, locked: LockedEnv, installer: str) -> dict[str, Any]:
+def preflight(settings: Settings, locked: LockedEnv, installer: str) -> manifests.Manifest:
     """Prove the cache can do the install, or raise a UserError that says what to run."""
-    manifest = read_manifest(settings, locked.sha256)
+    manifest = manifests.read(settings, locked.sha256)
     run_warm = ("run `auto-infer warm` (or `doit warm`) where the network is, with the same "
                 "AUTO_INFER_SGLANG_CACHE_ROOT, then install again (air-gapped: `auto-infer bundle import FILE` "
                 "of a bundle exported there)")
@@ -248,10 +174,10 @@ def preflight(settings: Settings, locked: LockedEnv, installer: str) -> dict[str
         raise UserError(f"no cache manifest at {settings.manifest_path}: the cache was never warmed "
                         f"({len(locked.artifacts)} artifacts needed)",
                         where="AUTO_INFER_SGLANG_CACHE_ROOT", fix=run_warm)
-    if manifest.get("lock_sha256") != locked.sha256:
+    if manifest.lock_sha256 != locked.sha256:
         missing = audit(settings, locked, None, installer)
         raise UserError(
-            f"the cache was warmed for another pixi.lock: sha256 {str(manifest.get('lock_sha256'))[:12]}… "
+            f"the cache was warmed for another pixi.lock: sha256 {manifest.lock_sha256[:12]}… "
             f"!= {locked.sha256[:12]}… ({len(missing)} of {len(locked.artifacts)} artifacts not cached)",
             where=str(settings.manifest_path), fix=run_warm)
     missing = audit(settings, locked, manifest, installer)

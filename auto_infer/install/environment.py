@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from auto_infer.core.errors import UserError
@@ -15,10 +16,11 @@ from auto_infer.core.fsutil import disk_full_is_a_user_error, on_container_layer
 from auto_infer.core.progress import say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings, current_platform
-from auto_infer.install import backends, cache, health, lockfile, models
+from auto_infer.install import backends, cache, fetchplan, health, importer, lockfile, models, template
+from auto_infer.install import manifest as manifests
 from auto_infer.install.health import Kind, Reason, health_check, locked_env
 
-__all__ = ["Kind", "Reason", "health_check", "install", "locked_env", "warm", "warn_uncacheable"]
+__all__ = ["Kind", "Reason", "health_check", "install", "locked_env", "warm", "warm_dry_run", "warn_uncacheable"]
 
 
 def _warn_filesystems(settings: Settings, warm: bool) -> None:
@@ -73,31 +75,52 @@ def _installing(settings: Settings, why: str) -> Iterator[None]:
 
 
 def warm(settings: Settings) -> dict[str, Any]:
-    """Online: fetch everything the lock names into the cache root, install, write the manifest."""
+    """Online: fetch everything the lock names into the cache root (the importer's reader is the
+    download), fill the package cache, install, audit, write the manifest last."""
     backend = backends.get(settings.installer)
     with exclusive(settings.install_lock, "warm", settings.lock_timeout):
         locked = locked_env(settings)
         lockfile.refuse_uncacheable(locked, "warm")
         _warn_platform(settings)
         _warn_filesystems(settings, warm=True)
-        for entry in cache.evict_damaged(settings, locked):
-            say(f"  removed a damaged package from the cache, to download it again: {entry}")
-        earlier = (cache.read_manifest(settings) or {}).get("models", [])
+        earlier = manifests.read_or_none(settings)
+        plan = fetchplan.make(settings, locked, models.plan(settings))
+        for line in plan.lines():
+            say(line)
+        plan.check()
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
-                disk_full_is_a_user_error(settings.cache_root):
-            fetched = backend.fetch(settings, locked, s)
+                importer.cache_writes(settings.cache_root):
+            fetched = backend.fetch(settings, locked, s)          # staged, verified and placed by fetch.py
+            downloads = f"{s.detail}; " if fetched and s.detail else ""      # the downloads' summary, kept
+            importer.fill(settings, locked, backend, s)
             reason = health_check(settings, locked)
             remove = health.removed_pypi(settings, locked)
             with _installing(settings, "warm"):
                 backend.install(settings, locked, s, online=True, repair=bool(reason and reason.repair),
                                 remove_pypi=remove)
             health.finish(settings, locked, backend.name, backend.version())
-            manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), fetched)
-            manifest["models"] = earlier
-            cache.write_manifest(settings, manifest)
-            s.note(f"manifest {settings.manifest_path}")
+            importer.audit_or_refuse(settings, locked, backend.name, "warm")
+            manifest = manifests.build(settings, locked, backend.name, backend.version(), fetched)
+            manifest["models"] = list(earlier.models) if earlier else []
+            importer.commit(settings, manifest)
+            s.note(f"{downloads}manifest {settings.manifest_path}")
         with disk_full_is_a_user_error(settings.hub_cache):
-            return models.warm(settings, manifest)
+            return models.warm(settings, manifest, plan.hub)
+
+
+def warm_dry_run(settings: Settings) -> int:
+    """`warm --dry-run`: what warm would fetch, what the cache holds, the free space; nothing is
+    downloaded or written. Exit 1 (a UserError) when warm would refuse for want of space. The lock
+    is the one warm would use: the template's when `template` would copy it first."""
+    source = settings
+    if settings.template_dir is not None and template.needs_work(settings):
+        source = replace(settings, project_dir=settings.template_dir)
+    locked = locked_env(source)
+    lockfile.refuse_uncacheable(locked, "warm")
+    plan = fetchplan.make(settings, locked, models.plan(settings))
+    print("\n".join(plan.lines()), flush=True)
+    plan.check()
+    return 0
 
 
 def install(settings: Settings, verify: bool = False) -> str:

@@ -6,34 +6,34 @@ connections (AUTO_INFER_NET_CONNECTIONS). Transient failures (connection error o
 5xx, 408, 429, a body shorter than its Content-Length) are retried with exponential backoff
 (AUTO_INFER_NET_RETRIES, AUTO_INFER_NET_RETRY_DELAY), each retry logged; the mirror map's
 mirrors are tried in order. A sha256 that differs from the lock's is never retried: the file is
-dropped and the artifact fails. Files are streamed to a temp file beside the destination and
-renamed into place only when complete and verified. On failure: one UserError naming what was
+dropped and the artifact fails. Files are streamed to a partial file beside the destination
+(install/download.py) and renamed into place only when complete and verified; a cut transfer keeps
+its partial file and the retry, in this run or the next, asks for the rest (HTTP Range). The bytes
+are shown by one :class:`~auto_infer.core.meter.Meter`. On failure: one UserError naming what was
 not fetched, why, and the proxy in use (redacted).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from auto_infer.core.errors import UserError
+from auto_infer.core.meter import Meter, mb
 from auto_infer.core.progress import Step, fmt_secs, say
-from auto_infer.core.redact import redact_url, scrub
+from auto_infer.core.redact import redact_url
 from auto_infer.core.settings import Net
 from auto_infer.install.cache import WheelStore
+from auto_infer.install.download import Attempt, Fatal, Permanent, Transient, is_local, part_path, reason
 from auto_infer.install.mirrors import MirrorMap
 
 SHOWN = 8          # failed artifacts named in the error; the rest are counted
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Job:
     dest: Path
     sha256: str | None
     store: WheelStore | None = field(default=None, compare=False)   # verified-hash record of dest's folder
+    size: int | None = None                                        # the lock's, when it has one
 
 
 @dataclass(frozen=True)
@@ -51,40 +52,6 @@ class Fetched:
     sha256: str
     size: int
     served_from: str | None    # redacted URL it came from; None: it was already in the cache
-
-
-class _Transient(Exception):
-    """Worth retrying: the next mirror, then after a pause."""
-
-
-class _Permanent(Exception):
-    """This URL will not work (404, missing file): try the next mirror, do not retry it."""
-
-
-class _Fatal(Exception):
-    """Stop trying this artifact: a sha256 mismatch, or the deadline."""
-
-
-def _reason(exc: BaseException) -> str:
-    """A short cause for a requests error (its own text repeats the URL and nests three errors)."""
-    import requests
-
-    text = scrub(str(exc), [])
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connect timed out"
-    if isinstance(exc, requests.exceptions.ReadTimeout) or "Read timed out" in text:
-        return "no data within the read timeout"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "truncated body: the connection broke before the end"
-    kind = "proxy error" if isinstance(exc, requests.exceptions.ProxyError) else "connection failed"
-    if "Connection reset" in text:
-        return f"{kind}: connection reset by peer"
-    if "RemoteDisconnected" in text:
-        return f"{kind}: the server closed the connection without a response"
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
-    if errno:
-        return f"{kind}: {errno.group(1).strip().lower()}"
-    return f"{type(exc).__name__}: {text[-160:]}"
 
 
 def proxy_for(url: str) -> str:
@@ -98,26 +65,28 @@ def proxy_for(url: str) -> str:
 
 
 class _Run:
-    def __init__(self, jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str):
-        self.jobs, self.net, self.mirrors, self.step, self.what = jobs, net, mirrors, step, what
+    def __init__(self, jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str, meter: Meter):
+        self.jobs, self.net, self.mirrors, self.step, self.what, self.meter = jobs, net, mirrors, step, what, meter
         self.deadline = time.monotonic() + net.deadline
         self.lock = threading.Lock()
         self.local = threading.local()
         self.stop = threading.Event()
         self.done = 0
-        self.bytes = 0
         self.failures: dict[str, str] = {}
         self.mirror_failures: dict[str, int] = {}    # per mirror base: prefer those that work
+        self.no_range: set[str] = set()              # mirrors that ignored a Range request (said once)
         self.results: dict[str, Fetched] = {}
+        self.sized_jobs: set[str] = set()
+        self.active: set[Attempt] = set()           # attempts reading now: aborted when the run stops
 
     # ---- one request -------------------------------------------------------------
     def _left(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise _Fatal(f"the total deadline of {fmt_secs(self.net.deadline)} (AUTO_INFER_NET_DEADLINE) "
-                         "was reached")
+            raise Fatal(f"the total deadline of {fmt_secs(self.net.deadline)} (AUTO_INFER_NET_DEADLINE) "
+                        "was reached")
         if self.stop.is_set():
-            raise _Fatal("stopped")
+            raise Fatal("stopped")
         return left
 
     def _session(self):  # type: ignore[no-untyped-def]
@@ -127,68 +96,70 @@ class _Run:
             self.local.session = requests.Session()
         return self.local.session
 
-    def _stream(self, url: str, fh: object) -> tuple[str, int]:
+    def _restarted(self, base: str, job: Job, had: int, why: str) -> None:
+        self.meter.drop(had)
+        with self.lock:
+            first = base not in self.no_range
+            self.no_range.add(base)
+        if first:
+            say(f"  ↻ {job.name}: {redact_url(base)}: {why} (said once for this mirror)")
+
+    def _sized(self, job: Job, size: int, have: int) -> None:
+        if job.size is None:               # a wheel (the lock has no size): the total learns it now
+            with self.lock:
+                first = job.key not in self.sized_jobs
+                self.sized_jobs.add(job.key)
+            if first:
+                self.meter.grow(size - have)
+        self.meter.begin(job.name, size, have)
+
+    def _attempt(self, job: Job, base: str, url: str) -> Fetched:
         import requests
 
-        h, n = hashlib.sha256(), 0
-        parsed = urlparse(url)
-        if parsed.scheme in ("", "file"):
-            try:
-                src = open(unquote(parsed.path), "rb")   # noqa: SIM115 - closed below
-            except OSError as exc:         # missing, a folder, unreadable: this URL will not work
-                raise _Permanent(f"cannot read the file: {exc.strerror}") from None
-            with src:
-                while block := src.read(CHUNK):
-                    h.update(block)
-                    fh.write(block)  # type: ignore[attr-defined]
-                    n += len(block)
-            return h.hexdigest(), n
-        wait = min(self.net.timeout, self._left())
-        try:
-            with self._session().get(url, stream=True, timeout=(wait, wait)) as resp:
-                if resp.status_code in (408, 429) or resp.status_code >= 500:
-                    raise _Transient(f"HTTP {resp.status_code}")
-                if resp.status_code >= 400:
-                    raise _Permanent(f"HTTP {resp.status_code}")
-                length = resp.headers.get("Content-Length")
-                for block in resp.iter_content(CHUNK):
-                    self._left()
-                    h.update(block)
-                    fh.write(block)  # type: ignore[attr-defined]
-                    n += len(block)
-                    with self.lock:
-                        self.bytes += len(block)
-                if length and length.isdigit() and "Content-Encoding" not in resp.headers and n != int(length):
-                    raise _Transient(f"truncated body: {n} of {length} bytes")
-        except requests.exceptions.RequestException as exc:
-            raise _Transient(_reason(exc)) from None
-        return h.hexdigest(), n
-
-    def _attempt(self, job: Job, url: str) -> Fetched:
         job.dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{job.dest.name}.", suffix=".part", dir=job.dest.parent)
-        tmp = Path(tmp_name)
+        part = part_path(job.dest)
+        att = Attempt(part, lambda n: self.meter.add(n, job.name), self._left,
+                      lambda had, why: self._restarted(base, job, had, why),
+                      lambda size, have: self._sized(job, size, have))
+        with self.lock:
+            self.active.add(att)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                sha, size = self._stream(url, fh)
-            if job.sha256 and sha != job.sha256:
-                raise _Fatal(f"sha256 mismatch: the file from {redact_url(url)} has {sha}, "
-                             f"the lock says {job.sha256} (never accepted; fix or drop that mirror)")
-            os.replace(tmp, job.dest)
-            return Fetched(sha, size, redact_url(url))
+            local = is_local(url)
+            if local is not None:
+                sha, size = att.local(local)
+            else:
+                sha, size = att.http(self._session(), url, min(self.net.timeout, self._left()),
+                                     resume=job.sha256 is not None)
+        except requests.exceptions.RequestException as exc:
+            raise Transient(reason(exc)) from None
         finally:
-            tmp.unlink(missing_ok=True)
+            with self.lock:
+                self.active.discard(att)
+            self.meter.end(job.name)
+            if part.exists() and part.stat().st_size == 0:
+                part.unlink()
+        if job.sha256 and sha != job.sha256:
+            part.unlink(missing_ok=True)
+            self.meter.drop(size)
+            if att.resumed_from:        # the bytes kept from before were wrong: never accepted, fetched whole
+                say(f"  ↻ {job.name}: the partial file kept from an earlier try does not match the lock's "
+                    f"sha256: thrown away, fetching the whole file again")
+                return self._attempt(job, base, url)
+            raise Fatal(f"sha256 mismatch: the file from {redact_url(url)} has {sha}, "
+                        f"the lock says {job.sha256} (never accepted; fix or drop that mirror)")
+        os.replace(part, job.dest)
+        return Fetched(sha, size, redact_url(url))
 
     # ---- one artifact, all its mirrors and retries --------------------------------
     def _one(self, job: Job) -> None:
         try:
             self.results[job.key] = self._fetch(job)
-        except _Fatal as exc:
+        except Fatal as exc:
             self.failures[job.name] = str(exc)
         with self.lock:
             self.done += 1
             self.step.note(f"{self.what}: {self.done}/{len(self.jobs)} done, "
-                           f"{self.bytes / 1e6:.1f} MB, {len(self.failures)} failed")
+                           f"{self.meter.summary()}, {len(self.failures)} failed")
 
     def _failed(self, base: str) -> None:
         with self.lock:
@@ -208,11 +179,11 @@ class _Run:
             for i, (base, url) in enumerate(order):
                 self._left()
                 try:
-                    return self._attempt(job, url)
-                except _Permanent as exc:
+                    return self._attempt(job, base, url)
+                except Permanent as exc:
                     dead.add(url)
                     last = f"{exc} from {redact_url(url)}"
-                except _Transient as exc:
+                except Transient as exc:
                     last = f"{exc} from {redact_url(url)}"
                 self._failed(base)
                 if i + 1 < len(order):
@@ -221,7 +192,7 @@ class _Run:
                 break
         tries = "" if self.net.retries == 0 or len(dead) == len(routes) else \
             f" (after {self.net.retries} {'retry' if self.net.retries == 1 else 'retries'})"
-        raise _Fatal(last + tries)
+        raise Fatal(last + tries)
 
     def run(self) -> dict[str, Fetched]:
         pool = ThreadPoolExecutor(max_workers=self.net.connections, thread_name_prefix="fetch")
@@ -230,6 +201,9 @@ class _Run:
                 future.result()
         finally:
             self.stop.set()
+            with self.lock:
+                for att in self.active:
+                    att.abort()
             pool.shutdown(wait=True, cancel_futures=True)
         return self.results
 
@@ -251,6 +225,14 @@ def _rel(job: Job) -> str:
     return str(job.dest.relative_to(job.store.dir))
 
 
+def _partial(job: Job) -> int:
+    """Bytes a resumable partial file of ``job`` holds (a job without a sha256 starts over)."""
+    try:
+        return part_path(job.dest).stat().st_size if job.sha256 else 0
+    except OSError:
+        return 0
+
+
 def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str) -> dict[str, Fetched]:
     """Download every job whose file is not already there and verified; raise one UserError if any fail.
 
@@ -266,13 +248,24 @@ def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, wha
     stores = {id(j.store): j.store for j in jobs if j.store is not None}
     try:
         if todo:
+            parts = [n for n in (_partial(j) for j in todo) if n]
+            kept = sum(parts)
+            if kept:
+                say(f"  resuming {len(parts)} partial file(s): {mb(kept)} kept from an earlier run")
             step.note(f"{what}: fetching {len(todo)} of {len(jobs)} with {net.connections} connections")
-            run = _Run(todo, net, mirrors, step, what)
-            got = run.run()
+            total = sum(j.size or 0 for j in todo)
+            with Meter(f"{what}", max(total, kept), kept, net.progress_every, step) as meter:
+                run = _Run(todo, net, mirrors, step, what, meter)
+                try:
+                    got = run.run()
+                except KeyboardInterrupt:
+                    _say_kept(todo)
+                    raise
             for job in todo:      # record the hash just measured, so the next warm need not read the file
                 if job.key in got and job.store is not None:
                     job.store.remember(_rel(job), got[job.key].sha256)
             if run.failures:
+                _say_kept(todo)
                 raise run.error()
             have.update(got)
     finally:
@@ -280,3 +273,8 @@ def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, wha
             store.save()
     return have
 
+
+def _say_kept(jobs: Sequence[Job]) -> None:
+    kept = [n for n in (_partial(j) for j in jobs) if n]
+    if kept:
+        say(f"  partial files kept: {len(kept)} ({mb(sum(kept))}); the next warm goes on from there")

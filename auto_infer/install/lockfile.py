@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import sha256_file
@@ -33,6 +33,7 @@ class Artifact:
     build: str = ""      # conda only
     source: str = ""     # pypi: wheel | sdist | tree | git
     location: str = ""   # pypi: the location as the lock writes it
+    subdir: str = ""     # conda: the channel subdir, the URL path's folder (linux-64, noarch)
 
     @property
     def cache_key(self) -> str:
@@ -45,7 +46,9 @@ class Artifact:
         return UNCACHEABLE.get(self.source)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["subdir"]           # the manifest's fields stay as they were (the URL holds it)
+        return out
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,32 @@ def _lock_version(path: Path) -> int:
 
 
 def _filename(url: str) -> str:
-    return unquote(urlparse(url).path.rsplit("/", 1)[-1]) or url
+    return url_file_name(url) or url
+
+
+def url_file_name(url: str) -> str:
+    """The file name a URL names: the last segment of its PATH (never its query or fragment),
+    %-decoded; what it decodes to is checked by :func:`plain_name` (``..%2Fx`` is no plain name)."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    return unquote(path.rsplit("/", 1)[-1])
+
+
+def url_subdir(url: str) -> str:
+    """The folder of the file a URL names (a conda channel's subdir), from its path only."""
+    try:
+        parts = urlsplit(url).path.rstrip("/").split("/")
+    except ValueError:
+        return ""
+    return unquote(parts[-2]) if len(parts) >= 2 and parts[-2] else "noarch"
 
 
 def plain_name(filename: str, entry: str, lock: Path) -> str:
     """``filename`` if it is a plain file name (it becomes a path in the cache), else a UserError."""
-    if filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\0" in filename:
+    if filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\0" in filename \
+            or any(ord(c) < 32 for c in filename) or len(filename.encode()) > 255:
         raise UserError(f"pixi.lock entry {entry} names the file {filename!r}, which is not a plain file name "
                         "(it would be written outside the cache folder)", where=str(lock),
                         fix="fix that entry's URL, or regenerate the lock with `pixi lock` from a trusted template")
@@ -128,6 +151,24 @@ def _pypi(env: Any, plat: Any, path: Path) -> tuple[Artifact, ...]:
         out.append(Artifact(kind="pypi", name=p.name, version=version, url=url, filename=filename,
                             sha256=sha, size=None, source=source, location=p.location))
     return tuple(out)
+
+
+CONDA_ENDINGS = (".conda", ".tar.bz2")
+
+
+def _conda(r: Any, lock: Path) -> Artifact:
+    """A conda entry; its file name and subdir come from its URL's path, each a plain name."""
+    url, name = str(r.url), r.name.normalized
+    entry = f"{name} ({redact_url(url)})"
+    filename = plain_name(url_file_name(url), entry, lock)
+    if filename != r.file_name or not filename.endswith(CONDA_ENDINGS):
+        raise UserError(f"pixi.lock entry {entry} names the file {filename!r}, which is not a conda package "
+                        f"file name (…{' or '.join(CONDA_ENDINGS)}, as the entry's own {r.file_name!r})",
+                        where=str(lock), fix="fix that entry's URL (the file name is the last part of its path), "
+                        "or regenerate the lock with `pixi lock` from a trusted template")
+    return Artifact(kind="conda", name=name, version=str(r.version), build=str(r.build), url=url,
+                    filename=filename, sha256=r.sha256.hex() if r.sha256 else None, size=r.size,
+                    subdir=plain_name(url_subdir(url), entry, lock))
 
 
 def _parse_error(path: Path, exc: Exception) -> UserError:
@@ -175,12 +216,7 @@ def read(path: Path, environment: str, platform: str) -> LockedEnv:
                         fix="add the platform to pixi.toml and run `pixi lock`, or set AUTO_INFER_PLATFORM")
     plat = plats[platform]
     records = env.conda_repodata_records_for_platform(plat) or []
-    conda = tuple(
-        Artifact(kind="conda", name=r.name.normalized, version=str(r.version), build=str(r.build),
-                 url=str(r.url), filename=plain_name(r.file_name, f"{r.name.normalized} ({redact_url(str(r.url))})",
-                                                     path),
-                 sha256=r.sha256.hex() if r.sha256 else None, size=r.size)
-        for r in records)
+    conda = tuple(_conda(r, path) for r in records)
     pypi = _pypi(env, plat, path)
     if not conda and not pypi:
         raise _empty(path, platform)

@@ -14,7 +14,8 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say, step
 from auto_infer.core.settings import Settings
 from auto_infer.core.tomlfile import apply_overrides, read_toml
-from auto_infer.install import cache
+from auto_infer.install import manifest as manifests
+from auto_infer.install.fetchplan import Part
 from auto_infer.weights import audit, fetch, spec
 
 
@@ -25,8 +26,36 @@ def sources(settings: Settings) -> dict[str, spec.Source]:
     return spec.configured(apply_overrides(read_toml(path), settings.overrides), path)
 
 
-def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Fetch every Hub source (record every visible folder); rewrite the manifest with them."""
+def _tables(settings: Settings, found: dict[str, spec.Source], key: str) -> str:
+    names = ", ".join(f"[instance.{n}.model]" for n, x in found.items() if x.key == key)
+    return f"{settings.config_path}: {names}"
+
+
+def plan(settings: Settings) -> list[tuple[str, Part, fetch.Resolved | None]]:
+    """Each Hub source as the fetch plan sees it: (key, sizes from the Hub's file list, resolved).
+    A Hub that does not answer leaves its size unknown here; its fetch, after the packages', says why."""
+    try:
+        found = sources(settings)
+    except UserError:
+        return []                   # warm's weights step says what is wrong with the model config
+    out: list[tuple[str, Part, fetch.Resolved | None]] = []
+    for key, source in {s.key: s for s in found.values() if s.kind == spec.HUB}.items():
+        try:
+            r = fetch.resolve(source, _tables(settings, found, key))
+        except UserError as exc:
+            why = exc.what.splitlines()[0]
+            out.append((key, Part(f"weights {source.describe()} (size unknown: {why})", settings.hub_cache,
+                                  0, 0, 0, 1), None))
+            continue
+        kept = r.on_disk(settings.hub_cache)
+        out.append((key, Part(f"weights {r.label}", settings.hub_cache, r.size, kept, len(r.wanted)), r))
+    return out
+
+
+def warm(settings: Settings, manifest: dict[str, Any], resolved: dict[str, fetch.Resolved] | None = None
+         ) -> dict[str, Any]:
+    """Fetch every Hub source (record every visible folder); rewrite the manifest with them.
+    ``resolved``: the Hub sources the fetch plan resolved already (by key)."""
     found = sources(settings)
     wanted = {s.key: s for s in found.values()}
     if not wanted:
@@ -36,8 +65,8 @@ def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
     for key, source in wanted.items():
         if source.kind == spec.HUB:
             with step(f"warm: weights {source.describe()} into {settings.hub_cache}") as s:
-                tables = ", ".join(f"[instance.{n}.model]" for n, x in found.items() if x.key == key)
-                entry = fetch.fetch_hub(source, settings.hub_cache, f"{settings.config_path}: {tables}")
+                entry = fetch.fetch_hub(source, settings.hub_cache, _tables(settings, found, key),
+                                        (resolved or {}).get(key), s, settings.net.progress_every)
                 s.note(f"commit {entry['commit'][:12]}, {len(entry['files'])} files, "
                        f"{audit.human(entry['total_size'])}")
         else:
@@ -49,7 +78,7 @@ def warm(settings: Settings, manifest: dict[str, Any]) -> dict[str, Any]:
             say(f"  weights: folder {source.path}: {len(entry['files'])} files, {audit.human(entry['total_size'])}")
         entries[key] = entry
     manifest = {**manifest, "models": [entries[k] for k in sorted(entries)]}
-    cache.write_manifest(settings, manifest)
+    manifests.write(settings, manifest)
     return manifest
 
 

@@ -12,39 +12,35 @@ see pixipack_archive). In order, before anything is written to the cache:
 2. the pins of ``environment.yml`` are those of the lock's environment (else: "another
    environment", naming the packages that differ), and the pack holds every artifact the lock
    needs (else: refused, naming the missing ones), its repodata agreeing with the lock's sha256;
-3. each needed member is copied into a staging folder inside the cache root while hashed: a conda
+3. each needed member is copied into the importer's staging folder inside the cache root while hashed: a conda
    archive must match its repodata record (size, sha256; md5 when there is no sha256) and the
    lock's sha256, a wheel the lock's sha256 (pixi-pack stores no wheel hashes; without a lock
    hash it is measured and recorded). Any mismatch refuses, naming member, expected and actual.
 
-Only then: archives go to ``conda_archive_dir/<subdir>/<file>``, the package cache is filled from
-them as warm does (rattler.fill_package_cache), wheels go to ``wheel_dir``, and the cache manifest
-is written LAST, atomically: ``install`` trusts nothing half-imported. A re-import is a no-op.
+Only then does the cache importer (importer.py) take over, as for warm and a bundle: archives go to
+``conda_archive_dir/<subdir>/<file>``, wheels to ``wheel_dir``, the package cache is filled by
+extracting the archives straight into it, the cache is audited, and the manifest is written LAST,
+atomically: ``install`` trusts nothing half-imported. A re-import is a no-op only while the cache
+still holds every artifact (importer.done).
 """
 
 from __future__ import annotations
 
 import binascii
-import hashlib
-import json
-import os
 import re
-import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import disk_full_is_a_user_error
-from auto_infer.core.progress import say, step
+from auto_infer.core.progress import step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings
-from auto_infer.install import backends, cache, lockfile
+from auto_infer.install import backends, importer, jsonread, lockfile
+from auto_infer.install import manifest as manifests
 from auto_infer.install import pixipack_archive as archive
 from auto_infer.install.archives import archive_path
-from auto_infer.install.backends.rattler import FILL_SCRATCH, fill_package_cache
 from auto_infer.install.cache import WheelStore
 from auto_infer.install.fetch import Fetched
 from auto_infer.install.health import locked_env
@@ -56,7 +52,6 @@ __all__ = ["import_pixi_pack", "is_pixi_pack"]
 FORMAT = "1"
 SHOWN = 8
 CHUNK = 1 << 20
-STAGING = ".pixi-pack-import."    # inside the cache root; one left by a killed import is removed
 
 
 @dataclass(frozen=True)
@@ -82,23 +77,31 @@ def _json(tf: tarfile.TarFile, found: dict[str, tarfile.TarInfo], name: str, pat
     if name not in found:
         raise UserError(f"{path} is not a complete pixi-pack archive: it has no {name}", where=str(path),
                         fix="pass the environment.tar or .sh that pixi-pack wrote")
-    try:
-        return json.loads(archive.read_small(tf, found[name], path))
-    except ValueError as exc:
-        raise UserError(f"the pack's {name} is not JSON ({exc})", where=str(path), fix=archive.REBUILD) from None
+    return jsonread.load(archive.read_small(tf, found[name], path), f"the pack's {name}", f"{path} ({name})",
+                         archive.REBUILD)
 
 
-def _check_metadata(meta: Any, settings: Settings, path: Path) -> None:
+@dataclass(frozen=True)
+class PackMeta:
+    """pixi-pack.json, read and checked."""
+    version: str
+    platform: str
+
+
+def metadata(raw: Any, settings: Settings, path: Path) -> PackMeta:
     where = f"{path} ({archive.METADATA})"
-    if not isinstance(meta, dict) or str(meta.get("version")) != FORMAT:
-        got = meta.get("version") if isinstance(meta, dict) else meta
-        raise UserError(f"pixi-pack format version {got!r} is not supported (supported: {FORMAT!r})",
+    n = jsonread.root(raw, f"the pack's {archive.METADATA}", where, archive.REBUILD).obj()
+    version = n.get("version").value
+    if isinstance(version, (dict, list)) or str(version) != FORMAT:
+        raise UserError(f"pixi-pack format version {version!r} is not supported (supported: {FORMAT!r})",
                         where=where, fix="build the pack with pixi-pack 0.x (format 1)")
-    if meta.get("platform") != settings.platform:
-        raise UserError(f"the pack holds an environment for {meta.get('platform')}, this install wants "
+    meta = PackMeta(FORMAT, n.get("platform").text())
+    if meta.platform != settings.platform:
+        raise UserError(f"the pack holds an environment for {meta.platform}, this install wants "
                         f"{settings.platform}; nothing was imported", where=where,
                         fix=f"use the pack built with `pixi-pack -p {settings.platform}` (AUTO_INFER_PLATFORM "
                             "picks another platform)")
+    return meta
 
 
 def _pins(text: str) -> dict[str, str]:
@@ -137,10 +140,23 @@ def _repodata(tf: tarfile.TarFile, found: dict[str, tarfile.TarInfo], subdir: st
               memo: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if subdir not in memo:
         name = f"channel/{subdir}/repodata.json"
-        data = _json(tf, found, name, path) if name in found else {}
-        records = {**(data.get("packages") or {}), **(data.get("packages.conda") or {})}
-        memo[subdir] = {k: v for k, v in records.items() if isinstance(v, dict)}
+        memo[subdir] = records(_json(tf, found, name, path) if name in found else {}, f"{path} ({name})")
     return memo[subdir]
+
+
+def records(data: Any, where: str) -> dict[str, dict[str, Any]]:
+    """A repodata.json's records by file name, each field this import reads checked for its type."""
+    n = jsonread.root(data, "the pack's repodata.json", where, archive.REBUILD).obj()
+    out: dict[str, dict[str, Any]] = {}
+    for key in ("packages", "packages.conda"):
+        table = n.get(key)
+        for file in (table.obj().value if table.value is not None else ()):
+            r = table.get(file).obj()
+            r.get("sha256").typed(str, optional=True)
+            r.get("md5").typed(str, optional=True)
+            r.get("size").typed(int, optional=True)
+            out[file] = r.value
+    return out
 
 
 def _plan(settings: Settings, locked: LockedEnv, tf: tarfile.TarFile, found: dict[str, tarfile.TarInfo],
@@ -176,86 +192,48 @@ def _plan(settings: Settings, locked: LockedEnv, tf: tarfile.TarFile, found: dic
     return wants
 
 
-def _complete(settings: Settings, locked: LockedEnv, installer: str) -> bool:
-    manifest = cache.read_manifest(settings)
-    return bool(manifest and manifest.get("lock_sha256") == locked.sha256
-                and not cache.audit(settings, locked, manifest, installer))
-
-
-def _copy(tf: tarfile.TarFile, want: Want, target: Path, path: Path) -> tuple[str, str, int]:
-    """Copy the member to ``target`` while hashing it: (sha256, md5, size)."""
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    target.parent.mkdir(parents=True, exist_ok=True)
+def _copy(tf: tarfile.TarFile, want: Want, staging: Path, path: Path) -> importer.Staged:
+    """Stage the member while hashing it; a member that cannot be read is damage in the pack."""
     try:
         src = tf.extractfile(want.member)
         assert src is not None                       # _plan took files only
-        with src, open(target, "wb") as out:
-            while block := src.read(CHUNK):
-                sha.update(block)
-                md5.update(block)
-                out.write(block)
-                size += len(block)
+        with src:
+            return importer.stage(src, staging / want.member, want.member, None, lambda n: None)
     except (tarfile.TarError, binascii.Error, EOFError) as exc:
         raise UserError(f"the pack's {want.member} cannot be read: the archive is damaged or truncated ({exc}); "
                         "nothing was imported", where=str(path), fix=archive.REBUILD) from None
-    return sha.hexdigest(), md5.hexdigest(), size
 
 
-def _mismatch(want: Want, sha: str, md5: str, size: int) -> str | None:
+def _expect(want: Want) -> importer.Expect:
     rec, lock_sha = want.record, want.artifact.sha256
-    if rec.get("size") is not None and rec["size"] != size:
-        return f"{want.member}: {size} bytes, the pack's repodata.json says {rec['size']}"
-    expected = lock_sha or rec.get("sha256")
-    if expected and sha != expected:
-        source = "pixi.lock" + (" and the pack's repodata.json" if rec.get("sha256") else "")
-        return f"{want.member}: sha256 {sha}, expected {expected} ({source})"
-    if not expected and rec.get("md5") and md5 != rec["md5"]:
-        return f"{want.member}: md5 {md5}, expected {rec['md5']} (the pack's repodata.json)"
-    return None
+    said = "pixi.lock" + (" and the pack's repodata.json" if rec.get("sha256") else "") if lock_sha else \
+        "the pack's repodata.json"
+    return importer.Expect(lock_sha or rec.get("sha256"), rec.get("size"), rec.get("md5"), said)
 
 
-def _stage(tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, note: Any) -> dict[str, Fetched]:
-    """Copy and verify every needed member not already in the cache; the lock's URL -> Fetched."""
-    got: dict[str, Fetched] = {}
+def _stage(tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, note: Any) -> list[tuple[Want, importer.Staged]]:
+    """Copy and verify every needed member not already in the cache."""
+    got: list[tuple[Want, importer.Staged]] = []
     bad: list[str] = []
     total = 0
     for i, want in enumerate(wants, 1):
         have = want.store.verified_sha(want.rel) if want.dest.is_file() else None
         if have and have == (want.artifact.sha256 or want.record.get("sha256") or have):
             continue
-        sha, md5, size = _copy(tf, want, staging / want.member, path)
-        total += size
+        staged = _copy(tf, want, staging, path)
+        total += staged.size
         note(f"verified {i}/{len(wants)} artifacts, {total / 1e6:.1f} MB copied, {len(bad)} refused")
-        why = _mismatch(want, sha, md5, size)
+        why = staged.problem(_expect(want))
         if why:
             bad.append(why)
         else:
-            got[want.artifact.url] = Fetched(sha, size, f"pixi-pack {path.name}: {want.member}")
+            got.append((want, staged))
     if bad:
         what = "member of the pack does not match its hash" if len(bad) == 1 else \
             "members of the pack do not match their hashes"
-        raise UserError(f"{len(bad)} {what}; nothing was imported:"
-                        f"{_listed(bad)}", where=str(path),
+        raise UserError(f"{len(bad)} {what}; nothing was imported:{_listed(bad)}", where=str(path),
                         fix="the pack is damaged or was changed: " + archive.REBUILD)
     return got
-
-
-def _commit(settings: Settings, locked: LockedEnv, wants: list[Want], got: dict[str, Fetched],
-            staging: Path) -> None:
-    """Verified files into their places in the cache, then the package cache filled from the archives."""
-    for want in wants:
-        fetched = got.get(want.artifact.url)
-        if fetched is None:
-            continue                                 # already in the cache, verified
-        want.dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging / want.member, want.dest)
-        want.store.remember(want.rel, fetched.sha256)
-    for store in {id(w.store): w.store for w in wants}.values():
-        store.save()
-    for entry in cache.evict_damaged(settings, locked):
-        say(f"  removed a damaged package from the cache, to extract it again: {entry}")
-    if locked.conda:
-        fill_package_cache(settings, locked)
 
 
 def import_pixi_pack(settings: Settings, path: str | Path) -> str:
@@ -269,32 +247,22 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
             raise UserError("a pixi-pack import fills the pixi-free installer's wheel cache, but "
                             "AUTO_INFER_INSTALLER is pixi and the lock has PyPI wheels", where="AUTO_INFER_INSTALLER",
                             fix="set AUTO_INFER_INSTALLER=rattler for the import and the install")
-        settings.cache_root.mkdir(parents=True, exist_ok=True)
-        for stale in [*settings.cache_root.glob(f"{STAGING}*"), *settings.cache_root.glob(f"{FILL_SCRATCH}*")]:
-            shutil.rmtree(stale, ignore_errors=True)
         with step(f"import: pixi-pack {path.name} for {len(locked.conda)} conda + {len(locked.pypi)} PyPI "
-                  "artifacts of pixi.lock") as s, disk_full_is_a_user_error(settings.cache_root), \
-                archive.open_pack(path) as (tf, form):
+                  "artifacts of pixi.lock") as s, importer.cache_writes(settings.cache_root), \
+                importer.staging(settings) as staging, archive.open_pack(path) as (tf, form):
             found = archive.members(tf, path)
-            _check_metadata(_json(tf, found, archive.METADATA, path), settings, path)
+            metadata(_json(tf, found, archive.METADATA, path), settings, path)
             _check_environment(tf, found, locked, path)
             wants = _plan(settings, locked, tf, found, path)
-            if _complete(settings, locked, backend.name):
+            if importer.done(settings, locked, backend.name) is None:
                 s.note("already imported")
                 return f"the cache already holds every artifact of pixi.lock ({len(wants)}); nothing to do"
-            staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=settings.cache_root))
-            try:
-                got = _stage(tf, wants, staging, path, s.note)
-                _commit(settings, locked, wants, got, staging)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            left = cache.audit(settings, locked, None, backend.name)
-            if left:
-                raise UserError(f"after the import, {len(left)} artifacts are still not usable from the cache:"
-                                f"{_listed([m.line() for m in left])}", where=str(settings.cache_root),
-                                fix="see the messages above; free disk space and import again")
-            manifest = cache.build_manifest(settings, locked, backend.name, backend.version(), got)
-            cache.write_manifest(settings, manifest)
+            got = _stage(tf, wants, staging, path, s.note)
+            importer.place(settings, [(w.artifact, x) for w, x in got], s)
+            importer.fill(settings, locked, backend, s)
+            importer.audit_or_refuse(settings, locked, backend.name, "the import")
+            fetched = {w.artifact.url: Fetched(x.sha256, x.size, f"pixi-pack {path.name}: {w.member}") for w, x in got}
+            importer.commit(settings, manifests.build(settings, locked, backend.name, backend.version(), fetched))
             s.note(f"{len(got)} artifacts imported from the {form}, {len(wants) - len(got)} already cached; "
                    f"manifest {settings.manifest_path}")
         return f"imported {len(got)} artifacts from {path.name} ({len(wants) - len(got)} already cached)"

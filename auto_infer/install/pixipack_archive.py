@@ -177,10 +177,15 @@ def read_small(tf: tarfile.TarFile, info: tarfile.TarInfo, path: Path, limit: in
 
 
 def is_pixi_pack(path: str | Path) -> bool:
-    """Does ``path`` look like a pixi-pack archive (a tar or the script) with a pixi-pack.json?
+    """Is ``path`` for the pixi-pack reader rather than an auto-infer bundle?
 
-    Cheap: reads tar headers only, until pixi-pack.json shows up."""
+    pixi-pack's self-extracting script is, by its header alone: a damaged payload is then reported
+    as a damaged pack, not as a truncated bundle. A tar is when it holds a pixi-pack.json (cheap:
+    tar headers only, until it shows up)."""
     try:
+        with open(path, "rb") as fh:
+            if payload_start(fh.read(SNIFF)) is not None:
+                return True
         with open_pack(Path(path)) as (tf, _form):
             return any(member_name(info) == METADATA for info in tf)
     except (OSError, UserError, tarfile.TarError, binascii.Error, EOFError, ValueError):

@@ -25,7 +25,7 @@ from auto_infer.core.netns import can_unshare, offline_command
 from auto_infer.core.progress import fmt_secs, step
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import PROXY_VARS, Settings
-from auto_infer.install import cache
+from auto_infer.install import manifest as manifests
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def run(settings: Settings) -> Rehearsal:
     if not lock.is_file():
         raise UserError(f"nothing to rehearse: the project has no pixi.lock ({lock})",
                         fix="run `auto-infer warm` first (it copies the template and fills the cache)")
-    if cache.read_manifest(settings) is None:
+    if manifests.read(settings) is None:
         raise UserError(f"nothing to rehearse: the cache was never warmed ({settings.manifest_path})",
                         fix="run `auto-infer warm` first, where the network is")
     if not can_unshare():

@@ -10,6 +10,7 @@ recognises which, and asks the engine's own parser where it can be imported); ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +20,7 @@ from auto_infer.core.settings import Settings
 from auto_infer.core.tomlfile import apply_overrides, read_toml
 from auto_infer.serve import gateway, validate
 from auto_infer.serve.engines import known as engines
+from auto_infer.serve.engines.base import flag
 from auto_infer.serve.model import (
     CONTROL_KEYS,
     DEFAULT_PROMPT,
@@ -36,8 +38,10 @@ from auto_infer.serve.model import (
 )
 from auto_infer.weights import spec
 
+FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")
 
-def _merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[str]]:
+
+def merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[str]]:
     """The file with the overrides merged: AUTO_INFER_SGLANG_OVERRIDES (every engine), then the
     engine's own infer-dev spelling (AUTO_INFER_VLLM_OVERRIDES / AUTO_INFER_LLAMA_CPP_OVERRIDES)."""
     raw = read_toml(path)
@@ -61,8 +65,14 @@ def _merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[s
 def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     """Read, merge and check the model config; nothing on the host (paths, ports) is looked at."""
     path = path or settings.config_path
-    data, engine, applied = _merged(settings, path)
-    ctx = Where(path, ", ".join(applied))
+    data, engine, applied = merged(settings, path)
+    return build(data, engine, Where(path, ", ".join(applied)))
+
+
+def build(data: dict[str, Any], engine: str, ctx: Where, *, across: bool = True) -> ModelConfig:
+    """The records of merged data, checked. ``across=False`` leaves out the checks between instances
+    (ports, GPUs, log files shared on one host): for instances that each run on a host of their own
+    (a Kubernetes pod), whose caller checks each one alone."""
     unknown = sorted(set(data) - {"master", "instance", "router"})
     if unknown:
         raise ctx.error(f"unknown top-level table {unknown[0]!r}", unknown[0],
@@ -71,8 +81,12 @@ def load(settings: Settings, path: Path | None = None) -> ModelConfig:
                                  "[master]"))
     _foreign_master_keys(ctx, master, data["master"])
     router = gateway.parse(ctx, ctx.table(data, "router", "[router]")) if "router" in data else None
-    cfg = ModelConfig(path, master, _instances(ctx, ctx.table(data, "instance", "[instance]"), engine), router)
-    validate.cross_check(ctx, cfg)
+    cfg = ModelConfig(ctx.path, master, _instances(ctx, ctx.table(data, "instance", "[instance]"), engine), router)
+    if across:
+        validate.cross_check(ctx, cfg)
+    else:
+        for inst in cfg.enabled():
+            validate.cross_check(ctx, ModelConfig(ctx.path, master, (inst,)))
     gateway.cross_check(ctx, cfg)
     return cfg
 
@@ -91,7 +105,8 @@ def _instances(ctx: Where, table: dict[str, Any], engine: str) -> tuple[Instance
     base_control = ctx.closed(ctx.table(table, "control", "[instance.control]"), CONTROL_KEYS,
                               "[instance.control]")
     _control(ctx, base_control, "[instance.control]")          # defaults are checked on their own too
-    base_server = _server(ctx, ctx.table(table, "server", "[instance.server]"), "[instance.server]")
+    aliases = engines.get(engine).ALIASES
+    base_server = _server(ctx, ctx.table(table, "server", "[instance.server]"), "[instance.server]", aliases)
     out = []
     for name, body in table.items():
         if name in ("control", "server"):
@@ -109,11 +124,11 @@ def _instances(ctx: Where, table: dict[str, Any], engine: str) -> tuple[Instance
             raise ctx.error(f"unknown key {extra[0]!r} in {where}", f"{where} {extra[0]}",
                             f"an instance has {ctl}, {srv} and [instance.{name}.model] only")
         control = ctx.closed(ctx.table(body, "control", ctl), CONTROL_KEYS, ctl)
-        server = _server(ctx, ctx.table(body, "server", srv), srv)
         merged_control = {**base_control, **control,
                           "env": {**base_control.get("env", {}), **control.get("env", {})}}
         control_ = _control(ctx, merged_control, ctl)
         eng = engines.get("command" if control_.command else engine)
+        server = _server(ctx, ctx.table(body, "server", srv), srv, eng.ALIASES)
         mdl = f"[instance.{name}.model]"
         source = spec.parse(ctx.table(body, "model", mdl), mdl, ctx.path.parent, ctx.error) if "model" in body else None
         out.append(Instance(name, control_, MappingProxyType(_merge_server(base_server, server)), engine,
@@ -121,7 +136,12 @@ def _instances(ctx: Where, table: dict[str, Any], engine: str) -> tuple[Instance
     return tuple(out)
 
 
-def _server(ctx: Where, table: dict[str, Any], where: str) -> dict[str, Any]:
+def _server(ctx: Where, table: dict[str, Any], where: str, aliases: Mapping[str, str]) -> dict[str, Any]:
+    """The table with each key spelled one way: ``--tp-size``, ``tp-size`` → ``tp_size``, and an
+    engine's alias → the flag it stands for (SGLang's ``tensor_parallel_size`` → ``tp_size``,
+    llama.cpp's ``-ngl`` → ``n_gpu_layers``); two keys for one flag are refused, naming both."""
+    out: dict[str, Any] = {}
+    seen: dict[str, str] = {}
     for key, value in table.items():
         items = value if isinstance(value, list) else [value]
         if key == "extra_args" and not isinstance(value, (str, list)):
@@ -130,10 +150,21 @@ def _server(ctx: Where, table: dict[str, Any], where: str) -> dict[str, Any]:
         if not all(isinstance(v, (*SCALAR, dict)) for v in items):
             raise ctx.error(f"{where} {key} has a value that cannot become a flag", f"{where} {key}",
                             "use a string, number, true/false, a table, or a list of those")
-    return table
+        spelled = key.strip().lstrip("-").replace("-", "_")
+        if not FLAG_KEY.fullmatch(spelled):
+            raise ctx.error(f"{where} {key!r} is not a flag name", f"{where} {key!r}",
+                            "write the flag's name without its value, e.g. tp_size = 2 for --tp-size 2")
+        same = aliases.get(spelled, spelled)
+        if same in seen:
+            raise ctx.error(f"{where} gives one flag twice: {seen[same]!r} and {key!r} both set {flag(spelled)}",
+                            f"{where} {key!r}", f"keep one of {seen[same]!r} and {key!r}")
+        seen[same] = key
+        out[same if key != "extra_args" else key] = value
+    return out
 
 
 def _merge_server(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults, then the instance's keys (both spelled one way by _server; lists add up)."""
     out = dict(base)
     for key, value in own.items():
         if isinstance(value, list) and isinstance(out.get(key), list):

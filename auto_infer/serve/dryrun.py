@@ -2,7 +2,8 @@
 what serve would run — the argv, the environment it adds, GPUs, port, log, the readiness rules —
 starting nothing, writing nothing, and without needing an installed environment. The engine's own
 parser judges the flags where it can be imported (else it says why not); what the host lacks (a
-model path, the Python or binary to run) is listed as a problem, and makes the exit status 1.
+model path, the Python or binary to run) is listed as a warning: a valid plan exits 0, and with
+``--strict`` what the host lacks makes the exit status 1.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     cfg = config.load(settings)
     chosen = select(cfg, names) if cfg.master.enable else ()
     launches = build_launches(settings, cfg, chosen, dry_run=True)
+    shown: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
     return {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
-            "instances": [_instance(cfg, launch) for launch in launches]}
+            "instances": [_instance(cfg, launch, _ours(launch, shown)) for launch in launches]}
 
 
-def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
+def _ours(launch: Launch, shown: dict[tuple[int, tuple[str, ...]], dict[str, str]]) -> dict[str, str]:
+    """What auto-infer sets for every server, redacted once per distinct secrets (not per instance)."""
+    key = (id(launch.ours), tuple(launch.secrets))
+    if key not in shown:
+        shown[key] = redact.redact_env(launch.ours, launch.secrets)
+    return shown[key]
+
+
+def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str]) -> dict[str, Any]:
     inst, rules = launch.inst, engines.get(launch.inst.engine).READY
     problems = [launch.missing] if launch.missing else []
     try:
@@ -44,20 +54,26 @@ def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
     return {"name": inst.name, "record": inst.key, "engine": inst.engine, "argv": launch.redacted_argv(),
             "worker": worker.describe() if worker else None,
             "env": redact.redact_env(launch.added, launch.secrets),
-            "env_auto_infer": redact.redact_env(launch.ours, launch.secrets),
+            "env_auto_infer": ours,
             "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
             "host": inst.host, "port": inst.port, "url": launch.target.base_url, "model": inst.served_name,
             "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}
 
 
-def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False) -> int:
-    """Print the plan; 0 when every instance could start here, 1 when one has a problem."""
+def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False,
+            strict: bool = False) -> int:
+    """Print the plan: 0 when it is valid, whatever this host still lacks (listed as warnings);
+    with ``strict``, 1 when this host lacks something an instance needs."""
     plan = describe(settings, names)
     if as_json:
         print(json.dumps(plan, indent=2))
     else:
         _print(plan)
-    return 1 if any(i["problems"] for i in plan["instances"]) else 0
+    lacking = any(i["problems"] for i in plan["instances"])
+    if lacking and not as_json:
+        say("⚠ this host lacks what is marked ⚠ above" + (" (--strict: an error)" if strict else
+            "; serve here would refuse to start (--strict makes this an error)"))
+    return 1 if strict and lacking else 0
 
 
 def _print(plan: dict[str, Any]) -> None:
@@ -65,7 +81,8 @@ def _print(plan: dict[str, Any]) -> None:
     if not plan["enable"]:
         say("master.enable = false: no server would be launched")
     for i in plan["instances"]:
-        print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {i['gpus']}  model {i['model']}")
+        gpus = ",".join(map(str, i["gpus"])) if isinstance(i["gpus"], list) else i["gpus"]
+        print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {gpus}  model {i['model']}")
         print(f"  argv: {shlex.join(i['argv'])}")
         for key, value in i["env"].items():
             print(f"  env:  {key}={value}")
@@ -76,4 +93,4 @@ def _print(plan: dict[str, Any]) -> None:
             print(f"  ready: {' then '.join(i['ready'])} at {i['url']}")
         print(f"  log:  {i['log']}")
         for problem in i["problems"]:
-            print(f"  ✗ {problem}")
+            print(f"  ⚠ {problem}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from auto_infer.core import redact
 from auto_infer.core.errors import UserError
+from auto_infer.core.fsutil import check_target
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
 from auto_infer.serve import probe
@@ -98,7 +99,7 @@ def log_path(settings: Settings, inst: Instance) -> Path:
 
 
 def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dict[str, str],
-                 multi: frozenset[str] = frozenset()) -> Launch:
+                 multi: frozenset[str] = frozenset(), ours: dict[str, str] | None = None) -> Launch:
     key = _api_key(cfg, inst)
     prog: Program = engines.get(inst.engine).program(settings, cfg.master, inst, multi, key)
     added = {**prog.env, **inst.control.env}
@@ -108,10 +109,17 @@ def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dic
     hidden = redact.secret_values(key, inst.server.get("api_key"), inst.server.get("admin_api_key"), env=added)
     target = probe.Target(inst.name, probe.base_url(inst.host, inst.port), inst.served_name, inst.engine, key)
     log = log_path(settings, inst)
+    for path, what in ((log, "log"), (log.with_name(log.name + ".1"), "previous log"),
+                       (log.with_suffix(".launch.json"), "launch record")):
+        try:
+            check_target(path, f"instance {inst.name}'s {what}")
+        except UserError as exc:
+            raise UserError(exc.what, where=f"{cfg.path}: [instance.{inst.name}.control] log_file / log_dir",
+                            fix=exc.fix) from None
     digest = json.dumps({"argv": redact.redact_argv(prog.argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
     missing = f"{prog.missing} ({prog.fix})" if prog.missing else None
-    return Launch(inst, prog.argv, {**base, **added}, added, our_env(settings), log, cfg.path.parent, target, hidden,
+    return Launch(inst, prog.argv, {**base, **added}, added, ours if ours is not None else our_env(settings), log, cfg.path.parent, target, hidden,
                   hashlib.sha256(digest.encode()).hexdigest()[:16], missing)
 
 
@@ -135,7 +143,8 @@ def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance,
             say(f"  flags accepted by {checked.label} {checked.version}'s own parser")
         _raise_rejected(cfg, checked)
         multi[name] = checked.multi
-    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset())) for i in chosen]
+    ours = our_env(settings)                        # once: the same for every instance
+    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset()), ours) for i in chosen]
 
 
 def _raise_rejected(cfg: ModelConfig, checked: Checked) -> None:

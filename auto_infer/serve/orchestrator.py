@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,12 @@ def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
 
 
 def serve(settings: Settings, names: list[str] | None = None, verify: bool = False, *,
-          strict: bool = True) -> list[Result]:
+          strict: bool = True, spawned: Callable[[], object] | None = None) -> list[Result]:
     """Validate everything (weights: sizes, sha256 too with ``verify``), then start what needs
     starting, wait, chat, and write the report. The gateway ([router]) comes last, in front of the
     ready workers, when every instance is served. ``strict``: a failed instance is a UserError
-    (``supervise`` passes False and restarts it)."""
+    (``supervise`` passes False and restarts it). ``spawned`` is called once every process is
+    started, before any is waited for (``supervise`` lets go of the run lock there)."""
     cfg = config.load(settings)
     if not cfg.master.enable:
         say(f"master.enable = false in {cfg.path}: no server is launched")
@@ -70,7 +72,7 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
     check_ports(settings, cfg, plans)
     gw = gateway_run.prepare(settings, cfg) if names is None else None
     t0 = time.time()
-    results = run(settings, plans)
+    results = run(settings, plans, spawned)
     if gw is not None:
         gateway_run.run(settings, gw, {r.launch.inst.name: r.ready.model_id for r in results
                                        if r.ready.ok and r.launch.inst.worker is None})
@@ -124,12 +126,14 @@ def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> No
                         where=f"{cfg.path}: [instance.{inst.name}.server] port", fix=fix)
 
 
-def run(settings: Settings, plans: list[Result]) -> list[Result]:
+def run(settings: Settings, plans: list[Result], spawned: Callable[[], object] | None = None) -> list[Result]:
     """Stop what is restarted, spawn every instance to start, then follow all of them at once."""
     for r in plans:
         if r.action == "restart":
             registry.stop(settings, registry.read(settings, r.launch.key) or {})
     handles = {r.launch.key: start(settings, r) for r in plans}
+    if spawned is not None:
+        spawned()
     threads = [threading.Thread(target=follow, args=(settings, r, handles[r.launch.key]), daemon=True)
                for r in plans]
     for t in threads:

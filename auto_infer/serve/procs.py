@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auto_infer.core.fsutil import atomic_write_json
+from auto_infer.core.fsutil import atomic_write_json, open_append
 
 # The log filter, used when the server holds a secret: it runs the server as its child (same
 # process group) and copies its output to the log with every secret masked. It ignores SIGTERM so
@@ -122,9 +122,8 @@ class Handle:
 
 def spawn(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path, secrets: list[str]) -> Handle:
     """Start ``argv`` detached in a new process group, its output to ``log`` (secrets masked)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
     secrets = [s for s in secrets if s]
-    with open(log, "ab") as out:
+    with open_append(log, "the server log") as out:
         if secrets:   # through the log filter: same group, so stop still reaches every process
             argv = [sys.executable, "-c", LOG_FILTER, str(log), *argv]
             env = {**env, "_AUTO_INFER_SCRUB": json.dumps(secrets)}
@@ -139,7 +138,7 @@ def start_logged(argv: list[str], *, shown: str, env: dict[str, str], log: Path,
     """Start a server the way serve does: rotate its log (``.1``), write its launch record, spawn it,
     and tell ``note`` the state (``note(state="starting", pid=…)`` or ``note(state="failed", …)``).
     Returns the handle (None when it could not start) and why not."""
-    if log.exists() and log.stat().st_size:
+    if log.is_file() and not log.is_symlink() and log.stat().st_size:
         log.replace(log.with_name(log.name + ".1"))
     atomic_write_json(launch_record, {**record, "log": str(log), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     try:

@@ -13,8 +13,11 @@ everything as ``serve`` does (instances, then the gateway), and stays in the for
 * it reaps its children, and as a child subreaper also the orphans its servers leave;
 * each server's log is copied to stdout as ``NAME | line`` (the log files are still written);
 * the run lock (taken by the command line around the install and the first start) is released
-  once everything is started: the pods of a multi-node instance, or of several instances, share
-  one workspace on a Kubernetes claim and each runs its own supervise;
+  as soon as every process is spawned, before any is waited for: the pods of a multi-node
+  instance share one workspace on a Kubernetes claim and each runs its own supervise, and SGLang's
+  rank 0 is not ready before every rank has joined, so no rank may wait for another's readiness;
+* with nothing to run (``[master] enable = false``, or no enabled instance) it says so and exits
+  1: as PID 1 an exit 0 would look like a finished job and be restarted in a silent loop;
 * a server stopped with ``auto-infer stop NAME`` stays stopped; when all are, supervise exits 0;
 * a worker rank of a multi-node instance (record NAME@rankN, no HTTP: orchestrator) is watched and
   restarted the same way; a host that runs only worker ranks runs no gateway.
@@ -93,16 +96,17 @@ def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None
             raise Stop(stopping[0])
 
     mine = supervised(settings)     # its own records only: other pods may keep theirs on the same claim
+    if not mine:
+        raise UserError("supervise has nothing to run: " + nothing(settings), where=str(settings.config_path),
+                        fix="enable the master and an instance in the model config, or do not start supervise "
+                            "(as PID 1 it exits 1 rather than 0, so nothing restarts it in a silent loop)")
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     stream = LogStream(settings, out or sys.stdout, keys=mine)
     stream.start()
     failure: str | None = None
     try:
         try:
-            orchestrator.serve(settings, strict=False)
-            if runlock.release_held():
-                say("supervise: servers started; the run lock is released (other auto-infer runs on this "
-                    "workspace, e.g. the other pods on a shared claim, may start theirs)")
+            orchestrator.serve(settings, strict=False, spawned=_let_go)
             _watch(settings, pol, mine)
         except Stop as sig:
             say(f"supervise: {sig} received: stopping every server gracefully")
@@ -125,6 +129,19 @@ def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None
                         fix="read the log (`auto-infer logs NAME`), fix the server or its config, start again")
     say("supervise: everything stopped")
     return 0
+
+
+def _let_go() -> None:
+    if runlock.release_held():
+        say("supervise: servers spawned; the run lock is released before they load (other auto-infer runs "
+            "on this workspace, e.g. the other ranks' pods on a shared claim, may start theirs)")
+
+
+def nothing(settings: Settings) -> str:
+    cfg = config.load(settings)
+    if not cfg.master.enable:
+        return f"[master] enable = false in {cfg.path}"
+    return f"no instance of {cfg.path} is enabled"
 
 
 def supervised(settings: Settings) -> list[str]:

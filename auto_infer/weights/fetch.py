@@ -13,6 +13,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import sha256_file
+from auto_infer.core.meter import Meter
+from auto_infer.core.progress import Step
 from auto_infer.weights.spec import DEFAULT_IGNORE, FOLDER, Source
 
 INSTALL_HINT = "pip install 'auto-infer[hub]' (or: pip install 'huggingface_hub>=0.36')"
@@ -40,9 +43,39 @@ def repo_folder(repo: str) -> str:
     return "--".join(["models", *repo.split("/")])
 
 
-def fetch_hub(source: Source, hub_cache: Path, where: str = "[instance.NAME.model]") -> dict[str, Any]:
-    """Resolve, download and measure one Hub source; return its manifest entry. ``where``: the
-    config table(s) that name it, for the messages."""
+@dataclass(frozen=True)
+class Resolved:
+    """A Hub source resolved to a commit: the files it selects and their sizes (the Hub's list)."""
+    source: Source
+    label: str
+    endpoint: str
+    commit: str
+    remote: dict[str, Any]              # rfilename -> the Hub's sibling record (size, lfs)
+    wanted: list[str]
+    ignore: tuple[str, ...] | None
+
+    def snapshot(self, hub_cache: Path) -> Path:
+        assert self.source.repo is not None
+        return hub_cache / repo_folder(self.source.repo) / "snapshots" / self.commit
+
+    @property
+    def size(self) -> int:
+        return sum(self.remote[n].size or 0 for n in self.wanted)
+
+    def have(self, hub_cache: Path) -> int:
+        """Bytes of the selected files already in the snapshot, whole (a wrong size counts as none)."""
+        snap = self.snapshot(hub_cache)
+        return sum(want for n in self.wanted if (want := self.remote[n].size or 0) and _size(snap / n) == want)
+
+    def on_disk(self, hub_cache: Path) -> int:
+        """``have`` plus the client's partial files (``blobs/*.incomplete``): the bytes there now."""
+        assert self.source.repo is not None
+        blobs = hub_cache / repo_folder(self.source.repo) / "blobs"
+        return self.have(hub_cache) + sum(s for p in blobs.glob("*.incomplete") if (s := _size(p)))
+
+
+def resolve(source: Source, where: str = "[instance.NAME.model]") -> Resolved:
+    """Ask the Hub for the commit and its file list (sizes, LFS sha256); no file is downloaded."""
     hf = client()
     assert source.repo is not None
     label = f"{source.repo}@{source.revision}"
@@ -62,27 +95,52 @@ def fetch_hub(source: Source, hub_cache: Path, where: str = "[instance.NAME.mode
         raise UserError(f"{label}: the file patterns select none of its {len(remote)} files",
                         where=f"{where} allow_patterns / ignore_patterns", fix="loosen the patterns (files: "
                         f"{', '.join(sorted(remote)[:8])})")
-    snapshot = hub_cache / repo_folder(source.repo) / "snapshots" / info.sha
+    return Resolved(source, label, endpoint, info.sha, remote, wanted, ignore)
+
+
+def fetch_hub(source: Source, hub_cache: Path, where: str = "[instance.NAME.model]",
+              resolved: Resolved | None = None, step: Step | None = None, every: float = 10.0) -> dict[str, Any]:
+    """Resolve (unless ``resolved``), download and measure one Hub source; return its manifest
+    entry. ``where``: the config table(s) that name it, for the messages; ``step`` and ``every``:
+    the byte view's (huggingface_hub's files are watched on disk)."""
+    hf = client()
+    r = resolved or resolve(source, where)
+    snapshot = r.snapshot(hub_cache)
 
     def download() -> None:
-        _call(label, endpoint, where, lambda: hf.snapshot_download(
-            source.repo, revision=info.sha, cache_dir=str(hub_cache), allow_patterns=list(wanted)))
+        have = r.have(hub_cache)
+        with Meter(f"weights {r.label}", r.size, have, every, step) as meter:
+            meter.watch(lambda: r.on_disk(hub_cache) - have)
+            _call(r.label, r.endpoint, where, lambda: _quietly(hf, lambda: hf.snapshot_download(
+                source.repo, revision=r.commit, cache_dir=str(hub_cache), allow_patterns=list(r.wanted))))
 
     download()
-    if _drop_wrong_sizes(snapshot, wanted, remote):
+    if _drop_wrong_sizes(snapshot, r.wanted, r.remote):
         download()
-        bad = _drop_wrong_sizes(snapshot, wanted, remote)
+        bad = _drop_wrong_sizes(snapshot, r.wanted, r.remote)
         if bad:
-            raise UserError(f"{label}: {bad[0]} still has the wrong size after a second download",
+            raise UserError(f"{r.label}: {bad[0]} still has the wrong size after a second download",
                             where=str(snapshot), fix="check the disk and the network path (proxy), then warm again")
-    files = [_file_entry(snapshot, name, remote[name]) for name in wanted]
+    files = [_file_entry(snapshot, name, r.remote[name]) for name in r.wanted]
     return {"key": source.key, "source": "hub", "repo": source.repo, "revision": source.revision,
-            "commit": info.sha, "endpoint": endpoint,
+            "commit": r.commit, "endpoint": r.endpoint,
             "snapshot": str(snapshot.relative_to(hub_cache)),
             "allow_patterns": list(source.allow_patterns) if source.allow_patterns is not None else None,
-            "ignore_patterns": list(ignore) if ignore is not None else None,
+            "ignore_patterns": list(r.ignore) if r.ignore is not None else None,
             "files": files, "total_size": sum(f["size"] for f in files),
             "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def _quietly(hf: ModuleType, fn: Any) -> Any:
+    """The client's own bars off: warm's meter shows these bytes, read from the files on disk."""
+    utils = hf.utils
+    was_off = utils.are_progress_bars_disabled()
+    utils.disable_progress_bars()
+    try:
+        return fn()
+    finally:
+        if not was_off:
+            utils.enable_progress_bars()
 
 
 def _selected(name: str, allow: tuple[str, ...] | None, ignore: tuple[str, ...] | None) -> bool:

@@ -7,7 +7,7 @@ from typing import Protocol
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Settings
 from auto_infer.install.fetch import Fetched
-from auto_infer.install.lockfile import LockedEnv
+from auto_infer.install.lockfile import Artifact, LockedEnv
 
 
 class Backend(Protocol):
@@ -20,6 +20,9 @@ class Backend(Protocol):
         """Online, before the environment is touched: download what can be downloaded up front.
 
         Returns the lock's URL -> (sha256, size, served_from) of the files it holds (may be empty)."""
+
+    def fill(self, settings: Settings, need: list[Artifact], step: Step) -> None:
+        """Extract the conda archives of ``need`` from the archive store into the package cache."""
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:

@@ -11,8 +11,9 @@ from auto_infer.core.fsutil import atomic_write_text
 from auto_infer.core.progress import Step, say
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
+from auto_infer.install import archives
 from auto_infer.install.fetch import Fetched
-from auto_infer.install.lockfile import LockedEnv
+from auto_infer.install.lockfile import Artifact, LockedEnv
 from auto_infer.install.mirrors import load as load_mirrors
 
 OFFLINE_FLAG_SINCE = (0, 74, 0)   # pixi --offline (PR prefix-dev/pixi#6608)
@@ -89,6 +90,10 @@ class PixiBackend:
 
     def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, Fetched]:
         return {}   # pixi downloads while it installs
+
+    def fill(self, settings: Settings, need: list[Artifact], step: Step) -> None:
+        # pixi's package cache has rattler's layout (pixi is built on rattler)
+        archives.extract_into_cache(settings, need, lambda n: step.note(f"extracted {n}/{len(need)} conda packages"))
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from auto_infer.core.errors import SubprocessFailed, UserError
 from auto_infer.core.fsutil import disk_full, nearly_full
@@ -23,7 +21,7 @@ from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
 from auto_infer.install import archives, fetch
 from auto_infer.install.cache import WheelStore
-from auto_infer.install.lockfile import LockedEnv
+from auto_infer.install.lockfile import Artifact, LockedEnv
 from auto_infer.install.mirrors import load as load_mirrors
 
 
@@ -81,38 +79,21 @@ def _install_error(prefix: Path, exc: Exception) -> UserError:
                      fix="if the disk is full, free space and rerun; otherwise rerun `warm` online")
 
 
-def _records(settings: Settings, locked: LockedEnv, from_archives: bool) -> list[Any]:
-    """The lock's records; from_archives (warm, import) pointing at the archives in the cache, so
-    rattler fills the package cache from local files (same cache key and sha256 as from the channel)."""
-    return archives.local_records(settings, locked) if from_archives else list(locked.raw_records)
-
-
-def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, from_archives: bool,
-               reinstall: bool) -> None:
-    """rattler installs the lock's conda records into ``prefix`` through the package cache."""
+def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, reinstall: bool) -> None:
+    """rattler installs the lock's conda records into ``prefix`` from the package cache (filled first)."""
     from rattler import install
 
     names = {r.name.normalized for r in locked.raw_records} if reinstall else None
     try:
-        asyncio.run(install(_records(settings, locked, from_archives), prefix,
-                            cache_dir=settings.conda_pkgs_dir, reinstall_packages=names,
-                            show_progress=False, client=_client(settings)))
+        asyncio.run(install(list(locked.raw_records), prefix, cache_dir=settings.conda_pkgs_dir,
+                            reinstall_packages=names, show_progress=False, client=_client(settings)))
     except Exception as exc:
         raise _install_error(prefix, exc) from None
 
 
-FILL_SCRATCH = ".fill-package-cache."     # a scratch prefix in the cache root, removed after
-
-
-def fill_package_cache(settings: Settings, locked: LockedEnv) -> None:
-    """Extract the archives under conda_archive_dir into the package cache, the way warm does:
-    rattler links the records, pointed at those archives, into a scratch prefix (removed after)."""
-    settings.cache_root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=FILL_SCRATCH, dir=settings.cache_root))
-    try:
-        link_conda(settings, locked, scratch / "prefix", from_archives=True, reinstall=False)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def fill(settings: Settings, need: list[Artifact], step: Step) -> None:
+    """Both installers read rattler's package cache layout: extract straight into it, every core."""
+    archives.extract_into_cache(settings, need, lambda n: step.note(f"extracted {n}/{len(need)} conda packages"))
 
 
 class RattlerBackend:
@@ -122,10 +103,9 @@ class RattlerBackend:
         return _versions()
 
     # ---- conda side ------------------------------------------------------------------
-    def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, online: bool) -> None:
+    def _conda(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool) -> None:
         step.note(f"linking {len(locked.conda)} conda packages")
-        # online (warm): from the archives fetch() downloaded; offline: from the package cache only
-        link_conda(settings, locked, settings.env_prefix, from_archives=online, reinstall=reinstall)
+        link_conda(settings, locked, settings.env_prefix, reinstall=reinstall)
 
     # ---- pypi side -------------------------------------------------------------------
     def _python(self, settings: Settings) -> Path:
@@ -174,8 +154,11 @@ class RattlerBackend:
         mirrors = load_mirrors(settings.net.mirrors)
         return fetch.fetch_all(_jobs(settings, locked), settings.net, mirrors, step, "artifacts")
 
+    def fill(self, settings: Settings, need: list[Artifact], step: Step) -> None:
+        fill(settings, need, step)
+
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:
-        # online (warm): the package cache is filled from the archives fetch() downloaded
-        self._conda(settings, locked, step, reinstall=repair, online=online)
+        # the package cache is filled (importer.fill) before: warm from the archives fetch() downloaded
+        self._conda(settings, locked, step, reinstall=repair)
         self._uv(settings, locked, step, reinstall=repair, remove=remove_pypi)

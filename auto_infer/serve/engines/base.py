@@ -68,6 +68,7 @@ class Engine(Protocol):
     MASTER_KEYS: Mapping[str, Any]       # [master] keys of this engine (they also recognise it)
     OVERRIDES_VAR: str                   # AUTO_INFER_<X>_OVERRIDES, infer-dev's spelling
     READY: ReadyRules
+    ALIASES: Mapping[str, str]           # another spelling of one of its flags -> the key we use
 
     def check(self, ctx: Where, inst: Instance) -> None: ...
 
@@ -82,8 +83,11 @@ def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def key_of(token: str) -> str:
-    return token.split("=", 1)[0].lstrip("-").replace("-", "_")
+def key_of(token: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The key a flag or a key spelling stands for: ``--tp-size``, ``tp-size``, ``"--tp_size=4"``
+    → ``tp_size``; an engine's alias (``tensor_parallel_size``, llama.cpp's ``-ngl``) → its key."""
+    key = token.split("=", 1)[0].strip().lstrip("-").replace("-", "_")
+    return (aliases or {}).get(key, key)
 
 
 def _text(value: Any) -> str:
@@ -115,16 +119,28 @@ def server_flags(server: Mapping[str, Any], multi: frozenset[str] = frozenset())
     return out
 
 
-def clashes(server: Mapping[str, Any], probe_keys: tuple[str, ...]) -> list[tuple[str, str]]:
+def clashes(server: Mapping[str, Any], probe_keys: tuple[str, ...],
+            aliases: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
     """(key, extra_args token) pairs where extra_args sets what a key sets, or what the probe reads
-    (host, port, the served name): the probe would follow the key while the server follows the token."""
+    (host, port, the served name): the probe would follow the key while the server follows the token.
+    Both are compared by the flag they stand for (``-ngl`` is ``n_gpu_layers``, ``--tp-size=2``)."""
+    keys = {key_of(k, aliases): k for k in server if k != "extra_args"}
+    keys.update({key_of(k, aliases): k for k in probe_keys if key_of(k, aliases) not in keys})
     out = []
     for token in extra_tokens(server):
-        if token.startswith("--") and len(token) > 2:
-            key = key_of(token)
-            if key != "extra_args" and (key in server or key in probe_keys):
+        if token.startswith("-") and token.strip("-") and not _number(token):
+            key = keys.get(key_of(token, aliases))
+            if key is not None:
                 out.append((key, token))
     return out
+
+
+def _number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def with_api_key(argv: list[str], server: Mapping[str, Any], api_key: str | None) -> list[str]:

@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from auto_infer.serve.engines.base import Checked, Program, ReadyRules
+from auto_infer.serve.engines.base import Checked, Program, ReadyRules, key_of
 
 if TYPE_CHECKING:
     from auto_infer.core.settings import Settings
@@ -23,6 +25,7 @@ NAME_KEYS: tuple[str, ...] = ("served_model_name",)
 MASTER_KEYS: Mapping[str, Any] = {}
 OVERRIDES_VAR = ""
 READY = ReadyRules(health=("/health",), health_first=False, health_optional=True)
+ALIASES: Mapping[str, str] = {}
 
 
 def check(ctx: Where, inst: Instance) -> None:
@@ -31,9 +34,28 @@ def check(ctx: Where, inst: Instance) -> None:
 
 def program(settings: Settings, master: Master, inst: Instance, multi: frozenset[str],
             api_key: str | None) -> Program:
-    values = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()}
+    values = Placeholders({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in inst.server.items()})
     values.update(name=inst.name, api_key=api_key or "")
-    return Program([token.format_map(values) for token in inst.control.command or ()])
+    argv = [token.format_map(values) for token in inst.control.command or ()]
+    exe = argv[0] if argv else ""
+    if os.path.sep in exe:              # a path: relative ones are judged where the server starts
+        found = os.access(exe, os.X_OK) or not os.path.isabs(exe)
+    else:
+        found = bool(exe) and shutil.which(exe) is not None
+    if found:
+        return Program(argv)
+    return Program(argv, missing=f"the command's executable is not found or not executable: {exe or '(empty)'}",
+                   fix=f"fix [instance.{inst.name}.control] command (its first word), or install it on this host")
+
+
+class Placeholders(dict[str, Any]):
+    """``{tp-size}`` and ``{tp_size}`` are one key (server keys are spelled with ``_``)."""
+
+    def __missing__(self, key: str) -> Any:
+        spelled = key_of(key)
+        if spelled == key or spelled not in self:
+            raise KeyError(key)
+        return self[spelled]
 
 
 def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],

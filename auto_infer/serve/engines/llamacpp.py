@@ -31,6 +31,11 @@ NAME_KEYS: tuple[str, ...] = ("alias",)
 MASTER_KEYS: Mapping[str, Any] = {"llama_cpp_path": str}
 OVERRIDES_VAR = "AUTO_INFER_LLAMA_CPP_OVERRIDES"
 READY = ReadyRules(health=("/health",), health_first=True)
+ALIASES: Mapping[str, str] = {   # llama-server's short and second spellings -> its long flag
+    "m": "model", "c": "ctx_size", "ngl": "n_gpu_layers", "gpu_layers": "n_gpu_layers", "t": "threads",
+    "a": "alias", "np": "parallel", "b": "batch_size", "ub": "ubatch_size", "fa": "flash_attn",
+    "ts": "tensor_split", "sm": "split_mode", "mg": "main_gpu", "ctk": "cache_type_k", "ctv": "cache_type_v",
+    "n": "n_predict", "s": "seed", "tb": "threads_batch", "cb": "cont_batching", "v": "verbose"}
 CANDIDATES = ("/soft/app/llama-cpp/bin/llama-server", "/hard/volume/workspace/llama-cpp/build/bin/llama-server")
 
 

@@ -30,6 +30,9 @@ NAME_KEYS: tuple[str, ...] = ("served_model_name", "model_path")   # SGLang list
 MASTER_KEYS: Mapping[str, Any] = {"server_module": str, "project_dir": str}
 OVERRIDES_VAR = "AUTO_INFER_SGLANG_OVERRIDES"
 READY = ReadyRules(health=("/health_generate", "/health"), health_first=False)
+ALIASES: Mapping[str, str] = {"tensor_parallel_size": "tp_size", "data_parallel_size": "dp_size",
+                              "pipeline_parallel_size": "pp_size", "expert_parallel_size": "ep_size",
+                              "model": "model_path", "nccl_init_addr": "dist_init_addr"}   # SGLang's ServerArgs
 
 SCRIPT = parsers.script(
     imports="import sglang\nfrom sglang.srt.server_args import ServerArgs",

@@ -1,0 +1,92 @@
+"""`auto-infer k8s --out DIR` and secrets (issue 21.2, 21.4, 21.8): the folder keeps a list of our own
+files and a render removes only those; what kubectl would also read must be a regular UTF-8 file;
+a credential in control.env becomes a Secret reference, never a ConfigMap value."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from auto_infer.k8s import outdir, podconfig
+from tests import k8s_checks as checks
+from tests.test_k8s_semantics import SHIPPED, TWO_NODE, cli, kind
+
+QWEN = SHIPPED / "sglang-qwen2-vl-7b-tp2.toml"
+
+
+def test_a_render_removes_only_what_the_last_render_wrote(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rc, _, err = cli(tmp_path, TWO_NODE, "--out", str(out))
+    assert rc == 0, err
+    lws = (out / "30-lws-glm_4_7_2node.yaml").read_text()
+    (out / "30-lws-glm_4_7_2node.bak.yaml").write_text(lws)          # the user's copies: same header
+    (out / "my-lws.yaml").write_text(lws)
+    (out / "31-service-glm_4_7_2node.yaml").write_text("# edited by hand\n")
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(out))               # another config: other files
+    assert rc == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert "30-lws-glm_4_7_2node.yaml" not in names and "40-gateway-rbac.yaml" not in names   # ours: gone
+    assert {"30-lws-glm_4_7_2node.bak.yaml", "my-lws.yaml", "31-service-glm_4_7_2node.yaml"} <= set(names)
+    assert "kept" in err and "31-service-glm_4_7_2node.yaml" in err   # edited since: kept, and said
+    assert "30-deployment-qwen2_vl_7b.yaml" in names and outdir.LIST in names
+    listed = (out / outdir.LIST).read_text()
+    assert "30-deployment-qwen2_vl_7b.yaml" in listed and "glm" not in listed
+
+
+def test_a_folder_without_our_list_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "30-deployment-old.yaml").write_text("# Rendered by `auto-infer k8s` from x.toml\nkind: Deployment\n")
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(out))
+    assert rc == 0, err
+    assert (out / "30-deployment-old.yaml").is_file()
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda p: p.mkdir(), "is a folder"),
+    (lambda p: p.write_bytes("kind: ConfigMap\n".encode("utf-16")), "is not UTF-8 text (it starts with a UTF-16"),
+    (lambda p: os.mkfifo(p), "is a FIFO"),
+    (lambda p: p.symlink_to("/nonexistent"), "is a symbolic link")])
+def test_what_kubectl_would_read_must_be_a_regular_utf8_file(tmp_path: Path, make: object, said: str) -> None:
+    names = ["x.yaml"] if "UTF-8" in said else ["x.yaml", "30-deployment-qwen2_vl_7b.yaml"]   # and one we write
+    for name in names:
+        out = tmp_path / name.split(".")[0]
+        out.mkdir()
+        make(out / name)  # type: ignore[operator]
+        rc, _, err = cli(tmp_path, QWEN, "--out", str(out))
+        assert rc == 1 and said in err and str(out / name) in err and "Traceback" not in err, err
+        assert "fix:" in err and sorted(p.name for p in out.iterdir()) == [name]     # nothing written
+
+
+CREDENTIALS = {"HTTPS_PROXY": "http://user:PW-s3cret@proxy:3128", "GITHUB_PAT": "ghp_" + "a" * 36,
+               "DB_URL": "postgres://u:pw-s3cret@db:5432/x", "HF_TOKEN": "hf_abcdefghijklmnopqrstuvwxyz",
+               "LOG_LEVEL": "debug"}
+
+
+def test_credentials_in_control_env_become_secret_references(tmp_path: Path) -> None:
+    text = QWEN.read_text() + "\n[instance.qwen2_vl_7b.control.env]\n" + "".join(
+        f'{k} = "{v}"\n' for k, v in CREDENTIALS.items())
+    rc, all_docs, err = cli(tmp_path, text)
+    assert rc == 0, err
+    rendered = "\n".join(str(d) for d in all_docs)
+    for value in ("PW-s3cret", "ghp_aaaa", "pw-s3cret", "hf_abcdef"):
+        assert value not in rendered and value not in err
+    c = kind(all_docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+    assert refs == {k: {"name": podconfig.ENV_SECRET, "key": k} for k in ("DB_URL", "GITHUB_PAT", "HF_TOKEN", "HTTPS_PROXY")}
+    assert 'LOG_LEVEL = "debug"' in kind(all_docs, "ConfigMap")["data"]["sglang.toml"]
+    assert checks.variables_defined(all_docs) == []                     # $(HTTPS_PROXY) is defined before use
+    assert "Secret auto-infer-env (keys DB_URL, GITHUB_PAT, HF_TOKEN, HTTPS_PROXY)" in err
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('api_key = "sk-abcdefghijklmnopqrstuvwx"', "api_key"),
+    ('hf_token = "hf_abcdefghijklmnopqrstuvwxyz"', "hf_token"),
+    ('download_dir = "https://u:pw-s3cret@host/x"', "download_dir")])
+def test_credentials_elsewhere_are_refused_without_showing_them(tmp_path: Path, extra: str, key: str) -> None:
+    text = QWEN.read_text().replace("[instance.qwen2_vl_7b.server]\n", f"[instance.qwen2_vl_7b.server]\n{extra}\n")
+    rc, _, err = cli(tmp_path, text)
+    assert rc == 1 and key in err and "would be stored in a ConfigMap" in err and "Traceback" not in err, err
+    assert "s3cret" not in err and "abcdefghij" not in err
