@@ -43,6 +43,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # once: a second SIGTERM must not cut the unwinding short
     raise Terminated()
 
 
@@ -140,6 +141,10 @@ def entry(*_: Any) -> None:
     runtime threads are torn down after an install (bench/findings.md); by then all our state is
     written, so once rattler was loaded we leave with os._exit and skip the interpreter teardown."""
     code = main()
+    # the outcome is decided: a SIGTERM or Ctrl-C now (a supervisor stopping us as we leave) must
+    # not turn it into a death by signal (143): the interpreter's teardown restores SIGTERM's default
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stdout.flush()
     sys.stderr.flush()
     if "rattler" in sys.modules:

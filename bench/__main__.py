@@ -17,14 +17,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 import auto_infer
-from bench import bundle_cases, cases, download_cases, install_cases, real_cases, serve_cases, workload
+from bench import (
+    bundle_cases,
+    cases,
+    download_cases,
+    dryrun_cases,
+    install_cases,
+    real_cases,
+    serve_cases,
+    workload,
+)
 from bench.merge import merge
 from bench.report import Case, render
 from bench.timing import Failed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).with_name("findings.md")
-ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
+ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
 
 
 def log(msg: str) -> None:
@@ -176,6 +185,9 @@ class Bench:
         if "10" in a.cases:
             self.guarded("10", "Downloads", lambda: self.cases.append(download_cases.case_downloads(
                 self.work, a.scale, a.warmup, a.repeats, self.progress("10 downloads"))))
+        if "11" in a.cases:
+            self.guarded("11", dryrun_cases.TITLE, lambda: self.cases.append(
+                dryrun_cases.case_dryrun(self.work, self.cli, a, self.progress("11 dry-run"))))
         self.cases.sort(key=lambda c: (int(c.key), c.key) if c.key.isdigit() else (10**6, c.key))
         return self.write()
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 from auto_infer.demo import mirror
 from bench import install_cases as ic
-from bench.report import Case, Row
+from bench.report import Case, Row, Target
 from bench.timing import Failed, interleave, run
 
 OURS_EXPORT, TAR_C = "auto-infer bundle export", "tar -cf (the same files)"
 OURS_IMPORT, TAR_X = "auto-infer bundle import", "tar -xf (the same bundle)"
+FLOOR = "extraction floor (untar + extract every archive, all cores)"
+FLOOR_SCRIPT = Path(__file__).with_name("floor.py")
 
 
 def tree_bytes(*roots: Path) -> int:
@@ -79,15 +82,21 @@ def case_bundle(w: ic.Warmed, cli: list[str], warmup: int, repeats: int, work: P
                    AUTO_INFER_SGLANG_PROJECT_DIR=str(ws / "project"))
         return run([*cli, "bundle", "import", str(bundle)], env)[0]
 
+    def floor() -> float:
+        return run([sys.executable, str(FLOOR_SCRIPT), str(bundle), str(_fresh(work / "floor"))], w.env)[0]
+
     def tar_x() -> float:
         dest = _fresh(work / "untar")
         dest.mkdir()
         return run(["tar", "-xf", str(bundle), "-C", str(dest)], w.env)[0]
 
-    series = interleave({OURS_EXPORT: export, TAR_C: tar_c, OURS_IMPORT: import_, TAR_X: tar_x},
+    series = interleave({OURS_EXPORT: export, TAR_C: tar_c, OURS_IMPORT: import_, FLOOR: floor, TAR_X: tar_x},
                         warmup=warmup, repeats=repeats, progress=progress)
     c.rows = [Row(OURS_EXPORT, series[OURS_EXPORT], TAR_C), Row(TAR_C, series[TAR_C]),
-              Row(OURS_IMPORT, series[OURS_IMPORT], TAR_X), Row(TAR_X, series[TAR_X])]
+              Row(OURS_IMPORT, series[OURS_IMPORT], FLOOR), Row(FLOOR, series[FLOOR]), Row(TAR_X, series[TAR_X])]
+    ratio = c.ratio(OURS_IMPORT)
+    c.targets = [Target("bundle import within 1.5× of the all-core extraction floor (issue 22)",
+                        "n/a" if ratio is None else f"{ratio:.2f}×", None if ratio is None else ratio <= 1.5)]
     if (work / "ours.tar").read_bytes() != bundle.read_bytes():
         raise Failed("two exports of the same lock and cache gave different bytes")
     _sizes(c, w, cli, work, bundle, archives, wheels)

@@ -31,7 +31,7 @@ def _installer_config() -> Any:
 
 def _lock_deps() -> list[str]:
     s = settings()
-    return [str(s.project_dir / "pixi.lock"), str(s.project_dir / "pixi.toml")]
+    return [str(s.lock_file), str(s.pixi_toml)]
 
 
 def _do_template() -> None:

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from auto_infer.core.netns import can_unshare
+from auto_infer.core.settings import load
+from auto_infer.install import archives
 from auto_infer.install import bundle_format as fmt
-from tests.conftest import Built
+from auto_infer.install.pixipack import import_pixi_pack
+from tests.conftest import Built, Workspace
 from tests.helpers import CLI, run_cli
 from tests.pixipack_fixture import build_pack
 from tests.test_bundle import HELLO, WHEEL, bundle_file, fresh
@@ -141,3 +144,19 @@ def test_a_read_only_cache_root_is_called_read_only(bundle_file: Path, tmp_path:
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd="/")
     assert r.returncode == 1, r.stderr
     assert "read-only" in r.stderr and "no space" not in r.stderr and "crash" not in r.stderr, r.stderr
+
+
+def test_the_package_cache_is_filled_by_worker_processes(workspace: Workspace, built_channel: Built,
+                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One archive per worker (INLINE=1): the worker-process path extracts what rattler then installs."""
+    monkeypatch.setattr(archives, "INLINE", 1)
+    assert run_cli(["template"], workspace.env).returncode == 0
+    pack = build_pack(built_channel.channel.root / "channel", built_channel.channel.wheel_files,
+                      tmp_path / "environment.tar")
+    assert import_pixi_pack(load(workspace.env), pack).startswith("imported 4 artifacts")
+    pkgs = workspace.cache_root / "pixi" / "pkgs"
+    assert len([p for p in pkgs.glob("*.lock") if (p.parent / p.stem / "info" / "index.json").is_file()]) == 3
+    assert not list(pkgs.glob(".auto-infer-extracting.*"))
+    r = run_cli(["install"], workspace.env)          # nothing served: from the filled cache only
+    assert r.returncode == 0, r.stderr
+    assert (workspace.prefix / "bin" / "hello").stat().st_nlink > 1     # hard-linked from pkgs/

@@ -139,7 +139,7 @@ def test_hostile_configs_through_serve_launch_nothing(installed: dict[str, str],
         problems += [] if no_traceback(r.stderr) else ["traceback"]
         problems += [] if h.overrides or str(path) in r.stderr else ["file not named"]
         problems += [f"lacks {s!r}" for s in h.says if s not in r.stderr]
-        if registry.all_records(settings) or settings.logs_dir.exists():
+        if registry.all_records(settings) or settings.logs_root.exists():
             problems.append("something was launched (a record or a log folder exists)")
         for port in ports:
             if processes_mentioning(f"--port {port}"):

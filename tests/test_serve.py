@@ -85,9 +85,10 @@ class Serve:
         return r
 
     def record(self, name: str) -> dict[str, Any]:
-        rec = registry.read(load(self.env), name)
-        assert rec is not None, f"no record for {name}"
-        return rec
+        """The record as it is on disk (every key the writers put there)."""
+        path = registry.path(load(self.env), name)
+        assert path.is_file(), f"no record for {name}"
+        return dict(json.loads(path.read_text()))
 
     def report(self) -> dict[str, Any]:
         return dict(json.loads((self.ws.root / "reports" / "serve-latest.json").read_text()))

@@ -41,7 +41,7 @@ def check_target(path: Path, what: str = "the file to write") -> None:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         parent = existing_parent(path.parent)
-        if not parent.is_dir():
+        if not os.path.isdir(parent):
             raise UserError(f"cannot write {what} {path}: {parent} is {kind_of(parent.lstat().st_mode)}, not a "
                             "folder", where=str(path), fix="name a path inside a folder") from None
         return
@@ -134,10 +134,11 @@ def read_json(path: Path) -> Any | None:
 
 
 def existing_parent(path: Path) -> Path:
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
+    """``path`` or its nearest ancestor that exists (string operations: called per instance)."""
+    p = os.fspath(path)
+    while not os.path.exists(p) and p != os.path.dirname(p):
+        p = os.path.dirname(p)
+    return Path(p)
 
 
 def same_filesystem(a: Path, b: Path) -> bool:

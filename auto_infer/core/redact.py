@@ -15,6 +15,7 @@ The one place that decides what a secret looks like, by NAME and by VALUE:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -42,6 +43,7 @@ _TOKEN_VALUE = re.compile(
     r"|AIza[0-9A-Za-z_-]{35})")
 
 
+@functools.lru_cache(maxsize=8192)          # flag and variable names repeat across instances
 def is_secret_name(name: str) -> bool:
     """True for an environment variable, key or flag name that holds a credential."""
     return bool(SECRET_NAME.search(name)) and not _NOT_SECRET_END.search(name)

@@ -101,7 +101,7 @@ def run_step(label: str, args: list[str], env: dict[str, str], log: Path, *, off
 def _engine_command(engine: str) -> list[str]:
     if engine == "llama-cpp":
         from auto_infer.demo import engines
-        found = engines.find_llamacpp()
+        found = engines.find_llamacpp(load())
         if found is None:
             raise UserError("the llama.cpp engine is not installed here", fix=engines.INSTALL_HINT)
         return engines.llamacpp_command(*found)

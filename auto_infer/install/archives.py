@@ -4,9 +4,12 @@ them exactly as a download would (same cache key, same sha256 in the cache's ``<
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from auto_infer.core.errors import UserError
@@ -31,8 +34,8 @@ PARTIAL = ".auto-infer-extracting."     # a package being extracted, inside pkgs
 REVISION = (1).to_bytes(8, "big")       # rattler's <key>.lock: a u64 revision, then the archive's sha256
 
 
-def _extract_error(settings: Settings, a: Artifact, exc: Exception) -> UserError:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+def _extract_error(settings: Settings, a: Artifact, exc: str) -> UserError:
+    lines = [ln.strip() for ln in exc.splitlines() if ln.strip()] or ["failed"]
     what = " / ".join(dict.fromkeys([lines[0], lines[-1].removeprefix("Caused by:").strip()]))
     if "os error 28" in what or "os error 122" in what:
         return disk_full(settings.conda_pkgs_dir, f"extracting {a.filename}: {what}")
@@ -51,40 +54,91 @@ def partial_extractions(settings: Settings) -> list[Path]:
     return list(pkgs.glob(f"{PARTIAL}*")) if pkgs.is_dir() else []
 
 
+def extract_one(archive: str, pkgs: str, key: str, sha256: str | None) -> str | None:
+    """Extract one archive beside its place in ``pkgs``, check its sha256, rename it in whole and
+    write rattler's ``<key>.lock``; return why not (for the parent to report), or None."""
+    from rattler.package_streaming import extract
+
+    tmp, dest = os.path.join(pkgs, PARTIAL + key), os.path.join(pkgs, key)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        sha, _md5 = extract(Path(archive), Path(tmp))
+    except Exception as exc:            # rattler's errors are plain exceptions with a chain of causes
+        shutil.rmtree(tmp, ignore_errors=True)
+        return str(exc) or type(exc).__name__
+    if sha256 and bytes(sha).hex() != sha256:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return f"sha256 {bytes(sha).hex()}, the lock says {sha256}"
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    atomic_write_bytes(Path(pkgs) / f"{key}.lock", REVISION + bytes(sha))
+    return None
+
+
 def extract_into_cache(settings: Settings, need: list[Artifact], on_done: Callable[[int], None]) -> None:
     """Extract each archive of ``need`` from the archive store straight into the package cache, as
     rattler would after a download: ``pkgs/<name>-<version>-<build>/`` and ``<key>.lock`` with the
-    archive's sha256. All at once through rattler's own extractor, which runs outside the GIL (a
-    tokio pool over every core); each entry is extracted beside its place and renamed into it whole."""
-    import asyncio
-
-    from rattler.networking import Client
-    from rattler.package_streaming import download_and_extract
-
+    archive's sha256, through rattler's own extractor. On every core: one worker process per core,
+    the archives dealt out by size (the extractor holds the GIL, and rattler's async one can crash
+    the interpreter at exit); a few archives are extracted in this process."""
     pkgs = settings.conda_pkgs_dir
     pkgs.mkdir(parents=True, exist_ok=True)
-    limit = asyncio.Semaphore(max(2, os.cpu_count() or 2))
-    finished = 0
+    jobs = [(str(archive_path(settings, a)), str(pkgs), a.cache_key, a.sha256) for a in need]
+    workers = min(os.cpu_count() or 1, len(jobs) // INLINE)
+    if workers < 2:
+        _collect(settings, need, (extract_one(*job) for job in jobs), on_done)
+        return
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for i in sorted(range(len(jobs)), key=lambda i: -os.path.getsize(jobs[i][0])):
+        w = load.index(min(load))                 # the biggest archive to the least loaded worker
+        shares[w].append(i)
+        load[w] += os.path.getsize(jobs[i][0])
+    # cwd: the package cache, so that no auto_infer/ folder of the current directory is imported
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              cwd=pkgs) for _ in shares]
+    for proc, share in zip(procs, shares, strict=True):
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps([[i, *jobs[i]] for i in share]).encode())
+        proc.stdin.close()
+    results: dict[int, str | None] = {}
+    for line in _lines(procs):                     # one line per archive, as each finishes
+        i, why = json.loads(line)
+        results[i] = why
+        on_done(len(results))
+    for i, a in enumerate(need):
+        if i not in results:
+            raise _extract_error(settings, a, "the worker process extracting it died")
+        if results[i] is not None:
+            raise _extract_error(settings, a, str(results[i]))
 
-    async def one(client: Client, a: Artifact) -> None:
-        nonlocal finished
-        tmp = pkgs / f"{PARTIAL}{a.cache_key}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        async with limit:
-            try:
-                sha, _md5 = await download_and_extract(client, archive_path(settings, a).as_uri(), tmp,
-                                                       bytes.fromhex(a.sha256) if a.sha256 else None)
-            except Exception as exc:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise _extract_error(settings, a, exc) from None
-        shutil.rmtree(pkgs / a.cache_key, ignore_errors=True)
-        os.replace(tmp, pkgs / a.cache_key)
-        atomic_write_bytes(pkgs / f"{a.cache_key}.lock", REVISION + bytes(sha))
-        finished += 1
-        on_done(finished)
 
-    async def run() -> None:
-        client = Client()
-        await asyncio.gather(*(one(client, a) for a in need))
+def _lines(procs: list[subprocess.Popen[bytes]]) -> Iterator[bytes]:
+    import selectors
 
-    asyncio.run(run())
+    with selectors.DefaultSelector() as sel:
+        for proc in procs:
+            assert proc.stdout is not None
+            sel.register(proc.stdout, selectors.EVENT_READ)
+        while sel.get_map():
+            for key, _ in sel.select():
+                line = key.fileobj.readline()  # type: ignore[union-attr]
+                if line:
+                    yield line
+                else:
+                    sel.unregister(key.fileobj)
+    for proc in procs:
+        proc.wait()
+
+
+INLINE = 8      # archives per worker process at least: fewer are extracted in this process
+WORKER = ("import json, sys\nfrom auto_infer.install.archives import extract_one\n"
+          "for i, *job in json.load(sys.stdin):\n    print(json.dumps([i, extract_one(*job)]), flush=True)")
+
+
+def _collect(settings: Settings, need: list[Artifact], results: Iterable[str | None],
+             on_done: Callable[[int], None]) -> None:
+    for n, (a, why) in enumerate(zip(need, results, strict=True), 1):
+        if why is not None:
+            raise _extract_error(settings, a, why)
+        on_done(n)

@@ -60,7 +60,7 @@ def _files(prefix: Path) -> int:
 
 def run(settings: Settings) -> Rehearsal:
     """Install + check a scratch copy of the project offline from the cache; raise UserError on failure."""
-    lock = settings.project_dir / "pixi.lock"
+    lock = settings.lock_file
     if not lock.is_file():
         raise UserError(f"nothing to rehearse: the project has no pixi.lock ({lock})",
                         fix="run `auto-infer warm` first (it copies the template and fills the cache)")
@@ -75,8 +75,8 @@ def run(settings: Settings) -> Rehearsal:
     scratch = Path(tempfile.mkdtemp(prefix="rehearse-", dir=settings.state_dir))   # same volume as the cache
     try:
         (scratch / "project").mkdir()
-        for name in ("pixi.toml", "pixi.lock"):
-            shutil.copyfile(settings.project_dir / name, scratch / "project" / name)
+        for source in (settings.pixi_toml, settings.lock_file):
+            shutil.copyfile(source, scratch / "project" / source.name)
         env, t0 = _child_env(settings, scratch), time.monotonic()
         with step("rehearse: install + check a scratch project from the cache alone, no network") as s:
             for task in ("install", "check"):

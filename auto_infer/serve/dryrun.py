@@ -28,11 +28,20 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     cfg = config.load(settings)
     chosen = select(cfg, names) if cfg.master.enable else ()
     launches = build_launches(settings, cfg, chosen, dry_run=True)
+    shown: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
     return {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
-            "instances": [_instance(cfg, launch) for launch in launches]}
+            "instances": [_instance(cfg, launch, _ours(launch, shown)) for launch in launches]}
 
 
-def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
+def _ours(launch: Launch, shown: dict[tuple[int, tuple[str, ...]], dict[str, str]]) -> dict[str, str]:
+    """What auto-infer sets for every server, redacted once per distinct secrets (not per instance)."""
+    key = (id(launch.ours), tuple(launch.secrets))
+    if key not in shown:
+        shown[key] = redact.redact_env(launch.ours, launch.secrets)
+    return shown[key]
+
+
+def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str]) -> dict[str, Any]:
     inst, rules = launch.inst, engines.get(launch.inst.engine).READY
     problems = [launch.missing] if launch.missing else []
     try:
@@ -45,7 +54,7 @@ def _instance(cfg: ModelConfig, launch: Launch) -> dict[str, Any]:
     return {"name": inst.name, "record": inst.key, "engine": inst.engine, "argv": launch.redacted_argv(),
             "worker": worker.describe() if worker else None,
             "env": redact.redact_env(launch.added, launch.secrets),
-            "env_auto_infer": redact.redact_env(launch.ours, launch.secrets),
+            "env_auto_infer": ours,
             "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
             "host": inst.host, "port": inst.port, "url": launch.target.base_url, "model": inst.served_name,
             "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}

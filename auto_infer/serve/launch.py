@@ -67,7 +67,7 @@ def our_env(settings: Settings) -> dict[str, str]:
     """What auto-infer sets for every server: the cache variables, the installed environment first
     on PATH, CONDA_PREFIX, unbuffered Python output, and the Hub offline (a server never reaches for
     the network for configs or tokenizers; an instance's control.env may set them to "0")."""
-    path = os.pathsep.join([str(settings.env_prefix / "bin"), os.environ.get("PATH", "")]).rstrip(os.pathsep)
+    path = os.pathsep.join([str(settings.env_bin), os.environ.get("PATH", "")]).rstrip(os.pathsep)
     return {**settings.cache_env(), "PATH": path, "CONDA_PREFIX": str(settings.env_prefix), "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -95,11 +95,11 @@ def log_path(settings: Settings, inst: Instance) -> Path:
     if inst.control.log_file is not None:
         f = inst.control.log_file
         return f.with_name(f"{f.stem}{inst.key[len(inst.name):]}{f.suffix}") if inst.worker else f
-    return (inst.control.log_dir or settings.logs_dir) / inst.key / "server.log"
+    return (inst.control.log_dir or settings.server_logs(inst.engine)) / inst.key / "server.log"
 
 
 def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dict[str, str],
-                 multi: frozenset[str] = frozenset()) -> Launch:
+                 multi: frozenset[str] = frozenset(), ours: dict[str, str] | None = None) -> Launch:
     key = _api_key(cfg, inst)
     prog: Program = engines.get(inst.engine).program(settings, cfg.master, inst, multi, key)
     added = {**prog.env, **inst.control.env}
@@ -119,7 +119,7 @@ def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dic
     digest = json.dumps({"argv": redact.redact_argv(prog.argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
     missing = f"{prog.missing} ({prog.fix})" if prog.missing else None
-    return Launch(inst, prog.argv, {**base, **added}, added, our_env(settings), log, cfg.path.parent, target, hidden,
+    return Launch(inst, prog.argv, {**base, **added}, added, ours if ours is not None else our_env(settings), log, cfg.path.parent, target, hidden,
                   hashlib.sha256(digest.encode()).hexdigest()[:16], missing)
 
 
@@ -143,7 +143,8 @@ def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance,
             say(f"  flags accepted by {checked.label} {checked.version}'s own parser")
         _raise_rejected(cfg, checked)
         multi[name] = checked.multi
-    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset())) for i in chosen]
+    ours = our_env(settings)                        # once: the same for every instance
+    return [build_launch(settings, cfg, i, base, multi.get(i.engine, frozenset()), ours) for i in chosen]
 
 
 def _raise_rejected(cfg: ModelConfig, checked: Checked) -> None:

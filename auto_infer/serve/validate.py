@@ -173,28 +173,45 @@ def _check_log_files(ctx: Where, live: tuple[Instance, ...]) -> None:
 
 
 def _check_gpu_sharing(ctx: Where, live: tuple[Instance, ...], key: str) -> None:
-    for a_i, a in enumerate(live):
-        group = [a] + [b for b in live[a_i + 1:] if _share(a.control.gpu_ids, b.control.gpu_ids)]
-        if len(group) < 2:
+    """Instances on one GPU must each set ``key`` and sum to at most 1.0 there. Linear in the
+    instances: grouped by GPU (an instance with every GPU, gpu_ids unset, is in every group)."""
+    rank = {id(i): n for n, i in enumerate(live)}
+    every = [i for i in live if i.control.gpu_ids is None]
+    per_gpu: dict[str, list[Instance]] = {}
+    for inst in live:
+        for gpu in inst.control.gpu_ids or ():
+            per_gpu.setdefault(gpu, []).append(inst)
+    every_total = sum(_share_of(i, key) for i in every)
+    every_lacking = [i for i in every if i.server.get(key) is None][:1]
+    for on in per_gpu.values() or [[]]:
+        if len(every) + len(on) < 2:
             continue
-        names = " and ".join(i.name for i in group)
-        lacking = next((i for i in group if i.server.get(key) is None), None)
-        if lacking is not None:
-            raise ctx.error(f"instances {names} share GPUs, and {lacking.name} sets no {key}",
-                            _where(lacking, "gpu_ids", "control"),
+        lacking = sorted([*every_lacking, *[i for i in on if i.server.get(key) is None][:1]], key=lambda i: rank[id(i)])
+        if lacking:
+            raise ctx.error(f"instances {_names(every, on, rank)} share GPUs, and {lacking[0].name} sets no {key}",
+                            _where(lacking[0], "gpu_ids", "control"),
                             f"give each instance its own gpu_ids, or set {key} on every "
                             "instance that shares (their sum at most 1.0)")
-        total = sum(float(i.server[key]) for i in group)
+        total = every_total + sum(_share_of(i, key) for i in on)
         if total > 1.0 + 1e-9:
-            raise ctx.error(f"instances {names} share GPUs and their {key} sum to "
-                            f"{total:.2f} > 1.0", _where(group[-1], key),
+            last = max([*every, *on], key=lambda i: rank[id(i)])
+            raise ctx.error(f"instances {_names(every, on, rank)} share GPUs and their {key} sum to "
+                            f"{total:.2f} > 1.0", _where(last, key),
                             f"lower {key} so the sharing instances sum to at most 1.0")
 
 
-def _share(a: tuple[str, ...] | None, b: tuple[str, ...] | None) -> bool:
-    if a == () or b == ():
-        return False                       # "none": no GPU at all
-    return a is None or b is None or bool(set(a) & set(b))     # None: every GPU
+def _share_of(inst: Instance, key: str) -> float:
+    value = inst.server.get(key)
+    return float(value) if value is not None else 0.0
+
+
+def _names(every: list[Instance], on: list[Instance], rank: dict[int, int], shown: int = 6) -> str:
+    """The sharing instances, in the config's order: "a and b", "a, b, c, d, e, f and 94 more"."""
+    group = sorted([*every, *on], key=lambda i: rank[id(i)])
+    names = [i.name for i in group[:shown]]
+    if len(group) > shown:
+        return f"{', '.join(names)} and {len(group) - shown} more"
+    return ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def check_paths(cfg: ModelConfig, instances: tuple[Instance, ...]) -> None:
