@@ -167,8 +167,8 @@ class Settings:
         """Environment for an installer: cache vars set; proxies kept online, removed offline."""
         env = dict(os.environ if base is None else base)
         env.update(self.cache_env())
-        if not online:
-            for name in PROXY_VARS:
+        for name in PROXY_VARS:
+            if not online or not env.get(name):     # an empty one (compose passes "" when unset) is none
                 env.pop(name, None)
         return env
 

@@ -142,7 +142,7 @@ def build(settings: Settings, locked: LockedEnv, installer: str, installer_versi
             (item["url"], item["sha256"]))
         item["location"] = redact_url(a.location)
         artifacts.append(item)
-    proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
+    proxies = {k: v for k, v in env.items() if k in PROXY_VARS and v}
     return {
         "schema": SCHEMA, "tool": f"auto-infer {__version__}",
         "lock_sha256": locked.sha256, "lock_version": locked.version,
