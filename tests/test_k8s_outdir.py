@@ -84,7 +84,9 @@ def test_credentials_in_control_env_become_secret_references(tmp_path: Path) -> 
 @pytest.mark.parametrize("extra, key", [
     ('api_key = "sk-abcdefghijklmnopqrstuvwx"', "api_key"),
     ('hf_token = "hf_abcdefghijklmnopqrstuvwxyz"', "hf_token"),
-    ('download_dir = "https://u:pw-s3cret@host/x"', "download_dir")])
+    ('download_dir = "https://u:pw-s3cret@host/x"', "download_dir"),
+    ('extra_args = ["--api-key", "s3cret-plain"]', "extra_args"),
+    ('extra_args = "--hf-token abcdefghij-s3cret"', "extra_args")])
 def test_credentials_elsewhere_are_refused_without_showing_them(tmp_path: Path, extra: str, key: str) -> None:
     text = QWEN.read_text().replace("[instance.qwen2_vl_7b.server]\n", f"[instance.qwen2_vl_7b.server]\n{extra}\n")
     rc, _, err = cli(tmp_path, text)

@@ -114,7 +114,7 @@ def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | N
             "(kubernetes-validate, strict)")
     for line in notes(units, opts):
         say(f"k8s: {line}")
-    if not out:
+    if not out or out == "-":                 # `-` is stdout, as for every output path
         print("\n---\n".join(text.rstrip("\n") for text in files.values()))
         return
     target = Path(out).expanduser().resolve()
