@@ -114,6 +114,7 @@ def claim(docker_image: Built, tmp_path_factory: pytest.TempPathFactory) -> Iter
     (root / "workspace").mkdir(parents=True)
     (root / "llm-models" / "tiny").mkdir(parents=True)
     (root / "llm-models" / "tiny" / "config.json").write_text("{}\n")
+    (root / "llm-models" / "tiny" / "model.safetensors").write_bytes(b"\0" * 8)   # a model folder: weights too
     cfg = base / "pair.toml"
     cfg.write_text(CONFIG)
     s = settings.load({"AUTO_INFER_WORKSPACE_DIR": str(base / "render-ws"), "AUTO_INFER_SGLANG_CONFIG": str(cfg)})

@@ -17,7 +17,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port
 from auto_infer.demo import mirror
 from auto_infer.serve import config, registry, validate
-from tests.helpers import run_cli
+from tests.helpers import model_folder, run_cli
 from tests.reliability_tools import (
     PATH_NAMES,
     Hostile,
@@ -59,9 +59,7 @@ def _judge(h: Hostile, outcome: str, message: str, path: Path) -> str | None:
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "model"
-    d.mkdir()
-    return d
+    return model_folder(tmp_path / "model")
 
 
 def test_the_base_config_is_valid(tmp_path: Path, model_dir: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import procs, registry
-from tests.helpers import CLI
+from tests.helpers import CLI, model_folder
 from tests.test_serve import Serve, installed, serve  # noqa: F401 - fixtures
 
 RANK1 = json.dumps({"instance": {"big": {"server": {"node_rank": 1}}}})
@@ -28,7 +28,7 @@ WAIT = 90.0
 
 def two_node_config(tmp_path: Path, port: int, extra: str = "") -> str:
     model_dir = tmp_path / "big-model"
-    model_dir.mkdir(exist_ok=True)
+    model_folder(model_dir)
     return f"""[master]
 python_path = "{sys.executable}"
 server_module = "auto_infer.demo.responder"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from auto_infer.core import settings as settings_mod
 from auto_infer.core.errors import UserError
 from auto_infer.core.netns import can_unshare, offline_command
 from auto_infer.core.progress import fmt_secs, step
-from auto_infer.core.runner import run_logged
+from auto_infer.core.runner import run_logged, self_command
 from auto_infer.core.settings import PROXY_VARS, Settings
 from auto_infer.install import manifest as manifests
 
@@ -81,7 +80,7 @@ def run(settings: Settings) -> Rehearsal:
         with step("rehearse: install + check a scratch project from the cache alone, no network") as s:
             for task in ("install", "check"):
                 s.note(task)
-                run_logged(offline_command([sys.executable, "-m", "auto_infer", task]), env=env,
+                run_logged(offline_command(self_command(task)), env=env,
                            log=settings.state_dir / "rehearse.log", step=s,
                            fix=f"the offline machine would fail the same way; see {settings.state_dir / 'rehearse.log'}")
             child = settings_mod.load(env)
