@@ -176,3 +176,4 @@ def test_bad_input_in_the_container(image: Built, tmp_path: Path) -> None:
     said = boot_fails(stack, OFFLINE, AUTO_INFER_SGLANG_ON_BOOT="1", AUTO_INFER_SGLANG_CONFIG="/offline-data/nope.toml")
     assert "/offline-data/nope.toml" in said, said
     assert template                                       # the good template stayed mounted for the others
+    (tmp_path / "transcript.txt").write_text("\n".join(stack.transcript))
