@@ -136,7 +136,8 @@ def test_the_model_config_reader_takes_wrong_types_and_depths_anywhere(tmp_path:
     record("config-reader-fuzz", test="test_reliability_fuzz.py",
            what="valid model configs with 1-3 keys or whole tables anywhere (master, control, server, env, "
                 "command, router, a new key) replaced by a wrong type (string, number, nan, inf, date, list, "
-                "table) or nested 2-200 deep, or removed; as the file and as AUTO_INFER_SGLANG_OVERRIDES; read, "
+                "table) or nested 2-200 deep, or removed; values nested 500-100,000 deep in the text and 40-100,000 "
+                "deep in the JSON; as the file and as AUTO_INFER_SGLANG_OVERRIDES; read, "
                 "checked and built into argv as serve --dry-run does: accepted or one UserError naming the "
                 "file (or the variable), never another exception",
            tried=tried, ok=tried - len(bad), kinds=dict(kinds), failed=bad[:3])

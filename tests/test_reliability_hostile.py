@@ -108,8 +108,9 @@ def test_secrets_by_value_never_reach_the_dry_run_plan(tmp_path: Path) -> None:
             if r.returncode != 0 or secret in r.stdout + r.stderr:
                 bad.append(f"{name} + {args[0]} {' '.join(extra)}: exit {r.returncode}")
     record("secrets-by-value", test="test_reliability_hostile.py",
-           what=f"secrets by name ({', '.join(k for k in SECRET_ENV if '{s}' == SECRET_ENV[k][-3:] or '_' in k)}) and by "
-                "value (URL user-info under an innocent name, a token in a query) in control.env, each with a "
+           what="secrets in control.env by name (GITHUB_PAT, MY_SERVICE_TOKEN, DB_PASSWORD, X_API_KEY, "
+                "AWS_SECRET_ACCESS_KEY, HFTOKEN, REDIS_PASS) and by value (URL user-info under DB_URL, UPSTREAM, "
+                "REPO; a token in NOTE_URL's query), each with a "
                 "secret command flag (--hf-token, --db-password=, --auth, --github-pat, a URL with credentials): "
                 "`serve --dry-run` (text and JSON) shows none", tried=tried, ok=tried - len(bad), failed=bad[:3])
     assert not bad, bad
