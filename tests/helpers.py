@@ -58,3 +58,11 @@ def realworld(name: str) -> Path:
         if (base / "realworld" / name).exists():
             return base / "realworld" / name
     return Path("/work/shared/realworld") / name
+
+
+def model_folder(path: Path) -> Path:
+    """A folder a server would take for model weights: config.json and one (tiny) safetensors file."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text('{"architectures": ["TestModel"]}\n')
+    (path / "model.safetensors").write_bytes(b"\0" * 8)
+    return path

@@ -18,6 +18,7 @@ import yaml
 from auto_infer.core import settings as settings_mod
 from auto_infer.k8s import plan
 from auto_infer.serve import config
+from auto_infer.serve.engines.base import server_flags
 from auto_infer.serve.model import Instance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,8 +143,11 @@ def servers_listen_where_probed(all_docs: list[dict[str, Any]], tmp: Path) -> li
         lws = {"LWS_LEADER_ADDRESS": "leader.svc", "LWS_GROUP_SIZE": str(size), "LWS_WORKER_INDEX": str(index)}
         inst = pod_instance(all_docs, tpl, lws if doc["kind"] == "LeaderWorkerSet" else {}, tmp)
         name = f"{doc['metadata']['name']}:{role}{index if role == 'worker' else ''}"
-        if role != "worker" and (inst.port != ports.get("http") or inst.host != "0.0.0.0"):
-            found.append(f"{name}: the server listens on {inst.host}:{inst.port}, probes ask port {ports.get('http')}")
+        argv = server_flags(inst.server)                  # the flags `serve` gives the engine in that pod
+        listens = (argv[argv.index("--host") + 1] if "--host" in argv else "127.0.0.1",
+                   int(argv[argv.index("--port") + 1]) if "--port" in argv else inst.port)
+        if role != "worker" and listens != ("0.0.0.0", ports.get("http")):
+            found.append(f"{name}: the server listens on {listens[0]}:{listens[1]}, probes ask port {ports.get('http')}")
         if doc["kind"] == "LeaderWorkerSet":
             rank, nnodes = int(inst.server.get("node_rank", 0)), int(inst.server.get("nnodes", 1))
             if rank != index or nnodes != size:

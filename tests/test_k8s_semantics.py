@@ -127,3 +127,28 @@ def test_output_grows_linearly_with_instances(tmp_path: Path) -> None:
         sizes[n] = sum(len(t) for t in rendered(path, tmp_path).values())
     first, second = (sizes[100] - sizes[20]) / 80, (sizes[200] - sizes[100]) / 100
     assert abs(first - second) < 0.001 * first, sizes       # quadratic: the second step would cost more
+
+
+ROUTED = {"two-node/glm-4.7": (TWO_NODE, ""),     # example.toml's [router] (extra_args, instances), enabled:
+          "example-router-on": (SHIPPED / "example.toml", json.dumps({"router": {"enable": True, "instances": ["qwen2_vl_7b"]}}))}
+
+
+@pytest.mark.parametrize("case", sorted(ROUTED))
+def test_gateway_flags_parse_with_sglang_router_s_own_parser(case: str, tmp_path: Path) -> None:
+    """The gateway's flags (after the program) go through sglang_router.launch_router's parser."""
+    import subprocess
+    import sys
+
+    from auto_infer.serve import gateway as serve_gateway
+
+    path, overrides = ROUTED[case]
+    gws = [d for d in checks.docs(rendered(path, tmp_path, overrides)) if d["metadata"]["name"] == "auto-infer-gateway"
+           and d["kind"] == "Deployment"]
+    for gw in gws:
+        argv = gw["spec"]["template"]["spec"]["containers"][0]["command"]
+        flags = argv[argv.index("--host"):]
+        r = subprocess.run([sys.executable, "-c", serve_gateway.CHECK_SCRIPT, json.dumps(flags)], capture_output=True,
+                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(serve_gateway.MARK))
+        assert "error" not in line and "missing" not in line, line
+    assert len(gws) == 1

@@ -26,7 +26,7 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.demo import mirror
 from auto_infer.serve import actions, procs, registry
-from tests.helpers import clean_env, realworld, run_cli
+from tests.helpers import clean_env, model_folder, realworld, run_cli
 
 RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
              "--model", "{served_model_name}"]
@@ -85,9 +85,10 @@ class Serve:
         return r
 
     def record(self, name: str) -> dict[str, Any]:
-        rec = registry.read(load(self.env), name)
-        assert rec is not None, f"no record for {name}"
-        return rec
+        """The record as it is on disk (every key the writers put there)."""
+        path = registry.path(load(self.env), name)
+        assert path.is_file(), f"no record for {name}"
+        return dict(json.loads(path.read_text()))
 
     def report(self) -> dict[str, Any]:
         return dict(json.loads((self.ws.root / "reports" / "serve-latest.json").read_text()))
@@ -286,7 +287,7 @@ def test_api_key_is_sent_but_never_written_and_openai_client_talks(serve: Serve,
     import openai
 
     key, port, model_dir = "sk-test-5ecret-value-42", free_port(), tmp_path / "tiny-model"
-    model_dir.mkdir()
+    model_folder(model_dir)
     serve.write(f"""[master]
 python_path = "{sys.executable}"
 server_module = "auto_infer.demo.responder"

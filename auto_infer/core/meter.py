@@ -21,7 +21,7 @@ from typing import Any
 from auto_infer.core import progress
 from auto_infer.core.progress import Step, fmt_secs, say
 
-REDRAW = 0.25        # seconds between two frames of the live view
+REDRAW = 0.5         # seconds between two frames of the live view
 WINDOW = 10.0        # seconds of history the rate is measured over
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -112,3 +113,11 @@ def run_logged(cmd: list[str], *, env: Mapping[str, str], log: Path, step: Step 
     if code != 0:
         raise SubprocessFailed(cmd, code, "\n".join(tail), fix=fix or f"see the full log: {log}")
     return "\n".join(tail)
+
+
+def self_command(*args: str) -> list[str]:
+    """``auto-infer ARGS`` as a child of this Python that never imports from the current folder (a
+    checkout's ``auto_infer/`` there would shadow the installed package): ``-P`` where Python has it."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "auto_infer", *args]
+    return [sys.executable, "-c", "import sys; del sys.path[0]; from auto_infer.cli import entry; entry()", *args]

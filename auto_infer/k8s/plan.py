@@ -86,6 +86,32 @@ class Unit:
         return f"{self.name}-config"
 
 
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")                  # RFC 1123 label (a namespace)
+SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")             # RFC 1123 subdomain (a claim, a class)
+QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+
+
+def check_options(opts: Options) -> None:
+    """The options as Kubernetes will read them: a clear error naming the option, before rendering."""
+    names = {"--namespace": (opts.namespace, LABEL, 63), "--claim": (opts.claim, SUBDOMAIN, 253),
+             "--models-claim": (opts.models_claim, SUBDOMAIN, 253), "--storage-class": (opts.storage_class, SUBDOMAIN, 253)}
+    for option, (value, rule, most) in names.items():
+        if value is not None and not (rule.fullmatch(value) and len(value) <= most):
+            chars = "'-' and '.'" if rule is SUBDOMAIN else "'-'"
+            raise UserError(f"{option} {value!r} is not a Kubernetes name", where=option,
+                            fix=f"lower-case letters, digits, {chars}, starting and ending with a letter or digit, "
+                                f"at most {most} characters")
+    for option, value in (("--storage", opts.storage), ("--shm-size", opts.shm_size)):
+        if not QUANTITY.fullmatch(value):
+            raise UserError(f"{option} {value!r} is not a Kubernetes quantity", where=option, fix="e.g. 500Gi or 32Gi")
+    if not opts.image or any(ch.isspace() for ch in opts.image):
+        raise UserError(f"--image {opts.image!r} is not an image reference", where="--image",
+                        fix="e.g. registry.example/auto-infer:0.1")
+    if opts.bundle is not None and (opts.bundle.startswith("/") or ".." in opts.bundle.split("/")):
+        raise UserError(f"--bundle {opts.bundle!r} is not a path inside the claim", where="--bundle",
+                        fix="give the bundle's path relative to the claim's root, e.g. bundles/auto-infer-bundle.tar")
+
+
 def k8s_name(instance: str) -> str:
     slug = re.sub(r"[^a-z0-9-]+", "-", instance.lower()).strip("-")
     return f"{PART_OF}-{slug}"[:50].rstrip("-")     # LWS adds "-<group>-<index>" to pod names
