@@ -65,6 +65,13 @@ def _warm_dry_run(values: dict[str, Any]) -> int:
     return environment.warm_dry_run(settings())
 
 
+def _warm(dry_run: bool = False) -> Any:
+    if dry_run:                     # `doit warm --dry-run` in the repo (after template: doit's order)
+        environment.warm_dry_run(settings())
+        return None
+    return environment.warm(settings())
+
+
 WARM_PARAMS = [flag("dry-run", "say what warm would download (sizes, what the cache holds, free space); "
                     "download and write nothing"),
                flag("rehearse", "then prove the cache alone installs the lock (`warm rehearse`)")]
@@ -74,7 +81,7 @@ WARM_PARAMS = [flag("dry-run", "say what warm would download (sizes, what the ca
 @takes_run_lock
 def task_warm() -> dict[str, Any]:
     """Online: fetch every artifact of pixi.lock into the cache root; write the cache manifest."""
-    return {"actions": [action(environment.warm, settings())],
+    return {"actions": [action(_warm)],
             "task_dep": ["template"], "file_dep": _lock_deps(),
             "uptodate": [_installer_config(), uptodate(_warm_uptodate)], "verbosity": 2, "params": WARM_PARAMS}
 

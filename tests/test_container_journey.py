@@ -134,3 +134,39 @@ def test_compose_journey(image: Built, tmp_path: Path) -> None:
         bundle_import(stack, tmp_path)
     finally:
         stack.compose(SUPERVISE, "down", "-v", timeout=300)
+
+
+# ---- bad input in the container: the boot log's clear last line, exit 1, the command still runs ----
+
+def boot_fails(stack: Stack, files: tuple[str, ...], **env: str) -> str:
+    """`compose run` of the container's own command with a boot that fails: what the hook said."""
+    r = stack.compose(files, "run", "--rm", "stage-2", "echo", "the container's own command ran", **env)
+    said = r.stdout + r.stderr                          # podman-compose run: the container's stderr is in stdout
+    assert r.returncode == 0 and r.stdout.strip().endswith("the container's own command ran"), said
+    hook = [ln for ln in said.splitlines() if ln.startswith("[auto-infer-boot]")]
+    assert "exit 1: a step failed (see the ✗ line above)" in hook[-1], said
+    assert "auto-infer boot failed (exit 1)" in said, said
+    return said
+
+
+def test_bad_input_in_the_container(image: Built, tmp_path: Path) -> None:
+    port = free_port()
+    stack = make_stack(image, tmp_path, port)
+    template = stack.env["HOST_VOLUME_SGLANG_TEMPLATE_DIR"]
+    empty = tmp_path / "empty-template"
+    empty.mkdir()
+    said = boot_fails(stack, OFFLINE, AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1", HOST_VOLUME_SGLANG_TEMPLATE_DIR=str(empty))
+    assert "✗ template failed" in said and "pixi.toml" in said, said
+    said = boot_fails(stack, OFFLINE, AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1")       # nothing warmed yet
+    assert "the cache was never warmed" in said, said
+    assert stack.boot_log().rstrip().splitlines()[-1].split("] ", 1)[1] in said   # the log's last line, too
+    (stack.folder / "readonly.yml").write_text(          # a user's own file mounting the workspace read-only
+        "services:\n  stage-2:\n    volumes:\n    - ${HOST_VOLUME_WORKSPACE_DIR}:/offline-data:ro\n")
+    said = boot_fails(stack, (*OFFLINE, "readonly.yml"), AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1")
+    assert "read-only" in said and "log: /tmp/auto-infer-boot.log" in said, said
+    with mirror.Mirror(tmp_path / "channel", port):
+        r = stack.compose(TEMPLATE, "run", "--rm", "stage-2", "true", AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT="1")
+        assert r.returncode == 0, r.stderr
+    said = boot_fails(stack, OFFLINE, AUTO_INFER_SGLANG_ON_BOOT="1", AUTO_INFER_SGLANG_CONFIG="/offline-data/nope.toml")
+    assert "/offline-data/nope.toml" in said, said
+    assert template                                       # the good template stayed mounted for the others

@@ -59,14 +59,21 @@ def _writers(tmp: Path, template: Path) -> dict[str, object]:
             return None
         return "opened"
 
+    def workspace(p: Path) -> str | None:     # a folder to create or use: a folder there is fine
+        r = run_cli(["demo", "--workspace", str(p)], env, timeout=60)
+        return None if r.returncode == 1 and str(p) in r.stderr and no_traceback(r.stderr) else \
+            f"exit {r.returncode}: {r.stderr[-200:]}"
+
     return {"bundle export FILE": export, "server log_file (serve)": log_file, "atomic write": atomic,
-            "append to a log": append}
+            "append to a log": append, "demo --workspace": workspace}
 
 
 def test_no_writer_replaces_what_is_not_a_regular_file(built_channel: Built, tmp_path: Path) -> None:
     writers = _writers(tmp_path, built_channel.template)
     bad, tried = [], 0
     for (name, write), kind in itertools.product(writers.items(), KINDS):
+        if name == "demo --workspace" and kind == "folder":
+            continue
         p = tmp_path / f"out-{abs(hash((name, kind)))}"
         THINGS[kind](p)
         before = _state(p)
