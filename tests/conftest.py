@@ -99,3 +99,21 @@ def workspace(tmp_path: Path, built_channel: Built) -> Workspace:
 
 
 needs_netns = pytest.mark.skipif(not can_unshare(), reason="needs root and unshare -n")
+
+
+# The default `python -m pytest` stays fast enough to run before every commit (2 cores: under 8
+# minutes); these journeys and counts carry the `slow` marker and run in CI's second pass
+# (`python -m pytest -m slow`, .ci/run). Listed here, not in each file, so the list is one place.
+SLOW_MODULES = {
+    "test_wheel",                   # builds the wheel, installs it into a fresh venv, runs the demo
+    "test_tutorial", "test_tutorial_air_gap",      # the docs' tutorials, end to end
+    "test_bench",                   # the benchmark harness on the real tools
+    "test_realworld",               # infer-dev's real locks, every artifact
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or module.startswith("test_reliability_"):   # reliability counts
+            item.add_marker(pytest.mark.slow)

@@ -126,7 +126,7 @@ def test_sigterm_during_install_leaves_no_installer_and_marks_interrupted(worksp
     assert proc.returncode == 130, err
     assert _survivors(pids) == []
     settings = load(env)
-    FileLock(str(settings.run_lock_path)).acquire(timeout=0)       # released, and nobody holds it
+    FileLock(str(settings.runlock_path)).acquire(timeout=0)       # released, and nobody holds it
     marker = json.loads(settings.installing_marker.read_text())
     assert marker["outcome"] == "interrupted"
     reason = environment.health_check(settings)
