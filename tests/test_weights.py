@@ -296,5 +296,10 @@ def test_warm_says_clearly_when_the_hub_cannot_give_the_weights(workspace: Works
             r = run_cli(["warm"], {**env, "HF_ENDPOINT": endpoint or hub.url})
         assert r.returncode == 1, r.stderr
         assert f"cannot fetch {repo}@main from {endpoint or hub.url}" in r.stderr, r.stderr
-        assert f"{path}: [instance.a.model] repo" in r.stderr and "HF_TOKEN" in r.stderr and TOKEN not in r.stderr + r.stdout and "Traceback" not in r.stderr
+        assert (
+            f"{path}: [instance.a.model] repo" in r.stderr
+            and "HF_TOKEN" in r.stderr
+            and TOKEN not in r.stderr + r.stdout
+            and "Traceback" not in r.stderr
+        )
     assert json.loads(workspace.manifest.read_text())["models"] == []     # the packages' manifest stands
