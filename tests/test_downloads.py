@@ -250,8 +250,11 @@ def test_warm_refuses_a_volume_too_small_before_any_download(big_channel: Built,
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_sigterm_keeps_the_partial_file_and_says_so(big_channel: Built, big_workspace: Workspace) -> None:
-    """docker stop: warm ends at once (a stalled read is aborted, not waited out) and keeps the bytes."""
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_an_interrupt_keeps_the_partial_file_and_says_so(big_channel: Built, big_workspace: Workspace,
+                                                         sig: signal.Signals) -> None:
+    """docker stop or Ctrl-C: warm ends at once (a stalled read is aborted, not waited out) and keeps
+    the bytes."""
     wheel_part = part_path(big_workspace.cache_root / "pypi" / "wheels" / WHEEL)
     env = {**big_workspace.env, "AUTO_INFER_NET_TIMEOUT": "600"}     # only the abort can end the read
     with mirror.Mirror(big_channel.channel.root, big_channel.port, stall={WHEEL: CUT}) as m:
@@ -260,7 +263,7 @@ def test_sigterm_keeps_the_partial_file_and_says_so(big_channel: Built, big_work
         try:
             assert m.wait_stalled(120), "warm never reached the cut"
             _settle(wheel_part)
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             err = proc.communicate(timeout=60)[1]
         finally:
             proc.kill()

@@ -12,8 +12,8 @@ from collections import Counter
 
 from auto_infer.core.net import free_port
 from tests.helpers import CLI
+from tests.helpers.serving import Serve, listening, responder_config
 from tests.reliability_tools import count, record
-from tests.test_serve import Serve, installed, listening, responder_config, serve  # noqa: F401 - fixtures
 
 
 def _serve_until(s: Serve, needle: str) -> subprocess.Popen[str]:
