@@ -25,7 +25,7 @@ from auto_infer.core.settings import Settings, load
 from auto_infer.serve import config, launch
 from auto_infer.serve.engines import base, llamacpp, sglang, vllm
 from tests.helpers import clean_env, model_folder, run_cli
-from tests.test_serve import Serve, installed, serve  # noqa: F401 - the fixtures, one installed workspace here
+from tests.helpers.serving import Serve
 
 DATA = Path(__file__).parent / "data" / "infer-dev"
 GOLDEN = sorted([*DATA.glob("*.expected.json"), *DATA.glob("ours/*.expected.json")])

@@ -31,6 +31,7 @@ RENDERED = {  # name → (config, overrides)
     "two-node/glm-4.7": (TWO_NODE, ""),
     "two-node/qwen2-vl-nnodes-only": (SHIPPED / "sglang-qwen2-vl-7b-tp2.toml", NNODES_2),
     "two-node/infer-dev-glm-nnodes-only": (INFER_DEV / "sglang-glm-4.7-tp8.toml", NNODES_2),
+    "two-node/infer-dev-vllm-tp8-ray": (INFER_DEV / "vllm-qwen2-vl-7b-tp8.toml", NNODES_2),
 }
 
 
@@ -85,7 +86,6 @@ def test_llama_cpp_renders_with_its_routes_and_gpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("config, overrides, said", [
-    (SHIPPED / "vllm-qwen2-vl-7b.toml", NNODES_2, "vLLM with nnodes = 2 cannot be deployed: vLLM spans nodes only"),
     (SHIPPED / "llamacpp-glm-4.7-q2k.toml", NNODES_2, "llama.cpp with nnodes = 2 cannot be deployed: llama-server"),
     (SHIPPED / "transformers-serve-2gpu.toml", "", "runs its own command"),
     (INFER_DEV / "llama_config.disabled.toml", "", "[master] enable = false: no server would run")])
@@ -94,6 +94,21 @@ def test_what_cannot_deploy_is_refused_naming_the_engine_and_why(tmp_path: Path,
     rc, _, err = cli(tmp_path, config, AUTO_INFER_SGLANG_OVERRIDES=overrides)
     assert rc == 1 and said in err and "Traceback" not in err, err
     assert "control.command" not in err or "transformers" in config.name
+
+
+def test_vllm_over_two_nodes_runs_a_ray_cluster_as_vllm_s_lws_example(tmp_path: Path) -> None:
+    files = rendered(INFER_DEV / "vllm-qwen2-vl-7b-tp8.toml", tmp_path, NNODES_2)
+    all_docs = checks.docs(files)
+    lws = kind(all_docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    leader, worker = (lws[t]["spec"]["containers"][0] for t in ("leaderTemplate", "workerTemplate"))
+    assert lws["size"] == 2 and leader["resources"] == worker["resources"] == {"limits": {"nvidia.com/gpu": 4}}
+    assert '"$env/bin/ray" start --head --port=6379' in leader["command"][2] and "ports" in leader
+    assert "ray\" start --address=\"$2:6379\" --block" in worker["command"][2] and "ports" not in worker
+    assert checks.all_findings(files, tmp_path) == []
+    broken = {k: v.replace('--head', '--headless') if k.startswith("30-lws") else v for k, v in files.items()}
+    broken = {k: v.replace('$(LWS_LEADER_ADDRESS)"]', '$(LWS_LEADER)"]') for k, v in broken.items()}
+    found = "\n".join(checks.all_findings(broken, tmp_path))
+    assert "worker does not join the leader" in found and "$(LWS_LEADER), undefined" in found
 
 
 def test_pod_files_never_carry_other_instances(tmp_path: Path) -> None:

@@ -19,14 +19,9 @@ from auto_infer.core.settings import Restarts, load
 from auto_infer.serve import procs, registry
 from tests.conftest import needs_netns
 from tests.helpers import CLI, offline
-from tests.test_serve import Installed, make_installed, responder_config
+from tests.helpers.serving import SMG, Installed, make_installed, responder_config, router_table
 
 WAIT = 90.0
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
 
 
 def start(installed: Installed, tmp_path: Path, text: str, *, net: bool = True,
@@ -123,7 +118,6 @@ def test_restart_policy_from_the_environment() -> None:
 
 
 def test_supervise_restarts_the_gateway(installed: Installed, tmp_path: Path) -> None:
-    from tests.test_gateway import SMG, router_table
     if not SMG.exists():
         pytest.skip("sglang-router is not installed (pip install -e '.[dev]')")
     pa, gport, mport = free_port(), free_port(), free_port()
