@@ -27,7 +27,7 @@ from auto_infer.serve.engines import sglang as sglang_engine
 from bench import realwheels
 from tests.conftest import needs_netns
 from tests.helpers import clean_env, run_cli
-from tests.test_config import EXAMPLES, REALWORLD
+from tests.helpers.configs import EXAMPLES, REALWORLD
 
 REPO = Path(__file__).resolve().parents[1]
 
