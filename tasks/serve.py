@@ -124,7 +124,11 @@ def _status(as_json: bool) -> Any:
 @no_doit_state
 def task_status() -> dict[str, Any]:
     """Show each instance: state, pid, port, GPUs, uptime, log (--json for JSON)."""
-    return {"actions": [action(_status)], "verbosity": 2, "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}]}
+    return {
+        "actions": [action(_status)],
+        "verbosity": 2,
+        "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}],
+    }
 
 
 def _logs(names: list[str], lines: int) -> Any:

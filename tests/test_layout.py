@@ -131,9 +131,10 @@ def test_every_package_is_shipped() -> None:
 # and only core/settings.py reads the AUTO_INFER_* variables (the demo and supervise included).
 BANNED = {
     r'project_dir\s*/\s*"pixi\.(lock|toml)"': "settings.lock_file / settings.pixi_toml",
-    r'env_prefix\s*/': "a derived path of Settings (env_python, env_bin, conda_meta)",
+    r"env_prefix\s*/": "a derived path of Settings (env_python, env_bin, conda_meta)",
     r'project_dir\s*/\s*"\.pixi': "a derived path of Settings (pixi_config, project_state_dir, env_prefix)",
-    r'(os\.environ\.get|os\.getenv|getenv)\(\s*[A-Z_]*VAR\b|(os\.environ\.get|getenv)\(\s*"AUTO_INFER_': "a Settings field",
+    r'(os\.environ\.get|os\.getenv|getenv)\(\s*[A-Z_]*VAR\b': "a Settings field",
+    r'(os\.environ\.get|getenv)\(\s*"AUTO_INFER_': "a Settings field",
     r'os\.environ\[\s*"AUTO_INFER_[A-Z_]+"\s*\](?!\s*=)': "a Settings field",
     r'"logs/sglang"|"logs"\s*/\s*"sglang"': "settings.server_logs(engine)",
 }

@@ -20,7 +20,7 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import procs, registry
 from tests.helpers import CLI, model_folder
-from tests.test_serve import Serve, installed, serve  # noqa: F401 - fixtures
+from tests.helpers.serving import Serve
 
 RANK1 = json.dumps({"instance": {"big": {"server": {"node_rank": 1}}}})
 WAIT = 90.0
