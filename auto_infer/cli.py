@@ -53,7 +53,10 @@ def _check_state(db: Path) -> None:
 
     from auto_infer.core.fsutil import check_folder
 
-    for folder, what in ((db.parent.parent, "the workspace (AUTO_INFER_WORKSPACE_DIR)"), (db.parent, "the state folder")):
+    for folder, what in (
+        (db.parent.parent, "the workspace (AUTO_INFER_WORKSPACE_DIR)"),
+        (db.parent, "the state folder"),
+    ):
         check_folder(folder, what)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,7 @@ def _check_state(db: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Parse, then run: alone (``serve --dry-run``), read-only (state in memory), or under the run lock."""
+    """Parse, then run: alone (``serve --dry-run``), without doit state (in memory), or under the run lock."""
     from auto_infer.core import settings as settings_mod
     from auto_infer.core.runlock import exclusive
     from auto_infer.tasks import doit_main
@@ -83,7 +86,7 @@ def run(argv: list[str]) -> int:
         if cli.alone and cli.run_alone and sel.values.get(cli.alone):
             return cli.run_alone({**sel.values, "task": sel.word})
     argv = doit_main.expand(argv, selected)
-    if selected and all(getattr(s.creator, "read_only", False) for s in selected):
+    if selected and all(getattr(s.creator, "no_doit_state", False) for s in selected):
         return doit_main.run(graph, ["run", "--db-file", ":memory:", *argv])
     s = settings_mod.load()
     if selected:
@@ -91,7 +94,7 @@ def run(argv: list[str]) -> int:
     locking = [sel.word.split(":")[0] for sel in selected if getattr(sel.creator, "run_lock", False)]
     if not locking:
         return doit_main.run(graph, argv)
-    with exclusive(s.run_lock_path, " ".join(locking), s.lock_timeout):
+    with exclusive(s.runlock_path, " ".join(locking), s.runlock_timeout):
         return doit_main.run(graph, argv)
 
 

@@ -16,7 +16,7 @@ from auto_infer.tasks.wiring import (
     CommandLine,
     action,
     flag,
-    read_only,
+    no_doit_state,
     settings,
     takes_run_lock,
     uptodate,
@@ -137,7 +137,7 @@ def task_rehearse() -> dict[str, Any]:
     return {"actions": [action(_do_rehearse)], "task_dep": ["warm"], "verbosity": 2}
 
 
-@read_only
+@no_doit_state
 def task_env() -> dict[str, Any]:
     """Print the resolved env-var contract as `export` lines (eval "$(auto-infer env)")."""
     return {"actions": [action(_do_env)], "verbosity": 2}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_infer.tasks.wiring import action, read_only, settings
+from auto_infer.tasks.wiring import action, no_doit_state, settings
 
 
 def _k8s(out: str, k8s_version: str, namespace: str, image: str, claim: str, models_claim: str, bundle: str,
@@ -26,17 +26,28 @@ def _param(name: str, default: str, help_text: str) -> dict[str, Any]:
     return {"name": name.replace("-", "_"), "long": name, "type": str, "default": default, "help": help_text}
 
 
-@read_only
+@no_doit_state
 def task_k8s() -> dict[str, Any]:
     """Render Kubernetes manifests for the model config (--out DIR; stdout without it)."""
-    return {"actions": [_k8s], "verbosity": 2, "params": [
-        _param("out", "", "folder for the manifests (default: print them)"),
-        _param("k8s-version", "", "check the manifests against this Kubernetes version (needs kubernetes-validate)"),
-        _param("namespace", "default", "namespace of every object"),
-        _param("image", "auto-infer:latest", "container image with auto-infer (the infer-dev image)"),
-        _param("claim", "", "an existing PersistentVolumeClaim for the workspace (default: render one)"),
-        _param("models-claim", "", "an existing claim holding the weights (default: llm-models/ on the workspace claim)"),
-        _param("bundle", "", "air-gapped: a bundle file on the claim (path inside it) the init Job imports"),
-        _param("storage", "500Gi", "size of the rendered workspace claim"),
-        _param("storage-class", "", "storage class of the rendered claim (one that offers ReadWriteMany)"),
-        _param("shm-size", "32Gi", "memory-backed /dev/shm per server pod (NCCL)")]}
+    return {
+        "actions": [_k8s],
+        "verbosity": 2,
+        "params": [
+            _param("out", "", "folder for the manifests (default: print them)"),
+            _param(
+                "k8s-version", "", "check the manifests against this Kubernetes version (needs kubernetes-validate)"
+            ),
+            _param("namespace", "default", "namespace of every object"),
+            _param("image", "auto-infer:latest", "container image with auto-infer (the infer-dev image)"),
+            _param("claim", "", "an existing PersistentVolumeClaim for the workspace (default: render one)"),
+            _param(
+                "models-claim",
+                "",
+                "an existing claim holding the weights (default: llm-models/ on the workspace claim)",
+            ),
+            _param("bundle", "", "air-gapped: a bundle file on the claim (path inside it) the init Job imports"),
+            _param("storage", "500Gi", "size of the rendered workspace claim"),
+            _param("storage-class", "", "storage class of the rendered claim (one that offers ReadWriteMany)"),
+            _param("shm-size", "32Gi", "memory-backed /dev/shm per server pod (NCCL)"),
+        ],
+    }

@@ -14,14 +14,14 @@ from typing import Any
 
 from doit.task import Task
 
-from auto_infer.core.errors import UsageError
+from auto_infer.core.errors import UsageError, UserError
 from auto_infer.tasks.wiring import (
     VERIFY,
     CommandLine,
     action,
     flag,
     named,
-    read_only,
+    no_doit_state,
     settings,
     takes_run_lock,
 )
@@ -46,7 +46,8 @@ def _serve(names: list[str] | None, verify: bool = False, dry_run: bool = False,
     if dry_run:                     # `doit serve --dry-run` in the repo (after install: doit's order)
         from auto_infer.serve import dryrun
         if dryrun.dry_run(settings(), names, as_json, strict):
-            raise UsageError("the dry run found problems (listed above)")
+            raise UserError("this host lacks what the dry run marked ⚠ (listed above)",
+                            fix="see each ⚠ line; without --strict these are warnings")
         return None
     from auto_infer.serve import orchestrator
     return orchestrator.serve(settings(), names, verify)
@@ -111,7 +112,7 @@ def _chat(names: list[str]) -> Any:
 
 
 @CommandLine(check=named)
-@read_only
+@no_doit_state
 def task_chat() -> dict[str, Any]:
     """Send a real chat completion to each running instance (or those named) and keep the evidence."""
     return {"actions": [action(_chat)], "verbosity": 2, "pos_arg": "names"}
@@ -121,10 +122,14 @@ def _status(as_json: bool) -> Any:
     return _actions().status(settings(), as_json)
 
 
-@read_only
+@no_doit_state
 def task_status() -> dict[str, Any]:
     """Show each instance: state, pid, port, GPUs, uptime, log (--json for JSON)."""
-    return {"actions": [action(_status)], "verbosity": 2, "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}]}
+    return {
+        "actions": [action(_status)],
+        "verbosity": 2,
+        "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}],
+    }
 
 
 def _logs(names: list[str], lines: int) -> Any:
@@ -140,7 +145,7 @@ def _logs_check(values: dict[str, Any]) -> None:
 
 
 @CommandLine(check=_logs_check)
-@read_only
+@no_doit_state
 def task_logs() -> dict[str, Any]:
     """Print the tail of instance logs: auto-infer logs [-n LINES] [NAME ...] (all when none is named)."""
     return {"actions": [action(_logs)], "verbosity": 2, "pos_arg": "names",
@@ -154,7 +159,7 @@ def _stop(names: list[str]) -> Any:
 
 
 @CommandLine(check=named)
-@read_only
+@no_doit_state
 def task_stop() -> dict[str, Any]:
     """Stop all instances, or those named: SIGTERM to the group, grace, SIGKILL."""
     return {"actions": [action(_stop)], "verbosity": 2, "pos_arg": "names"}

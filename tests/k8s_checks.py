@@ -41,8 +41,11 @@ def image_programs() -> set[str]:
 
 
 def template_has(package: str) -> bool:
-    return bool(re.search(rf"^{re.escape(package)}\s*=", (REPO / "templates" / "sglang-infer" / "pixi.toml").read_text(),
-                          re.MULTILINE))
+    return bool(
+        re.search(
+            rf"^{re.escape(package)}\s*=", (REPO / "templates" / "sglang-infer" / "pixi.toml").read_text(), re.MULTILINE
+        )
+    )
 
 
 def pods(all_docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, int, dict[str, Any]]]:
@@ -86,7 +89,9 @@ def variables_defined(all_docs: list[dict[str, Any]]) -> list[str]:
             for e in c.get("env", []):
                 for var in VAR.findall(e.get("value", "")):
                     if var not in known:
-                        found.append(f"{doc['metadata']['name']}:{role}: {e['name']} expands $({var}), undefined before it")
+                        found.append(
+                            f"{doc['metadata']['name']}:{role}: {e['name']} expands $({var}), undefined before it"
+                        )
                 known.add(e["name"])
             for token in c.get("command", []) + c.get("args", []):
                 found += [f"{doc['metadata']['name']}:{role}: command expands $({v}), undefined"
@@ -101,6 +106,8 @@ def executables_exist(all_docs: list[dict[str, Any]]) -> list[str]:
             argv = c["command"]
             if argv[0] not in programs:
                 found.append(f"{doc['metadata']['name']}:{role}: runs {argv[0]}, which the documented image lacks")
+            elif argv[:2] == ["/bin/sh", "-c"] and "/bin/ray" in argv[2] and argv[4] != _env_prefix(c):
+                found.append(f"{doc['metadata']['name']}:{role}: runs Ray from {argv[4]}, not the environment")
             elif argv[:2] == ["/bin/sh", "-c"] and "sglang_router.launch_router" in argv[2]:
                 env = settings_mod.load({e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
                                         | dict(plan.base_env(plan.Options())))
@@ -108,6 +115,11 @@ def executables_exist(all_docs: list[dict[str, Any]]) -> list[str]:
                     found.append(f"{doc['metadata']['name']}: the gateway's Python {argv[4]} is not the environment's "
                                  "or the template has no sglang-router")
     return found
+
+
+def _env_prefix(container: dict[str, Any]) -> str:
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    return str(settings_mod.load({**env, **plan.base_env(plan.Options())}).env_prefix)
 
 
 def pod_instance(all_docs: list[dict[str, Any]], tpl: dict[str, Any], lws: dict[str, str], tmp: Path) -> Instance:
@@ -147,13 +159,28 @@ def servers_listen_where_probed(all_docs: list[dict[str, Any]], tmp: Path) -> li
         listens = (argv[argv.index("--host") + 1] if "--host" in argv else "127.0.0.1",
                    int(argv[argv.index("--port") + 1]) if "--port" in argv else inst.port)
         if role != "worker" and listens != ("0.0.0.0", ports.get("http")):
-            found.append(f"{name}: the server listens on {listens[0]}:{listens[1]}, probes ask port {ports.get('http')}")
-        if doc["kind"] == "LeaderWorkerSet":
+            found.append(
+                f"{name}: the server listens on {listens[0]}:{listens[1]}, probes ask port {ports.get('http')}"
+            )
+        if doc["kind"] == "LeaderWorkerSet" and inst.engine == "vllm":     # a Ray cluster (vLLM's LWS way)
+            found += _ray_group(name, role, tpl, inst)
+        elif doc["kind"] == "LeaderWorkerSet":
             rank, nnodes = int(inst.server.get("node_rank", 0)), int(inst.server.get("nnodes", 1))
             if rank != index or nnodes != size:
                 found.append(f"{name}: node_rank {rank} / nnodes {nnodes}, but LWS index {index} / size {size}")
             if inst.server.get("dist_init_addr", "").rpartition(":")[0] != "leader.svc":
                 found.append(f"{name}: dist_init_addr {inst.server.get('dist_init_addr')} is not the LWS leader")
+    return found
+
+
+def _ray_group(name: str, role: str, tpl: dict[str, Any], inst: Instance) -> list[str]:
+    """vLLM over nodes: the leader serves with Ray over the whole group; a worker joins the leader."""
+    argv, found = tpl["spec"]["containers"][0]["command"], []
+    if role == "leader" and (inst.server.get("distributed_executor_backend") != "ray" or "nnodes" in inst.server
+                             or argv[-1] != "$(LWS_GROUP_SIZE)" or "exec auto-infer supervise" not in argv[2]):
+        found.append(f"{name}: the vLLM leader does not start the Ray head, wait for the group, then serve with Ray")
+    if role == "worker" and (argv[-1] != "$(LWS_LEADER_ADDRESS)" or "ray\" start --address=" not in argv[2]):
+        found.append(f"{name}: the vLLM worker does not join the leader's Ray cluster")
     return found
 
 

@@ -5,6 +5,7 @@ file route; bytes counted at the Hub)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -75,7 +76,8 @@ def test_a_weight_file_cut_mid_transfer_resumes_with_range(setup: HubSetup, buil
     assert f"weights {REPO}@main: 2 files, {mb(SIZE + 24)}; {mb(0)} in the cache" in r.stderr, r.stderr
     blob = next((setup.hub_cache / f"models--{REPO.replace('/', '--')}" / "snapshots").glob("*/model.safetensors"))
     assert blob.stat().st_size == SIZE
-    print(r.stderr)
+    assert any(re.search(rf"… weights {REPO}@main: .* of {mb(SIZE + 24)} .*in flight: model\.safetensors \d+%", ln)
+               for ln in r.stderr.splitlines()), r.stderr         # the client's file, seen on disk
     assert f"✓ warm: weights {REPO}@main" in r.stderr and f"{mb(SIZE + 24)}" in r.stderr, r.stderr
 
 

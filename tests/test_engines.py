@@ -25,7 +25,7 @@ from auto_infer.core.settings import Settings, load
 from auto_infer.serve import config, launch
 from auto_infer.serve.engines import base, llamacpp, sglang, vllm
 from tests.helpers import clean_env, model_folder, run_cli
-from tests.test_serve import Serve, installed, serve  # noqa: F401 - the fixtures, one installed workspace here
+from tests.helpers.serving import Serve
 
 DATA = Path(__file__).parent / "data" / "infer-dev"
 GOLDEN = sorted([*DATA.glob("*.expected.json"), *DATA.glob("ours/*.expected.json")])
@@ -209,7 +209,9 @@ def test_dry_run_text_for_a_vllm_config_and_one_instance(tmp_path: Path) -> None
     env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(cfg)})
     r = run_cli(["serve:qwen2_vl_7b_tp8", "--dry-run"], env, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert f"argv: {python} -m vllm.entrypoints.openai.api_server --host 0.0.0.0 --port 8000 --model {model}" in r.stdout
+    assert (
+        f"argv: {python} -m vllm.entrypoints.openai.api_server --host 0.0.0.0 --port 8000 --model {model}" in r.stdout
+    )
     assert "ready: /health then /v1/models at http://127.0.0.1:8000" in r.stdout
     assert "vLLM's own argument check skipped" in r.stderr and "cannot import vLLM's parser" in r.stderr
     bad = run_cli(["serve", "--dry-run", "--bogus"], env, timeout=60)

@@ -31,6 +31,7 @@ RENDERED = {  # name → (config, overrides)
     "two-node/glm-4.7": (TWO_NODE, ""),
     "two-node/qwen2-vl-nnodes-only": (SHIPPED / "sglang-qwen2-vl-7b-tp2.toml", NNODES_2),
     "two-node/infer-dev-glm-nnodes-only": (INFER_DEV / "sglang-glm-4.7-tp8.toml", NNODES_2),
+    "two-node/infer-dev-vllm-tp8-ray": (INFER_DEV / "vllm-qwen2-vl-7b-tp8.toml", NNODES_2),
 }
 
 
@@ -64,10 +65,16 @@ def test_every_rendered_set_would_serve(case: str, tmp_path: Path) -> None:
 
 def test_the_checks_can_fail(tmp_path: Path) -> None:
     files = rendered(TWO_NODE, tmp_path)
-    broken = {k: v.replace('"auto-infer.io/role": "leader"', '"role": "leader"' if k.startswith("31-") else "\"auto-infer.io/role\": \"leader\"")
-                 .replace('["auto-infer", "supervise"]', '["smg", "launch"]')
-                 .replace("$(LWS_LEADER_ADDRESS)", "$(LWS_LEADER)")
-                 .replace("containerPort: 30000", "containerPort: 30001") for k, v in files.items()}
+    broken = {
+        k: v.replace(
+            '"auto-infer.io/role": "leader"',
+            '"role": "leader"' if k.startswith("31-") else '"auto-infer.io/role": "leader"',
+        )
+        .replace('["auto-infer", "supervise"]', '["smg", "launch"]')
+        .replace("$(LWS_LEADER_ADDRESS)", "$(LWS_LEADER)")
+        .replace("containerPort: 30000", "containerPort: 30001")
+        for k, v in files.items()
+    }
     found = "\n".join(checks.all_findings(broken, tmp_path))
     assert "selects no pod" in found and "runs smg" in found and "$(LWS_LEADER), undefined" in found
     assert "listens on 0.0.0.0:30000, probes ask port 30001" in found and "is not the LWS leader" in found
@@ -85,7 +92,6 @@ def test_llama_cpp_renders_with_its_routes_and_gpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("config, overrides, said", [
-    (SHIPPED / "vllm-qwen2-vl-7b.toml", NNODES_2, "vLLM with nnodes = 2 cannot be deployed: vLLM spans nodes only"),
     (SHIPPED / "llamacpp-glm-4.7-q2k.toml", NNODES_2, "llama.cpp with nnodes = 2 cannot be deployed: llama-server"),
     (SHIPPED / "transformers-serve-2gpu.toml", "", "runs its own command"),
     (INFER_DEV / "llama_config.disabled.toml", "", "[master] enable = false: no server would run")])
@@ -94,6 +100,21 @@ def test_what_cannot_deploy_is_refused_naming_the_engine_and_why(tmp_path: Path,
     rc, _, err = cli(tmp_path, config, AUTO_INFER_SGLANG_OVERRIDES=overrides)
     assert rc == 1 and said in err and "Traceback" not in err, err
     assert "control.command" not in err or "transformers" in config.name
+
+
+def test_vllm_over_two_nodes_runs_a_ray_cluster_as_vllm_s_lws_example(tmp_path: Path) -> None:
+    files = rendered(INFER_DEV / "vllm-qwen2-vl-7b-tp8.toml", tmp_path, NNODES_2)
+    all_docs = checks.docs(files)
+    lws = kind(all_docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    leader, worker = (lws[t]["spec"]["containers"][0] for t in ("leaderTemplate", "workerTemplate"))
+    assert lws["size"] == 2 and leader["resources"] == worker["resources"] == {"limits": {"nvidia.com/gpu": 4}}
+    assert '"$env/bin/ray" start --head --port=6379' in leader["command"][2] and "ports" in leader
+    assert "ray\" start --address=\"$2:6379\" --block" in worker["command"][2] and "ports" not in worker
+    assert checks.all_findings(files, tmp_path) == []
+    broken = {k: v.replace('--head', '--headless') if k.startswith("30-lws") else v for k, v in files.items()}
+    broken = {k: v.replace('$(LWS_LEADER_ADDRESS)"]', '$(LWS_LEADER)"]') for k, v in broken.items()}
+    found = "\n".join(checks.all_findings(broken, tmp_path))
+    assert "worker does not join the leader" in found and "$(LWS_LEADER), undefined" in found
 
 
 def test_pod_files_never_carry_other_instances(tmp_path: Path) -> None:
@@ -129,8 +150,13 @@ def test_output_grows_linearly_with_instances(tmp_path: Path) -> None:
     assert abs(first - second) < 0.001 * first, sizes       # quadratic: the second step would cost more
 
 
-ROUTED = {"two-node/glm-4.7": (TWO_NODE, ""),     # example.toml's [router] (extra_args, instances), enabled:
-          "example-router-on": (SHIPPED / "example.toml", json.dumps({"router": {"enable": True, "instances": ["qwen2_vl_7b"]}}))}
+ROUTED = {
+    "two-node/glm-4.7": (TWO_NODE, ""),  # example.toml's [router] (extra_args, instances), enabled:
+    "example-router-on": (
+        SHIPPED / "example.toml",
+        json.dumps({"router": {"enable": True, "instances": ["qwen2_vl_7b"]}}),
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(ROUTED))

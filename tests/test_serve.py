@@ -10,129 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
-from auto_infer.demo import mirror
-from auto_infer.serve import actions, procs, registry
-from tests.helpers import clean_env, model_folder, realworld, run_cli
-
-RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
-             "--model", "{served_model_name}"]
-
-
-@dataclass
-class Installed:
-    root: Path
-    env: dict[str, str]
-
-    @property
-    def prefix(self) -> Path:
-        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"]) / ".pixi" / "envs" / "default"
-
-
-def make_installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    """A workspace with the test channel's environment installed (warm installs it)."""
-    base = tmp_path_factory.mktemp("serve-ws")
-    template = base / "template"
-    shutil.copytree(built_channel.template, template)
-    root = base / "ws"
-    env = clean_env({
-        "AUTO_INFER_WORKSPACE_DIR": str(root), "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
-        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
-        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
-        "AUTO_INFER_INSTALLER": "rattler", "AUTO_INFER_CHECK_MODULES": "demo_extras",
-        "HOME": str(base / "home")})
-    with mirror.Mirror(built_channel.channel.root, built_channel.port):
-        r = run_cli(["warm"], env)
-    assert r.returncode == 0, r.stderr
-    return Installed(root, env)
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
-
-
-@dataclass
-class Serve:
-    """One test's model config and environment; stops every instance it started at the end."""
-
-    ws: Installed
-    config: Path
-    env: dict[str, str]
-
-    def write(self, text: str) -> None:
-        self.config.write_text(text)
-
-    def cli(self, *args: str, timeout: float = 120, **extra: str) -> Any:
-        return run_cli(list(args), {**self.env, **extra}, timeout=timeout)
-
-    def ok(self, *args: str, **extra: str) -> Any:
-        r = self.cli(*args, **extra)
-        assert r.returncode == 0, f"auto-infer {' '.join(args)} exited {r.returncode}:\n{r.stderr}\n{r.stdout}"
-        return r
-
-    def record(self, name: str) -> dict[str, Any]:
-        """The record as it is on disk (every key the writers put there)."""
-        path = registry.path(load(self.env), name)
-        assert path.is_file(), f"no record for {name}"
-        return dict(json.loads(path.read_text()))
-
-    def report(self) -> dict[str, Any]:
-        return dict(json.loads((self.ws.root / "reports" / "serve-latest.json").read_text()))
-
-    def debug_env(self, port: int, key: str | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return dict(requests.get(f"http://127.0.0.1:{port}/debug/env", headers=headers, timeout=5).json())
-
-
-@pytest.fixture
-def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
-    config = tmp_path / "models.toml"
-    s = Serve(installed, config, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config)})
-    before = set(registry.all_records(load(s.env)))
-    yield s
-    started = [n for n in registry.all_records(load(s.env)) if n not in before]
-    if started:
-        actions.stop(load(s.env), started)
-
-
-def responder_config(instances_: dict[str, dict[str, Any]], *, defaults: str = "") -> str:
-    """A model config: one responder instance per entry (port, gpu, flags, control/server extras)."""
-    items = ", ".join(json.dumps(t) for t in RESPONDER)
-    out = [f"[master]\nenable = true\n\n[instance.control]\nready_timeout = 60\nstop_grace = 5\n{defaults}",
-           '[instance.server]\nhost = "127.0.0.1"\n']
-    for name, spec in instances_.items():
-        flags = ", ".join(json.dumps(f) for f in spec.get("flags", []))
-        out.append(f"[instance.{name}.control]\ncommand = [{items}{', ' if flags else ''}{flags}]\n"
-                   f"{spec.get('control', '')}\n"
-                   f"[instance.{name}.server]\nport = {spec['port']}\nserved_model_name = \"{name}-model\"\n"
-                   f"{spec.get('server', '')}\n")
-    return "\n".join(out)
-
-
-def group_members(pgid: int) -> list[int]:
-    return procs.group_members(pgid)
-
-
-def listening(port: int) -> bool:
-    try:
-        requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-    except requests.ConnectionError:
-        return False
-    return True
+from auto_infer.serve import registry
+from tests.helpers import model_folder, realworld
+from tests.helpers.serving import Serve, group_members, listening, responder_config
 
 
 def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serve) -> None:
@@ -179,7 +69,9 @@ def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serv
 def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path: Path) -> None:
     port, ready_file = free_port(), tmp_path / "ready-at"
     # 13 s of warmup: progress lines at 2 s and 12 s; by the second the server has surely logged
-    serve.write(responder_config({"warm": {"port": port, "flags": ["--warmup", "13", "--ready-file", str(ready_file)]}}))
+    serve.write(
+        responder_config({"warm": {"port": port, "flags": ["--warmup", "13", "--ready-file", str(ready_file)]}})
+    )
     r = serve.ok("serve")
     inst = serve.report()["instances"][0]
     became_ready = float(ready_file.read_text())
@@ -192,8 +84,14 @@ def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path:
 
 def test_crash_is_reported_at_once_with_log_tail_while_the_other_serves(serve: Serve) -> None:
     good, bad = free_port(), free_port()
-    serve.write(responder_config({"good": {"port": good},
-                                  "bad": {"port": bad, "flags": ["--crash-on-start"], "control": "ready_timeout = 600"}}))
+    serve.write(
+        responder_config(
+            {
+                "good": {"port": good},
+                "bad": {"port": bad, "flags": ["--crash-on-start"], "control": "ready_timeout = 600"},
+            }
+        )
+    )
     t0 = time.monotonic()
     r = serve.cli("serve", timeout=60)        # far below bad's ready_timeout: the exit is seen, not waited out
     took = time.monotonic() - t0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,13 +13,8 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import registry
 from tests.helpers import model_folder, run_cli
-from tests.test_config import BAD, Bad, render
-from tests.test_serve import Installed, listening, make_installed
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
+from tests.helpers.configs import BAD, Bad, render
+from tests.helpers.serving import Installed, listening
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import registry
 from tests.helpers import CLI
-from tests.test_serve import Serve, installed, listening, responder_config, serve  # noqa: F401 - fixtures
+from tests.helpers.serving import Serve, listening, responder_config
 
 SENTINEL = "sentinel-XYZ-4f1c"
 

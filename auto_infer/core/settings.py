@@ -90,7 +90,7 @@ class Settings:
     check_modules: tuple[str, ...]
     config_path: Path
     overrides: str
-    lock_timeout: float
+    runlock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
     net: Net = field(default_factory=Net)
     restarts: Restarts = field(default_factory=Restarts)
@@ -112,12 +112,12 @@ class Settings:
     bundle_staging_dir = Derived("cache_root", ".bundle-staging", "an import verifies members here first")
     state_dir = Derived("workspace", ".auto-infer", "the tool's own state")
     check_path = Derived("state_dir", "check.json", "what the last `check` found; the serve report quotes it")
-    run_lock_path = Derived("state_dir", "run.lock", "one workspace-changing auto-infer run at a time")
+    runlock_path = Derived("state_dir", "run.lock", "one workspace-changing auto-infer run at a time")
     doit_db = Derived("state_dir", "doit.sqlite", "doit's state")
     serve_state_dir = Derived("state_dir", "serve", "one record per server instance (serve/registry.py)")
-    install_lock = Derived("state_dir", "install.lock", "warm and install hold it, also under plain `doit`")
+    install_runlock_path = Derived("state_dir", "install.lock", "warm and install hold it, also under plain `doit`")
     install_log = Derived("state_dir", "install.log", "the installers' output")
-    lock_log = Derived("state_dir", "lock.log", "`pixi lock`'s output")
+    pixi_lock_log = Derived("state_dir", "lock.log", "`pixi lock`'s output")
     pypi_requirements = Derived("state_dir", "pypi-requirements.txt", "the wheel list handed to uv")
     logs_root = Derived("workspace", "logs", "logs/<engine>/<instance>/server.log, logs/boot.log")
     reports_dir = Derived("workspace", "reports", "evidence of each serve run")
@@ -236,7 +236,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         check_modules=modules,
         config_path=_abs(value("AUTO_INFER_SGLANG_CONFIG")),
         overrides=get("AUTO_INFER_SGLANG_OVERRIDES"),
-        lock_timeout=_number(get, "AUTO_INFER_LOCK_TIMEOUT", float),
+        runlock_timeout=_number(get, "AUTO_INFER_LOCK_TIMEOUT", float),
         net=_net(get),
         restarts=_restarts(get),
         gates={gate: truthy(value(name)) for gate, name in GATES.items()},

@@ -211,7 +211,9 @@ def _expect(want: Want) -> importer.Expect:
     return importer.Expect(lock_sha or rec.get("sha256"), rec.get("size"), rec.get("md5"), said)
 
 
-def _stage(tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, note: Any) -> list[tuple[Want, importer.Staged]]:
+def _stage(
+    tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, note: Any
+) -> list[tuple[Want, importer.Staged]]:
     """Copy and verify every needed member not already in the cache."""
     got: list[tuple[Want, importer.Staged]] = []
     bad: list[str] = []
@@ -240,7 +242,7 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
     """Import the pixi-pack archive ``path`` for the project's pixi.lock; returns a one-line result."""
     path = Path(path).absolute()
     backend = backends.get(settings.installer)
-    with exclusive(settings.install_lock, "import", settings.lock_timeout):
+    with exclusive(settings.install_runlock_path, "import", settings.runlock_timeout):
         locked = locked_env(settings)
         lockfile.refuse_uncacheable(locked, "import")
         if backend.name == "pixi" and locked.pypi:

@@ -66,11 +66,17 @@ def _check(out: Path, files: Mapping[str, str]) -> None:
                             fix="move it out of the output folder, or give --out another folder")
         if ours:
             continue
-        data = _read_regular(entry) if not follows else entry.read_bytes()
+        try:
+            data = _read_regular(entry) if not follows else entry.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{entry} cannot be read ({exc.strerror}); `kubectl apply -f {out}` would read it too",
+                            where=str(entry), fix="make it readable, or move it out of the output folder") from None
         try:
             (data or b"").decode("utf-8")
         except UnicodeDecodeError:
-            bom = " (it starts with a UTF-16 byte-order mark)" if (data or b"")[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+            bom = (
+                " (it starts with a UTF-16 byte-order mark)" if (data or b"")[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+            )
             raise UserError(f"{entry} is not UTF-8 text{bom}; `kubectl apply -f {out}` would read it too",
                             where=str(entry), fix="convert it to UTF-8 (iconv -f UTF-16 -t UTF-8), or move it out "
                                                   "of the output folder") from None
@@ -82,6 +88,9 @@ def _previous(out: Path) -> dict[str, str]:
         data = _read_regular(path)
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise UserError(f"{path} (the list of our own files) cannot be read ({exc.strerror})", where=str(path),
+                        fix="make it readable; without it nothing is removed: delete it to start a new list") from None
     text = (data or b"").decode("utf-8", "replace")
     found = {}
     for line in text.splitlines():

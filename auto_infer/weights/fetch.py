@@ -84,6 +84,21 @@ class Resolved:
         """``have`` plus every partial file of the client: the bytes there now."""
         return self.have(hub_cache) + self.partial(hub_cache, resumable=False)
 
+    def in_flight(self, hub_cache: Path, since: float) -> dict[str, list[int]]:
+        """The files the client is writing now (partial files touched since ``since``): name -> [done, size]."""
+        names = {}
+        for n in self.wanted:
+            lfs = self.remote[n].lfs
+            sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+            names[sha or getattr(self.remote[n], "blob_id", None)] = n
+        out = {}
+        for p in self.blobs(hub_cache).glob("*.incomplete"):
+            name = names.get(p.name.split(".")[0])
+            st = p.stat()
+            if name is not None and st.st_mtime >= since:
+                out[name] = [st.st_size, self.remote[name].size or 0]
+        return out
+
     def drop_orphans(self, hub_cache: Path) -> tuple[int, int]:
         """Remove the per-process partial files of huggingface_hub 2.x that a killed run left (it never
         resumes them) and nobody wrote for STALE seconds; return how many and their bytes."""
@@ -138,9 +153,10 @@ def fetch_hub(source: Source, hub_cache: Path, where: str = "[instance.NAME.mode
             "this huggingface_hub version does not resume them")
 
     def download() -> None:
-        base = r.on_disk(hub_cache)
+        base, started = r.on_disk(hub_cache), time.time() - 1
         with Meter(f"weights {r.label}", r.size, r.have(hub_cache) + r.partial(hub_cache), every, step) as meter:
             meter.watch(lambda: r.on_disk(hub_cache) - base)
+            meter.watch_flight(lambda: r.in_flight(hub_cache, started))
             _call(r.label, r.endpoint, where, lambda: _quietly(hf, lambda: hf.snapshot_download(
                 source.repo, revision=r.commit, cache_dir=str(hub_cache), allow_patterns=list(r.wanted))))
 

@@ -54,7 +54,7 @@ def small_channel_specs(extra_files: int = 0) -> tuple[list[channel.CondaSpec], 
 
 def realworld(name: str) -> Path:
     """A file of shared/realworld/: beside the checkout (CI's layout) or in /work/shared."""
-    for base in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+    for base in (Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")):
         if (base / "realworld" / name).exists():
             return base / "realworld" / name
     return Path("/work/shared/realworld") / name
