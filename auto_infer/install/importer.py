@@ -171,6 +171,8 @@ def fill(settings: Settings, locked: LockedEnv, backend: Backend, s: Step) -> in
 
     An entry whose archive is not in the store (pixi downloads while it installs) is removed when
     damaged or of another build, so that the installer downloads it again."""
+    for partial in archives.partial_extractions(settings):     # a fill cut short (warm has no staging)
+        shutil.rmtree(partial, ignore_errors=True)
     need = to_extract(settings, locked)
     have = [a for a in need if archives.archive_path(settings, a).is_file()]
     for a in need:
