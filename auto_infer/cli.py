@@ -51,6 +51,10 @@ def _check_state(db: Path) -> None:
     """doit's state must be writable: say so clearly (disk full, read-only) instead of doit's exit 3."""
     import sqlite3
 
+    from auto_infer.core.fsutil import check_folder
+
+    for folder, what in ((db.parent.parent, "the workspace (AUTO_INFER_WORKSPACE_DIR)"), (db.parent, "the state folder")):
+        check_folder(folder, what)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(db, timeout=60)
@@ -65,7 +69,7 @@ def _check_state(db: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Parse, then run: alone (``serve --dry-run``), read-only (state in memory), or under the run lock."""
+    """Parse, then run: alone (``serve --dry-run``), without doit state (in memory), or under the run lock."""
     from auto_infer.core import settings as settings_mod
     from auto_infer.core.runlock import exclusive
     from auto_infer.tasks import doit_main
@@ -79,7 +83,7 @@ def run(argv: list[str]) -> int:
         if cli.alone and cli.run_alone and sel.values.get(cli.alone):
             return cli.run_alone({**sel.values, "task": sel.word})
     argv = doit_main.expand(argv, selected)
-    if selected and all(getattr(s.creator, "read_only", False) for s in selected):
+    if selected and all(getattr(s.creator, "no_doit_state", False) for s in selected):
         return doit_main.run(graph, ["run", "--db-file", ":memory:", *argv])
     s = settings_mod.load()
     if selected:
@@ -87,7 +91,7 @@ def run(argv: list[str]) -> int:
     locking = [sel.word.split(":")[0] for sel in selected if getattr(sel.creator, "run_lock", False)]
     if not locking:
         return doit_main.run(graph, argv)
-    with exclusive(s.run_lock_path, " ".join(locking), s.lock_timeout):
+    with exclusive(s.runlock_path, " ".join(locking), s.runlock_timeout):
         return doit_main.run(graph, argv)
 
 
@@ -104,6 +108,8 @@ def _demo_workspace(args: list[str]) -> list[str]:
     if not ws:
         ws = tempfile.mkdtemp(prefix="auto-infer-demo-")
         args = [*args, "--workspace", ws]
+    from auto_infer.core.fsutil import check_folder
+    check_folder(Path(ws), "the demo workspace (--workspace)")
     os.environ["AUTO_INFER_WORKSPACE_DIR"] = str(Path(ws).resolve())
     return args
 
@@ -125,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     from auto_infer.tasks import doit_main  # noqa: F401 - before the handler: an import is no place for SIGTERM
 
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if args[0] == "demo" and "--help" not in args and "-h" not in args:
-        args = _demo_workspace(args)
     t0 = time.monotonic()
     try:
+        if args[0] == "demo" and "--help" not in args and "-h" not in args:
+            args = _demo_workspace(args)
         return run(args)
     except BaseException as exc:  # noqa: BLE001 - the one handler decides, SystemExit included
         return errors.handle(exc, t0, _state_dir)

@@ -14,7 +14,7 @@ from auto_infer.tasks.wiring import (
     CommandLine,
     action,
     flag,
-    read_only,
+    no_doit_state,
     settings,
     takes_run_lock,
     uptodate,
@@ -29,7 +29,7 @@ def _installer_config() -> Any:
 
 def _lock_deps() -> list[str]:
     s = settings()
-    return [str(s.project_dir / "pixi.lock"), str(s.project_dir / "pixi.toml")]
+    return [str(s.lock_file), str(s.pixi_toml)]
 
 
 # the install modules are imported when a task's action or up-to-date check runs, not when the
@@ -79,9 +79,12 @@ def _warm_dry_run(values: dict[str, Any]) -> int:
     return environment.warm_dry_run(settings())
 
 
-def _warm() -> dict[str, Any]:
+def _warm(dry_run: bool = False) -> Any:
     from auto_infer.install import environment
 
+    if dry_run:                     # `doit warm --dry-run` in the repo (after template: doit's order)
+        environment.warm_dry_run(settings())
+        return None
     return environment.warm(settings())
 
 
@@ -162,7 +165,7 @@ def task_rehearse() -> dict[str, Any]:
     return {"actions": [action(_do_rehearse)], "task_dep": ["warm"], "verbosity": 2}
 
 
-@read_only
+@no_doit_state
 def task_env() -> dict[str, Any]:
     """Print the resolved env-var contract as `export` lines (eval "$(auto-infer env)")."""
     return {"actions": [action(_do_env)], "verbosity": 2}

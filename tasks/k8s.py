@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_infer.tasks.wiring import action, read_only, settings
+from auto_infer.tasks.wiring import action, no_doit_state, settings
 
 
 def _k8s(out: str, k8s_version: str, namespace: str, image: str, claim: str, models_claim: str, bundle: str,
@@ -26,7 +26,7 @@ def _param(name: str, default: str, help_text: str) -> dict[str, Any]:
     return {"name": name.replace("-", "_"), "long": name, "type": str, "default": default, "help": help_text}
 
 
-@read_only
+@no_doit_state
 def task_k8s() -> dict[str, Any]:
     """Render Kubernetes manifests for the model config (--out DIR; stdout without it)."""
     return {"actions": [_k8s], "verbosity": 2, "params": [

@@ -21,7 +21,7 @@ from auto_infer.tasks.wiring import (
     action,
     flag,
     named,
-    read_only,
+    no_doit_state,
     settings,
     takes_run_lock,
 )
@@ -111,7 +111,7 @@ def _chat(names: list[str]) -> Any:
 
 
 @CommandLine(check=named)
-@read_only
+@no_doit_state
 def task_chat() -> dict[str, Any]:
     """Send a real chat completion to each running instance (or those named) and keep the evidence."""
     return {"actions": [action(_chat)], "verbosity": 2, "pos_arg": "names"}
@@ -121,7 +121,7 @@ def _status(as_json: bool) -> Any:
     return _actions().status(settings(), as_json)
 
 
-@read_only
+@no_doit_state
 def task_status() -> dict[str, Any]:
     """Show each instance: state, pid, port, GPUs, uptime, log (--json for JSON)."""
     return {"actions": [action(_status)], "verbosity": 2, "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}]}
@@ -140,7 +140,7 @@ def _logs_check(values: dict[str, Any]) -> None:
 
 
 @CommandLine(check=_logs_check)
-@read_only
+@no_doit_state
 def task_logs() -> dict[str, Any]:
     """Print the tail of instance logs: auto-infer logs [-n LINES] [NAME ...] (all when none is named)."""
     return {"actions": [action(_logs)], "verbosity": 2, "pos_arg": "names",
@@ -154,7 +154,7 @@ def _stop(names: list[str]) -> Any:
 
 
 @CommandLine(check=named)
-@read_only
+@no_doit_state
 def task_stop() -> dict[str, Any]:
     """Stop all instances, or those named: SIGTERM to the group, grace, SIGKILL."""
     return {"actions": [action(_stop)], "verbosity": 2, "pos_arg": "names"}

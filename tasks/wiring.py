@@ -16,7 +16,7 @@ from auto_infer.core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 RUN_LOCK = "run_lock"     # attribute of a task creator: its task changes state, so it takes the run lock
-READ_ONLY = "read_only"   # attribute of a task creator: its task writes nothing (not even doit's state)
+NO_DOIT_STATE = "no_doit_state"   # attribute of a task creator: doit keeps no record of its task
 
 
 @lru_cache(maxsize=1)
@@ -40,9 +40,11 @@ def takes_run_lock(creator: F) -> F:
     return creator
 
 
-def read_only(creator: F) -> F:
-    """Declare that a task only reads: the CLI keeps doit's state in memory for it (writes nothing)."""
-    setattr(creator, READ_ONLY, True)
+def no_doit_state(creator: F) -> F:
+    """Declare that a task is never skipped and leaves no doit record (env, status, logs, stop, chat,
+    k8s): the CLI keeps doit's state in memory for it, so on a bare host it writes no state. What the
+    task itself writes (stop: the server records; chat: its evidence) is its own business."""
+    setattr(creator, NO_DOIT_STATE, True)
     return creator
 
 

@@ -12,9 +12,11 @@ import pytest
 
 from auto_infer.core.net import free_port
 from auto_infer.core.netns import can_unshare
-from auto_infer.core.settings import CACHE_VARS, PROXY_VARS
+from auto_infer.core.settings import CACHE_VARS, PROXY_VARS, load
 from auto_infer.demo import channel, mirror
+from auto_infer.serve import actions, registry
 from tests.helpers import clean_env, small_channel_specs
+from tests.helpers.serving import Installed, Serve, make_installed
 
 # docker_engine / podman_engine / docker_image / podman_image: real container engines (see its docstring)
 pytest_plugins = ["tests.container_engine"]
@@ -99,3 +101,39 @@ def workspace(tmp_path: Path, built_channel: Built) -> Workspace:
 
 
 needs_netns = pytest.mark.skipif(not can_unshare(), reason="needs root and unshare -n")
+
+
+# The default `python -m pytest` stays fast enough to run before every commit (2 cores: under 8
+# minutes); these journeys and counts carry the `slow` marker and run in CI's second pass
+# (`python -m pytest -m slow`, .ci/run). Listed here, not in each file, so the list is one place.
+SLOW_MODULES = {
+    "test_wheel",                   # builds the wheel, installs it into a fresh venv, runs the demo
+    "test_tutorial", "test_tutorial_air_gap",      # the docs' tutorials, end to end
+    "test_bench",                   # the benchmark harness on the real tools
+    "test_realworld",               # infer-dev's real locks, every artifact
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or module.startswith("test_reliability_"):   # reliability counts
+            item.add_marker(pytest.mark.slow)
+
+
+# ---- serving: one installed workspace per test module (warm once), a Serve handle per test --------
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Built) -> Installed:
+    return make_installed(tmp_path_factory, built_channel)
+
+
+@pytest.fixture
+def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
+    config = tmp_path / "models.toml"
+    s = Serve(installed, config, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config)})
+    before = set(registry.all_records(load(s.env)))
+    yield s
+    started = [n for n in registry.all_records(load(s.env)) if n not in before]
+    if started:
+        actions.stop(load(s.env), started)

@@ -49,8 +49,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CI_DIR = Path(os.environ.get("AUTO_INFER_CI_ROOT", "/opt/auto-infer-ci")) / "container"
 SUITE = "bookworm"
-# what infer-dev's stage-2 has that auto-infer needs (coreutils, bash: in minbase already)
-BASE_PACKAGES = ("python3", "python3-venv")
+# what infer-dev's stage-2 has that auto-infer needs (coreutils, bash: in minbase already), and
+# libgomp1 for llama.cpp's llama-server (OpenMP), bind-mounted from the host by the journey tests
+BASE_PACKAGES = ("python3", "python3-venv", "libgomp1")
 RECIPE = {"tool": "mmdebstrap", "variant": "minbase", "suite": SUITE, "include": BASE_PACKAGES, "v": 1}
 LABEL = "auto-infer-ci=1"       # every container and image this module makes carries it
 
@@ -61,6 +62,14 @@ class EngineUnavailable(RuntimeError):
 
 def recipe_hash() -> str:
     return hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def host_env(**extra: str) -> dict[str, str]:
+    """os.environ without what would leak into compose files or containers (AUTO_INFER_*, HOST_VOLUME_*,
+    proxies), plus ``extra``: a test says what the stack gets."""
+    proxies = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("AUTO_INFER_", "HOST_VOLUME_"))
+               and k.lower() not in proxies}, **extra}
 
 
 def _run(cmd: Sequence[str], env: dict[str, str] | None = None, timeout: float = 600, cwd: Path | None = None,
@@ -116,6 +125,9 @@ def base_image_tar() -> Path:
         if r.returncode != 0:
             raise EngineUnavailable(f"mmdebstrap failed (exit {r.returncode}): {r.stderr.strip()[-400:]}")
         os.replace(part, tar)
+        for old in CI_DIR.glob("base-*.tar"):
+            if old != tar:
+                old.unlink()                    # made from an older recipe
     return tar
 
 
@@ -198,7 +210,7 @@ def start_docker() -> Engine:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     daemon = Dockerd(proc, exec_root, data_root, lock)
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0"}
+    env = host_env(DOCKER_HOST=f"unix://{sock}", DOCKER_BUILDKIT="0", COMPOSE_DOCKER_CLI_BUILD="0")
     engine = Engine("docker", env, _compose_bin("docker-compose"), [daemon])
     for _ in range(300):
         if proc.poll() is not None:
@@ -240,8 +252,8 @@ def start_podman() -> Engine:
         '[network]\nnetwork_backend = "netavark"\n')
     (run_root / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "storage"}"\nrunroot = "{run_root / "run"}"\n')
-    env = {**os.environ, "CONTAINERS_CONF": str(run_root / "containers.conf"),
-           "CONTAINERS_STORAGE_CONF": str(run_root / "storage.conf")}
+    env = host_env(CONTAINERS_CONF=str(run_root / "containers.conf"),
+                   CONTAINERS_STORAGE_CONF=str(run_root / "storage.conf"))
     engine = Engine("podman", env, [compose], [_Folder(run_root)])
     r = engine.cli("info", "--format", "{{.Store.GraphDriverName}}", timeout=120)
     if r.returncode != 0:

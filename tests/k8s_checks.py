@@ -18,6 +18,7 @@ import yaml
 from auto_infer.core import settings as settings_mod
 from auto_infer.k8s import plan
 from auto_infer.serve import config
+from auto_infer.serve.engines.base import server_flags
 from auto_infer.serve.model import Instance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,6 +101,8 @@ def executables_exist(all_docs: list[dict[str, Any]]) -> list[str]:
             argv = c["command"]
             if argv[0] not in programs:
                 found.append(f"{doc['metadata']['name']}:{role}: runs {argv[0]}, which the documented image lacks")
+            elif argv[:2] == ["/bin/sh", "-c"] and "/bin/ray" in argv[2] and argv[4] != _env_prefix(c):
+                found.append(f"{doc['metadata']['name']}:{role}: runs Ray from {argv[4]}, not the environment")
             elif argv[:2] == ["/bin/sh", "-c"] and "sglang_router.launch_router" in argv[2]:
                 env = settings_mod.load({e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
                                         | dict(plan.base_env(plan.Options())))
@@ -107,6 +110,11 @@ def executables_exist(all_docs: list[dict[str, Any]]) -> list[str]:
                     found.append(f"{doc['metadata']['name']}: the gateway's Python {argv[4]} is not the environment's "
                                  "or the template has no sglang-router")
     return found
+
+
+def _env_prefix(container: dict[str, Any]) -> str:
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    return str(settings_mod.load({**env, **plan.base_env(plan.Options())}).env_prefix)
 
 
 def pod_instance(all_docs: list[dict[str, Any]], tpl: dict[str, Any], lws: dict[str, str], tmp: Path) -> Instance:
@@ -142,14 +150,30 @@ def servers_listen_where_probed(all_docs: list[dict[str, Any]], tmp: Path) -> li
         lws = {"LWS_LEADER_ADDRESS": "leader.svc", "LWS_GROUP_SIZE": str(size), "LWS_WORKER_INDEX": str(index)}
         inst = pod_instance(all_docs, tpl, lws if doc["kind"] == "LeaderWorkerSet" else {}, tmp)
         name = f"{doc['metadata']['name']}:{role}{index if role == 'worker' else ''}"
-        if role != "worker" and (inst.port != ports.get("http") or inst.host != "0.0.0.0"):
-            found.append(f"{name}: the server listens on {inst.host}:{inst.port}, probes ask port {ports.get('http')}")
-        if doc["kind"] == "LeaderWorkerSet":
+        argv = server_flags(inst.server)                  # the flags `serve` gives the engine in that pod
+        listens = (argv[argv.index("--host") + 1] if "--host" in argv else "127.0.0.1",
+                   int(argv[argv.index("--port") + 1]) if "--port" in argv else inst.port)
+        if role != "worker" and listens != ("0.0.0.0", ports.get("http")):
+            found.append(f"{name}: the server listens on {listens[0]}:{listens[1]}, probes ask port {ports.get('http')}")
+        if doc["kind"] == "LeaderWorkerSet" and inst.engine == "vllm":     # a Ray cluster (vLLM's LWS way)
+            found += _ray_group(name, role, tpl, inst)
+        elif doc["kind"] == "LeaderWorkerSet":
             rank, nnodes = int(inst.server.get("node_rank", 0)), int(inst.server.get("nnodes", 1))
             if rank != index or nnodes != size:
                 found.append(f"{name}: node_rank {rank} / nnodes {nnodes}, but LWS index {index} / size {size}")
             if inst.server.get("dist_init_addr", "").rpartition(":")[0] != "leader.svc":
                 found.append(f"{name}: dist_init_addr {inst.server.get('dist_init_addr')} is not the LWS leader")
+    return found
+
+
+def _ray_group(name: str, role: str, tpl: dict[str, Any], inst: Instance) -> list[str]:
+    """vLLM over nodes: the leader serves with Ray over the whole group; a worker joins the leader."""
+    argv, found = tpl["spec"]["containers"][0]["command"], []
+    if role == "leader" and (inst.server.get("distributed_executor_backend") != "ray" or "nnodes" in inst.server
+                             or argv[-1] != "$(LWS_GROUP_SIZE)" or "exec auto-infer supervise" not in argv[2]):
+        found.append(f"{name}: the vLLM leader does not start the Ray head, wait for the group, then serve with Ray")
+    if role == "worker" and (argv[-1] != "$(LWS_LEADER_ADDRESS)" or "ray\" start --address=" not in argv[2]):
+        found.append(f"{name}: the vLLM worker does not join the leader's Ray cluster")
     return found
 
 

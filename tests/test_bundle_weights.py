@@ -104,7 +104,7 @@ def test_imported_weights_install_and_serve_offline(hubws: HubWorkspace, weights
         assert r.returncode == 0, r.stderr
         assert f"weights {REPO}@" in r.stderr
         recs = registry.all_records(settings.load(env))
-        argv = inside_env(recs["tiny"]["pid"], hubws.port)["argv"]
+        argv = inside_env(recs["tiny"].pid or 0, hubws.port)["argv"]
         assert argv[argv.index("--model-path") + 1] == str(snapshot)
     finally:
         actions.stop(settings.load(env), None)

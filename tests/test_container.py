@@ -125,7 +125,7 @@ def test_compose_template_override_validates_and_mounts_what_the_contract_says(t
     mounts = {v.split(":")[1]: v for v in svc["volumes"]}   # type: ignore[attr-defined]
     assert mounts["/sglang-template"] == f"{tpl}:/sglang-template:ro"
     assert mounts["/offline-data"].startswith(f"{tmp_path}/.container/workspace:")
-    assert mounts["/offline-data/.cache/sglang-infer"].startswith(f"{tmp_path}/.container/workspace/.cache/")
+    assert "/offline-data/.cache/sglang-infer" not in mounts      # caches inside the workspace mount: links
     assert mounts["/llm-models"].endswith(":ro") and "/hard/volume/workspace" in mounts   # base mount kept
     env = svc["environment"]
     assert isinstance(env, dict)
@@ -134,7 +134,7 @@ def test_compose_template_override_validates_and_mounts_what_the_contract_says(t
     assert env["AUTO_INFER_SGLANG_PROJECT_DIR"] == ""           # empty: the tool derives it from the workspace
     assert env["AUTO_INFER_CHECK_MODULES"] == "torch,sglang"
     assert set(VARIABLES) <= set(env)
-    assert all(env[p] is None for p in PROXY_VARS)               # passed through from the host only if set
+    assert all(env[p] == "" for p in PROXY_VARS)                 # the host's value; empty (= none) when unset
     # what the tool makes of exactly that environment: the mounted paths, defaults for the rest
     s = settings.load({k: str(v) for k, v in env.items() if v is not None})
     assert (s.workspace, s.template_dir, s.cache_root) == (Path("/offline-data"), Path("/sglang-template"),
@@ -148,13 +148,33 @@ def test_compose_follows_env_file_and_requires_the_template(tmp_path: Path) -> N
     shutil.copy(COMPOSE / "env.example", tmp_path / ".env")
     with (tmp_path / ".env").open("a") as fh:
         fh.write("AUTO_INFER_WORKSPACE_DIR=/ws\nAUTO_INFER_SGLANG_CACHE_ROOT=/caches\nAUTO_INFER_SGLANG_INSTALL_ON_BOOT=1\n")
-    svc = service(compose(tmp_path, "docker-compose.sglang-template.yml"))
+    svc = service(compose(tmp_path, "docker-compose.sglang-template.yml", "docker-compose.cache-mount.yml"))
     targets = {v.split(":")[1] for v in svc["volumes"]}                 # type: ignore[attr-defined]
     assert {"/ws", "/caches", "/sglang-template"} <= targets
     assert svc["environment"]["AUTO_INFER_SGLANG_INSTALL_ON_BOOT"] == "1"   # type: ignore[index]
     (tmp_path / ".env").write_text("")
     r = compose(tmp_path, "docker-compose.sglang-template.yml")
     assert r.returncode != 0 and "HOST_VOLUME_SGLANG_TEMPLATE_DIR" in r.stderr
+
+
+@needs_compose
+def test_compose_cache_mount_is_opt_in_and_needs_its_folder(tmp_path: Path) -> None:
+    env = {"HOST_VOLUME_SGLANG_TEMPLATE_DIR": str(tmp_path / "tpl")}
+    r = compose(tmp_path, "docker-compose.sglang-template.yml", "docker-compose.cache-mount.yml", env=env)
+    assert r.returncode != 0 and "set HOST_VOLUME_SGLANG_CACHE_ROOT" in r.stderr
+    env["HOST_VOLUME_SGLANG_CACHE_ROOT"] = str(tmp_path / "caches")
+    svc = service(compose(tmp_path, "docker-compose.sglang-template.yml", "docker-compose.cache-mount.yml", env=env))
+    assert f"{tmp_path}/caches:/offline-data/.cache/sglang-infer:rw" in svc["volumes"]  # type: ignore[operator]
+
+
+@needs_compose
+def test_compose_gpu_request_is_its_own_file(tmp_path: Path) -> None:
+    env = {"HOST_VOLUME_SGLANG_TEMPLATE_DIR": str(tmp_path / "tpl")}
+    plain = service(compose(tmp_path, "docker-compose.sglang-template.yml", env=env))
+    assert "deploy" not in plain
+    svc = service(compose(tmp_path, "docker-compose.sglang-template.yml", "docker-compose.gpu.yml", env=env))
+    device = svc["deploy"]["resources"]["reservations"]["devices"][0]           # type: ignore[index]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"] and device["count"] == "all"
 
 
 @needs_compose

@@ -32,13 +32,13 @@ def test_demo_carries_the_environment_to_a_machine_that_shares_nothing(tmp_path:
     record = json.loads((ws / "machine-b" / "sglang-infer" / ".pixi" / "envs" / "default" / "conda-meta"
                          / "auto-infer-install").read_text())
     assert len(record["conda"]) == 3 and len(record["pypi"]) == 1
-    assert "B installed 3 conda + 1 PyPI packages" in first.stderr and "bytes downloaded by B: 0" in first.stderr
-    assert ("unshare -n" in first.stderr) == can_unshare()
+    assert "B installed 3 conda + 1 PyPI packages" in first.stdout and "bytes downloaded by B: 0" in first.stdout
+    assert ("unshare -n" in first.stdout) == can_unshare()
     report = json.loads((ws / "machine-b" / "reports" / "serve-latest.json").read_text())
     assert sorted(i["name"] for i in report["instances"]) == ["demo_a", "demo_b"]
     assert all(i["chat"]["answer"] for i in report["instances"])
-    assert "demo_a answered a real chat: Hello from demo-a" in first.stderr
-    assert f"clean up: rm -rf {ws}" in first.stderr
+    assert "demo_a answered a real chat: Hello from demo-a" in first.stdout
+    assert f"clean up: rm -rf {ws}" in first.stdout and "demo finished" not in first.stderr
 
     second = run_cli(["demo", "--workspace", str(ws)], env, timeout=900)
     assert second.returncode == 0, second.stderr
@@ -46,6 +46,9 @@ def test_demo_carries_the_environment_to_a_machine_that_shares_nothing(tmp_path:
     assert "skipped: up to date" in lines["A: warm (online, local mirror)"]
     assert "already done" in lines["B: bundle import (offline)"] or "up to date" in lines["B: bundle import (offline)"]
     assert "skipped: up to date" in lines["B: install (offline, from the bundle)"]
+    # the summary says what THIS run did: nothing was installed again
+    assert "B installed" not in second.stdout and "this run installed nothing" in second.stdout, second.stdout
+    assert "skipped (already done): A: warm, B: bundle import, B: install" in second.stdout, second.stdout
     status = run_cli(["status", "--json"], dict(env, AUTO_INFER_WORKSPACE_DIR=str(ws / "machine-b")))
     assert status.returncode == 0
     assert {r["state"] for r in json.loads(status.stdout)} == {"stopped"}      # demo stops what it started

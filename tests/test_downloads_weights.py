@@ -5,8 +5,10 @@ file route; bytes counted at the Hub)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,5 +76,26 @@ def test_a_weight_file_cut_mid_transfer_resumes_with_range(setup: HubSetup, buil
     assert f"weights {REPO}@main: 2 files, {mb(SIZE + 24)}; {mb(0)} in the cache" in r.stderr, r.stderr
     blob = next((setup.hub_cache / f"models--{REPO.replace('/', '--')}" / "snapshots").glob("*/model.safetensors"))
     assert blob.stat().st_size == SIZE
-    print(r.stderr)
+    assert any(re.search(rf"… weights {REPO}@main: .* of {mb(SIZE + 24)} .*in flight: model\.safetensors \d+%", ln)
+               for ln in r.stderr.splitlines()), r.stderr         # the client's file, seen on disk
     assert f"✓ warm: weights {REPO}@main" in r.stderr and f"{mb(SIZE + 24)}" in r.stderr, r.stderr
+
+
+def test_partial_files_no_client_resumes_are_not_counted_and_stale_ones_removed(setup: HubSetup,
+                                                                               built_channel: Built) -> None:
+    """huggingface_hub 2.x writes one partial file per process and never resumes it: one a killed warm
+    left is not "in the cache" for the plan, and is removed once nobody has written it for 10 minutes."""
+    blobs = setup.hub_cache / f"models--{REPO.replace('/', '--')}" / "blobs"
+    blobs.mkdir(parents=True)
+    etag = "ab" * 32
+    stale, fresh = blobs / f"{etag}.0badc0de.incomplete", blobs / f"{etag}.1234abcd.incomplete"
+    for path in (stale, fresh):
+        path.write_bytes(os.urandom(3_000_000))
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    with mirror.Mirror(built_channel.channel.root, built_channel.port), fakehub.FakeHub(setup.hub_root) as hub:
+        dry = run_cli(["warm", "--dry-run"], {**setup.env, "HF_ENDPOINT": hub.url})
+        r = run_cli(["warm"], {**setup.env, "HF_ENDPOINT": hub.url})
+    assert dry.returncode == 0 and f"{mb(0)} in the cache, {mb(SIZE + 24)} to download" in dry.stdout, dry.stdout
+    assert r.returncode == 0, r.stderr
+    assert f"removed 1 partial file(s) of an earlier, killed download ({mb(3_000_000)})" in r.stderr, r.stderr
+    assert not stale.exists() and fresh.exists()             # another process may still be writing that one

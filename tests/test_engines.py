@@ -24,8 +24,8 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import Settings, load
 from auto_infer.serve import config, launch
 from auto_infer.serve.engines import base, llamacpp, sglang, vllm
-from tests.helpers import clean_env, run_cli
-from tests.test_serve import Serve, installed, serve  # noqa: F401 - the fixtures, one installed workspace here
+from tests.helpers import clean_env, model_folder, run_cli
+from tests.helpers.serving import Serve
 
 DATA = Path(__file__).parent / "data" / "infer-dev"
 GOLDEN = sorted([*DATA.glob("*.expected.json"), *DATA.glob("ours/*.expected.json")])
@@ -201,7 +201,7 @@ def test_dry_run_json_shows_every_instances_argv_and_starts_nothing(tmp_path: Pa
 
 def test_dry_run_text_for_a_vllm_config_and_one_instance(tmp_path: Path) -> None:
     model = tmp_path / "qwen"
-    model.mkdir()
+    model_folder(model)
     python = Path(sys.executable)
     cfg = write(tmp_path, (DATA / "vllm-qwen2-vl-7b-tp8.toml").read_text()
                 .replace('"/llm-models/Qwen2-VL-7B-Instruct"', f'"{model}"')
@@ -224,7 +224,7 @@ def http_log(log: Path) -> list[str]:
 
 def test_vllm_config_served_by_a_responder_playing_vllm(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
     port, model = free_port(), tmp_path / "weights"
-    model.mkdir()
+    model_folder(model)
     serve.write(f"""[master]
 enable = true
 pixi_project_dir = "{tmp_path / 'no-pixi-project'}"

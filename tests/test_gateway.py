@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,9 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port, port_is_free
 from auto_infer.core.settings import load
 from auto_infer.serve import config, procs, registry
-from tests.test_serve import Installed, Serve, make_installed, responder_config
+from tests.helpers.serving import SMG, Installed, Serve, responder_config, router_table
 
-SMG = Path(sys.executable).parent / "smg"       # the wheel's console script, beside the test's Python
 pytestmark = pytest.mark.skipif(not SMG.exists(), reason="sglang-router is not installed (pip install -e '.[dev]')")
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
 
 
 @pytest.fixture
@@ -35,14 +28,6 @@ def serve(installed: Installed, tmp_path: Path) -> Any:
     s = Serve(installed, config_path, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config_path)})
     yield s
     s.cli("stop")
-
-
-def router_table(port: int, metrics: int, **extra: Any) -> str:
-    lines = ["[router]", f"port = {port}", f"prometheus_port = {metrics}", f"command = [{json.dumps(str(SMG))}, \"launch\"]",
-             "ready_timeout = 60", "stop_grace = 10",
-             'extra_args = ["--health-check-interval-secs", "1", "--health-failure-threshold", "1"]']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
-    return "\n".join(lines) + "\n"
 
 
 def ask(port: int, text: str) -> tuple[int, str]:

@@ -175,8 +175,8 @@ def test_ranks_sharing_the_claim_keep_their_records_and_logs_apart(tmp_path: Pat
     assert leader.worker is None and leader.key == "glm_4_7_2node"
     assert worker.worker is not None and worker.key == "glm_4_7_2node@rank1"
     assert "worker rank 1 of 2 (serves no HTTP" in worker.worker.describe()
-    assert launch.log_path(s_lead, leader) == s_lead.logs_dir / "glm_4_7_2node" / "server.log"
-    assert launch.log_path(s_work, worker) == s_work.logs_dir / "glm_4_7_2node@rank1" / "server.log"
+    assert launch.log_path(s_lead, leader) == s_lead.server_logs("sglang") / "glm_4_7_2node" / "server.log"
+    assert launch.log_path(s_work, worker) == s_work.server_logs("sglang") / "glm_4_7_2node@rank1" / "server.log"
     assert registry.path(s_lead, leader.key) != registry.path(s_work, worker.key)
     assert registry.path(s_lead, leader.key).parent == registry.path(s_work, worker.key).parent    # one claim
 

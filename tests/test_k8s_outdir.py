@@ -84,9 +84,26 @@ def test_credentials_in_control_env_become_secret_references(tmp_path: Path) -> 
 @pytest.mark.parametrize("extra, key", [
     ('api_key = "sk-abcdefghijklmnopqrstuvwx"', "api_key"),
     ('hf_token = "hf_abcdefghijklmnopqrstuvwxyz"', "hf_token"),
-    ('download_dir = "https://u:pw-s3cret@host/x"', "download_dir")])
+    ('download_dir = "https://u:pw-s3cret@host/x"', "download_dir"),
+    ('extra_args = ["--api-key", "s3cret-plain"]', "extra_args"),
+    ('extra_args = "--hf-token abcdefghij-s3cret"', "extra_args")])
 def test_credentials_elsewhere_are_refused_without_showing_them(tmp_path: Path, extra: str, key: str) -> None:
     text = QWEN.read_text().replace("[instance.qwen2_vl_7b.server]\n", f"[instance.qwen2_vl_7b.server]\n{extra}\n")
     rc, _, err = cli(tmp_path, text)
     assert rc == 1 and key in err and "would be stored in a ConfigMap" in err and "Traceback" not in err, err
     assert "s3cret" not in err and "abcdefghij" not in err
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--namespace", "LLM space"], "--namespace 'LLM space' is not a Kubernetes name"),
+    (["--claim", "-x"], "--claim '-x' is not a Kubernetes name"),
+    (["--storage-class", "Fast_SSD"], "--storage-class 'Fast_SSD' is not a Kubernetes name"),
+    (["--storage", "lots"], "--storage 'lots' is not a Kubernetes quantity"),
+    (["--shm-size", "32 GB"], "--shm-size '32 GB' is not a Kubernetes quantity"),
+    (["--image", "my image"], "--image 'my image' is not an image reference"),
+    (["--bundle", "../x.tar"], "--bundle '../x.tar' is not a path inside the claim")])
+def test_options_kubernetes_would_refuse_are_refused_first(tmp_path: Path, args: list[str], said: str) -> None:
+    out = tmp_path / "out"
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(out), *args)
+    assert rc == 1 and said in err and "fix:" in err and "Traceback" not in err, err
+    assert not out.exists()

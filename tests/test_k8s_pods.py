@@ -8,7 +8,9 @@ The small engine: the environment is the test channel's (a Python package standi
 own python3, a wheel), warmed once in a container from the channel on 127.0.0.1 as `auto-infer
 warm` would on a connected machine; the server is the test responder on SGLang's path
 (``server_module``) run by the image's own Python, joining its ranks as SGLang does (--wait-ranks).
-What differs from the rendered spec is said where the test sets it.
+The environment also holds the real sglang-router (0.3.2 and its wheels, downloaded once into
+the container cache folder), so the gateway pod runs exactly what it runs on a cluster. What differs
+from the rendered spec is said where the test sets it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,12 +32,14 @@ from auto_infer.core.net import free_port
 from auto_infer.demo import channel, mirror
 from auto_infer.k8s import plan, render
 from tests import k8s_checks as checks
-from tests.container_engine import Built
+from tests.container_engine import CI_DIR, Built, _locked
+from tests.container_engine import _run as run_cmd
 from tests.helpers import small_channel_specs
 
 pytestmark = pytest.mark.container
 
 PORT, WAIT = 30000, 180.0
+ROUTER = "sglang-router==0.3.2"
 TOOL_PYTHON = "/opt/auto-infer/venv/bin/python"      # install-auto-infer.sh's venv in the image
 SMALL_ENGINE = {"AUTO_INFER_CHECK_MODULES": "demo_extras"}    # the test channel has no torch/sglang
 CONFIG = f"""[master]
@@ -53,6 +58,9 @@ model_path = "/llm-models/tiny"
 served_model_name = "tiny"
 nnodes = 2
 extra_args = ["--wait-ranks"]
+
+[router]
+policy = "round_robin"
 """
 
 
@@ -75,6 +83,23 @@ def _image_python(image: Built) -> channel.HostPython:
     return channel.HostPython(exe, version, tuple(dirs))
 
 
+def router_wheels() -> list[Path]:
+    """sglang-router and its dependencies as CPython 3.11 manylinux wheels, once per machine."""
+    folder = CI_DIR / f"router-wheels-{ROUTER.split('==')[1]}"
+    if not (folder / ".done").is_file():
+        with _locked(CI_DIR / "router-wheels.lock"):
+            if not (folder / ".done").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                platforms = [a for m in (17, 28, 34) for a in ("--platform", f"manylinux_2_{m}_x86_64")]
+                r = run_cmd([sys.executable, "-m", "pip", "download", "-q", "--dest", str(folder), "--only-binary",
+                             ":all:", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--abi",
+                             "abi3", "--abi", "none", "--platform", "manylinux2014_x86_64", *platforms, ROUTER])
+                if r.returncode != 0:
+                    pytest.skip(f"cannot download {ROUTER} and its wheels: {r.stderr.strip()[-300:]}")
+                (folder / ".done").write_text("")
+    return sorted(folder.glob("*.whl"))
+
+
 @pytest.fixture(scope="module")
 def claim(docker_image: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Claim]:
     """The claim after a connected machine warmed it: caches and template, no environment yet."""
@@ -82,12 +107,14 @@ def claim(docker_image: Built, tmp_path_factory: pytest.TempPathFactory) -> Iter
     conda, wheels = small_channel_specs()
     port = free_port()
     built = channel.build(base / "channel", f"http://127.0.0.1:{port}",
-                          [channel.python_spec(_image_python(docker_image)), *conda[1:]], wheels)
+                          [channel.python_spec(_image_python(docker_image)), *conda[1:]], wheels,
+                          real_wheels=router_wheels())
     root = base / "claim"
     shutil.copytree(built.project, root / "sglang-template")
     (root / "workspace").mkdir(parents=True)
     (root / "llm-models" / "tiny").mkdir(parents=True)
     (root / "llm-models" / "tiny" / "config.json").write_text("{}\n")
+    (root / "llm-models" / "tiny" / "model.safetensors").write_bytes(b"\0" * 8)   # a model folder: weights too
     cfg = base / "pair.toml"
     cfg.write_text(CONFIG)
     s = settings.load({"AUTO_INFER_WORKSPACE_DIR": str(base / "render-ws"), "AUTO_INFER_SGLANG_CONFIG": str(cfg)})
@@ -186,13 +213,46 @@ def test_a_two_node_leader_and_worker_both_start_and_the_leader_becomes_ready(cl
         assert record(claim, "pair@rank1").get("state") == "running", wlogs.stdout + wlogs.stderr
         assert "a rank joined" in logs.stdout and "joined the leader at 127.0.0.1:20000" in wlogs.stdout
         probe = leader["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"]
-        asked = eng.cli("exec", "k8s-leader", "python3", "-c", "import urllib.request as u; "
-                        f"print(u.urlopen('http://127.0.0.1:{PORT}{probe}', timeout=10).status)", timeout=60)
-        assert asked.stdout.strip() == "200", asked.stderr
-        for name in ("k8s-worker", "k8s-leader"):                       # a pod's deletion: SIGTERM
+        assert ask(claim, f"http://127.0.0.1:{PORT}{probe}") == "200"
+        _gateway(claim)
+        for name in ("k8s-gateway", "k8s-worker", "k8s-leader"):        # a pod's deletion: SIGTERM
             stopped = eng.cli("stop", "-t", "30", name, timeout=120)
             assert stopped.returncode == 0, stopped.stderr
             state = eng.cli("inspect", "-f", "{{.State.ExitCode}}", name, timeout=60).stdout.strip()
             assert state == "0", (name, state)
     finally:
-        eng.cli("rm", "-f", "k8s-worker", "k8s-leader", timeout=120)
+        eng.cli("rm", "-f", "k8s-gateway", "k8s-worker", "k8s-leader", timeout=120)
+
+
+def ask(c: Claim, url: str, body: dict[str, Any] | None = None) -> str:
+    """An HTTP request from inside the group's network namespace: the status, or the reply's content."""
+    code = ("import json, sys, urllib.request as u\n"
+            "data = sys.argv[2].encode() if sys.argv[2] else None\n"
+            "r = u.urlopen(u.Request(sys.argv[1], data, {'Content-Type': 'application/json'}), timeout=20)\n"
+            "print(json.loads(r.read())['choices'][0]['message']['content'] if data else r.status)")
+    r = c.image.engine.cli("exec", "k8s-leader", "python3", "-c", code, url, json.dumps(body) if body else "",
+                           timeout=60)
+    return r.stdout.strip() or r.stderr.strip()[-300:]
+
+
+def _gateway(c: Claim) -> None:
+    """The gateway pod's container, in the group's network namespace. Its Kubernetes service
+    discovery needs an API server: the one change is --worker-urls with the leader's address, what
+    discovery would find (the pods carrying the label its --selector names)."""
+    gw = next(t for d, _, _, t in checks.pods(c.docs()) if d["metadata"]["name"] == "auto-infer-gateway")
+    argv = list(gw["spec"]["containers"][0]["command"])
+    at = argv.index("--service-discovery")
+    argv[at:at + 7] = ["--worker-urls", f"http://127.0.0.1:{PORT}"]
+    assert not any(a.startswith("--service-discovery") or a == "--selector" for a in argv), argv
+    r = _run(c, gw, "gateway", ["-d", "--network", "container:k8s-leader"], command=argv)
+    assert r.returncode == 0, r.stderr
+    port = gw["spec"]["containers"][0]["ports"][0]["containerPort"]
+    deadline, status = time.monotonic() + WAIT, ""
+    while time.monotonic() < deadline and status != "200":
+        status = ask(c, f"http://127.0.0.1:{port}/readiness")
+        time.sleep(1)
+    logs = c.image.engine.cli("logs", "k8s-gateway", timeout=60)
+    assert status == "200", logs.stdout[-3000:] + logs.stderr[-3000:]
+    said = ask(c, f"http://127.0.0.1:{port}/v1/chat/completions",
+               {"model": "tiny", "messages": [{"role": "user", "content": "through the gateway"}]})
+    assert said == "Hello from tiny. You said: through the gateway", logs.stdout[-3000:] + logs.stderr[-3000:]

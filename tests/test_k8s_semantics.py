@@ -31,6 +31,7 @@ RENDERED = {  # name → (config, overrides)
     "two-node/glm-4.7": (TWO_NODE, ""),
     "two-node/qwen2-vl-nnodes-only": (SHIPPED / "sglang-qwen2-vl-7b-tp2.toml", NNODES_2),
     "two-node/infer-dev-glm-nnodes-only": (INFER_DEV / "sglang-glm-4.7-tp8.toml", NNODES_2),
+    "two-node/infer-dev-vllm-tp8-ray": (INFER_DEV / "vllm-qwen2-vl-7b-tp8.toml", NNODES_2),
 }
 
 
@@ -85,7 +86,6 @@ def test_llama_cpp_renders_with_its_routes_and_gpus(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("config, overrides, said", [
-    (SHIPPED / "vllm-qwen2-vl-7b.toml", NNODES_2, "vLLM with nnodes = 2 cannot be deployed: vLLM spans nodes only"),
     (SHIPPED / "llamacpp-glm-4.7-q2k.toml", NNODES_2, "llama.cpp with nnodes = 2 cannot be deployed: llama-server"),
     (SHIPPED / "transformers-serve-2gpu.toml", "", "runs its own command"),
     (INFER_DEV / "llama_config.disabled.toml", "", "[master] enable = false: no server would run")])
@@ -94,6 +94,21 @@ def test_what_cannot_deploy_is_refused_naming_the_engine_and_why(tmp_path: Path,
     rc, _, err = cli(tmp_path, config, AUTO_INFER_SGLANG_OVERRIDES=overrides)
     assert rc == 1 and said in err and "Traceback" not in err, err
     assert "control.command" not in err or "transformers" in config.name
+
+
+def test_vllm_over_two_nodes_runs_a_ray_cluster_as_vllm_s_lws_example(tmp_path: Path) -> None:
+    files = rendered(INFER_DEV / "vllm-qwen2-vl-7b-tp8.toml", tmp_path, NNODES_2)
+    all_docs = checks.docs(files)
+    lws = kind(all_docs, "LeaderWorkerSet")["spec"]["leaderWorkerTemplate"]
+    leader, worker = (lws[t]["spec"]["containers"][0] for t in ("leaderTemplate", "workerTemplate"))
+    assert lws["size"] == 2 and leader["resources"] == worker["resources"] == {"limits": {"nvidia.com/gpu": 4}}
+    assert '"$env/bin/ray" start --head --port=6379' in leader["command"][2] and "ports" in leader
+    assert "ray\" start --address=\"$2:6379\" --block" in worker["command"][2] and "ports" not in worker
+    assert checks.all_findings(files, tmp_path) == []
+    broken = {k: v.replace('--head', '--headless') if k.startswith("30-lws") else v for k, v in files.items()}
+    broken = {k: v.replace('$(LWS_LEADER_ADDRESS)"]', '$(LWS_LEADER)"]') for k, v in broken.items()}
+    found = "\n".join(checks.all_findings(broken, tmp_path))
+    assert "worker does not join the leader" in found and "$(LWS_LEADER), undefined" in found
 
 
 def test_pod_files_never_carry_other_instances(tmp_path: Path) -> None:
@@ -127,3 +142,28 @@ def test_output_grows_linearly_with_instances(tmp_path: Path) -> None:
         sizes[n] = sum(len(t) for t in rendered(path, tmp_path).values())
     first, second = (sizes[100] - sizes[20]) / 80, (sizes[200] - sizes[100]) / 100
     assert abs(first - second) < 0.001 * first, sizes       # quadratic: the second step would cost more
+
+
+ROUTED = {"two-node/glm-4.7": (TWO_NODE, ""),     # example.toml's [router] (extra_args, instances), enabled:
+          "example-router-on": (SHIPPED / "example.toml", json.dumps({"router": {"enable": True, "instances": ["qwen2_vl_7b"]}}))}
+
+
+@pytest.mark.parametrize("case", sorted(ROUTED))
+def test_gateway_flags_parse_with_sglang_router_s_own_parser(case: str, tmp_path: Path) -> None:
+    """The gateway's flags (after the program) go through sglang_router.launch_router's parser."""
+    import subprocess
+    import sys
+
+    from auto_infer.serve import gateway as serve_gateway
+
+    path, overrides = ROUTED[case]
+    gws = [d for d in checks.docs(rendered(path, tmp_path, overrides)) if d["metadata"]["name"] == "auto-infer-gateway"
+           and d["kind"] == "Deployment"]
+    for gw in gws:
+        argv = gw["spec"]["template"]["spec"]["containers"][0]["command"]
+        flags = argv[argv.index("--host"):]
+        r = subprocess.run([sys.executable, "-c", serve_gateway.CHECK_SCRIPT, json.dumps(flags)], capture_output=True,
+                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(serve_gateway.MARK))
+        assert "error" not in line and "missing" not in line, line
+    assert len(gws) == 1

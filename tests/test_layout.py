@@ -125,3 +125,37 @@ def test_every_package_is_shipped() -> None:
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "auto_infer").rglob("__init__.py")}
     assert found - listed == set()
+
+
+# Facts spelled in one place (issue 19): Settings derives these paths; nothing else rebuilds them,
+# and only core/settings.py reads the AUTO_INFER_* variables (the demo and supervise included).
+BANNED = {
+    r'project_dir\s*/\s*"pixi\.(lock|toml)"': "settings.lock_file / settings.pixi_toml",
+    r'env_prefix\s*/': "a derived path of Settings (env_python, env_bin, conda_meta)",
+    r'project_dir\s*/\s*"\.pixi': "a derived path of Settings (pixi_config, project_state_dir, env_prefix)",
+    r'(os\.environ\.get|os\.getenv|getenv)\(\s*[A-Z_]*VAR\b|(os\.environ\.get|getenv)\(\s*"AUTO_INFER_': "a Settings field",
+    r'os\.environ\[\s*"AUTO_INFER_[A-Z_]+"\s*\](?!\s*=)': "a Settings field",
+    r'"logs/sglang"|"logs"\s*/\s*"sglang"': "settings.server_logs(engine)",
+}
+
+
+def test_facts_are_spelled_only_in_settings() -> None:
+    import re
+
+    found = []
+    for mod, path in modules().items():
+        if mod in ("auto_infer.core.settings", "auto_infer.core.variables"):
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            found += [f"{path.relative_to(REPO)}:{n}: {line.strip()}  (use {use})"
+                      for pattern, use in BANNED.items() if re.search(pattern, line)]
+    assert found == []
+
+
+def test_the_banned_spellings_are_found() -> None:
+    import re
+
+    lines = ['lock = settings.project_dir / "pixi.lock"', "py = s.env_prefix / 'bin' / 'python'",
+             'os.environ.get("AUTO_INFER_LLAMACPP_VENV", "")', 'os.environ["AUTO_INFER_X"]']
+    assert all(any(re.search(p, line) for p in BANNED) for line in lines)
+    assert not any(re.search(p, 'os.environ["AUTO_INFER_WORKSPACE_DIR"] = ws') for p in BANNED)

@@ -162,3 +162,25 @@ port = 18123
         assert r.returncode == 1 and str(log) in r.stderr and "log_file" in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
     assert _state(log) == before
+
+
+@pytest.mark.parametrize("kind", ["file", "FIFO", "symlink to a file", "dangling symlink", "device", "socket"])
+@pytest.mark.parametrize("how", ["demo --workspace", "AUTO_INFER_WORKSPACE_DIR"])
+def test_a_workspace_that_is_not_a_folder_is_refused_and_left_alone(kind: str, how: str, tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    if kind == "file":
+        ws.write_text("mine\n")
+    elif kind == "symlink to a file":
+        _symlink(ws)
+    else:
+        THINGS[kind](ws)
+    before = _state(ws)
+    env = clean_env({"HOME": str(tmp_path / "home"), "AUTO_INFER_SGLANG_CONFIG": str(tmp_path / "none.toml")})
+    if how == "demo --workspace":
+        r = run_cli(["demo", "--workspace", str(ws)], env, timeout=60)
+    else:
+        r = run_cli(["template"], {**env, "AUTO_INFER_WORKSPACE_DIR": str(ws)}, timeout=60)
+    assert r.returncode == 1 and str(ws) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "free space" not in r.stderr                    # not a full disk: a workspace that is no folder
+    assert _state(ws) == before
+    assert not (tmp_path / "nowhere").exists()             # a dangling link is not followed to create a folder

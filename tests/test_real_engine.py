@@ -33,7 +33,8 @@ QUESTION = "What is the capital of France?"
 
 def engine(monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     monkeypatch.setenv(engines.VENV_VAR, VENV)
-    found = engines.find_llamacpp()
+    from auto_infer.core.settings import load
+    found = engines.find_llamacpp(load())
     assert found is not None and found[0].parent.parent == Path(VENV), (
         f"{engines.VENV_VAR}={VENV} has no llama_cpp server or no SmolLM2 GGUF; {engines.INSTALL_HINT}")
     return found

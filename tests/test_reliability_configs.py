@@ -17,7 +17,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port
 from auto_infer.demo import mirror
 from auto_infer.serve import config, registry, validate
-from tests.helpers import run_cli
+from tests.helpers import model_folder, run_cli
 from tests.reliability_tools import (
     PATH_NAMES,
     Hostile,
@@ -59,9 +59,7 @@ def _judge(h: Hostile, outcome: str, message: str, path: Path) -> str | None:
 
 @pytest.fixture
 def model_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "model"
-    d.mkdir()
-    return d
+    return model_folder(tmp_path / "model")
 
 
 def test_the_base_config_is_valid(tmp_path: Path, model_dir: Path) -> None:
@@ -139,7 +137,7 @@ def test_hostile_configs_through_serve_launch_nothing(installed: dict[str, str],
         problems += [] if no_traceback(r.stderr) else ["traceback"]
         problems += [] if h.overrides or str(path) in r.stderr else ["file not named"]
         problems += [f"lacks {s!r}" for s in h.says if s not in r.stderr]
-        if registry.all_records(settings) or settings.logs_dir.exists():
+        if registry.all_records(settings) or settings.logs_root.exists():
             problems.append("something was launched (a record or a log folder exists)")
         for port in ports:
             if processes_mentioning(f"--port {port}"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from auto_infer.core.net import free_port
 from auto_infer.demo import mirror
-from tests.helpers import run_cli
+from tests.helpers import model_folder, run_cli
 from tests.reliability_tools import (
     CountingListener,
     find_secrets,
@@ -31,8 +31,7 @@ def test_no_secret_is_written_anywhere(built_channel, tmp_path: Path) -> None:  
     proxy_secret, api_secret = secret_words()
     template = tmp_path / "template"
     shutil.copytree(built_channel.template, template)
-    model = tmp_path / "tiny-model"
-    model.mkdir()
+    model = model_folder(tmp_path / "tiny-model")
     port = free_port()
     config = tmp_path / "models.toml"
     config.write_text(f"""[master]

@@ -69,9 +69,8 @@ def status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def leftovers(env: dict[str, str], name: str, port: int) -> list[str]:
-    rec = registry.read(load(env), name) or {}
-    out = [f"group {rec['pid']} has {procs.group_members(int(rec['pid']))}"] \
-        if rec.get("pid") and procs.group_members(int(rec["pid"])) else []
+    pid = registry.read_or_empty(load(env), name).pid
+    out = [f"group {pid} has {procs.group_members(pid)}"] if pid and procs.group_members(pid) else []
     return out + [f"process {p} still has --port {port}" for p in processes_mentioning(f"--port {port}")]
 
 
@@ -95,7 +94,7 @@ def _fault(env: dict[str, str], kind: str, i: int) -> list[str]:
     if kind in ("crash-at-start", "hang-before-ready") and status(env)[name]["state"] != "failed":
         problems.append(f"status says {status(env)[name]['state']}, not failed")
     if kind == "dies-after-ready":
-        pid = (registry.read(load(env), name) or {}).get("pid")
+        pid = registry.read_or_empty(load(env), name).pid
         deadline = time.monotonic() + 30
         while pid and procs.is_ours(int(pid), None) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -140,7 +139,7 @@ def test_port_taken_between_validation_and_start(env: dict[str, str]) -> None:
         proc = subprocess.Popen([*CLI, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True, cwd="/")
         deadline = time.monotonic() + 60
-        while (registry.read(load(env), name) or {}).get("state") != "starting" and time.monotonic() < deadline:
+        while registry.read_or_empty(load(env), name).state != "starting" and time.monotonic() < deadline:
             time.sleep(0.01)
         with CountingListener(port) as thief:         # answers 502 to the readiness probe meanwhile
             code, _out, err = finish(proc)

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 from auto_infer.core.settings import load
@@ -126,9 +127,24 @@ def test_sigterm_during_install_leaves_no_installer_and_marks_interrupted(worksp
     assert proc.returncode == 130, err
     assert _survivors(pids) == []
     settings = load(env)
-    FileLock(str(settings.run_lock_path)).acquire(timeout=0)       # released, and nobody holds it
+    FileLock(str(settings.runlock_path)).acquire(timeout=0)       # released, and nobody holds it
     marker = json.loads(settings.installing_marker.read_text())
     assert marker["outcome"] == "interrupted"
     reason = environment.health_check(settings)
     assert reason is not None and reason.kind is environment.Kind.INTERRUPTED and reason.repair
     assert "Traceback" not in err
+
+
+def test_a_tools_output_and_command_reach_the_log_and_the_error_without_credentials(tmp_path: Path) -> None:
+    """A failing tool that prints an index URL with credentials and a token (uv and pip do, in errors)."""
+    from auto_infer.core.errors import SubprocessFailed
+    from auto_infer.core.runner import run_logged
+    log = tmp_path / "install.log"
+    script = ("import sys; print('fetching https://ci:Idx-pw-4242@pypi.internal/simple/x/'); "
+              "print('GH_TOKEN=ghp_" + "A" * 30 + "'); sys.exit(2)")
+    with pytest.raises(SubprocessFailed) as err:
+        run_logged([sys.executable, "-c", script, "--token", "Cmd-secret-77"], env=dict(os.environ), log=log)
+    written = log.read_text() + str(err.value)
+    assert "https://ci:***@pypi.internal" in written and "GH_TOKEN=***" in written
+    for secret in ("Idx-pw-4242", "ghp_" + "A" * 30, "Cmd-secret-77"):
+        assert secret not in written, secret

@@ -10,128 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
-from auto_infer.demo import mirror
-from auto_infer.serve import actions, procs, registry
-from tests.helpers import clean_env, realworld, run_cli
-
-RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
-             "--model", "{served_model_name}"]
-
-
-@dataclass
-class Installed:
-    root: Path
-    env: dict[str, str]
-
-    @property
-    def prefix(self) -> Path:
-        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"]) / ".pixi" / "envs" / "default"
-
-
-def make_installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    """A workspace with the test channel's environment installed (warm installs it)."""
-    base = tmp_path_factory.mktemp("serve-ws")
-    template = base / "template"
-    shutil.copytree(built_channel.template, template)
-    root = base / "ws"
-    env = clean_env({
-        "AUTO_INFER_WORKSPACE_DIR": str(root), "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
-        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
-        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
-        "AUTO_INFER_INSTALLER": "rattler", "AUTO_INFER_CHECK_MODULES": "demo_extras",
-        "HOME": str(base / "home")})
-    with mirror.Mirror(built_channel.channel.root, built_channel.port):
-        r = run_cli(["warm"], env)
-    assert r.returncode == 0, r.stderr
-    return Installed(root, env)
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
-
-
-@dataclass
-class Serve:
-    """One test's model config and environment; stops every instance it started at the end."""
-
-    ws: Installed
-    config: Path
-    env: dict[str, str]
-
-    def write(self, text: str) -> None:
-        self.config.write_text(text)
-
-    def cli(self, *args: str, timeout: float = 120, **extra: str) -> Any:
-        return run_cli(list(args), {**self.env, **extra}, timeout=timeout)
-
-    def ok(self, *args: str, **extra: str) -> Any:
-        r = self.cli(*args, **extra)
-        assert r.returncode == 0, f"auto-infer {' '.join(args)} exited {r.returncode}:\n{r.stderr}\n{r.stdout}"
-        return r
-
-    def record(self, name: str) -> dict[str, Any]:
-        rec = registry.read(load(self.env), name)
-        assert rec is not None, f"no record for {name}"
-        return rec
-
-    def report(self) -> dict[str, Any]:
-        return dict(json.loads((self.ws.root / "reports" / "serve-latest.json").read_text()))
-
-    def debug_env(self, port: int, key: str | None = None) -> dict[str, Any]:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return dict(requests.get(f"http://127.0.0.1:{port}/debug/env", headers=headers, timeout=5).json())
-
-
-@pytest.fixture
-def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
-    config = tmp_path / "models.toml"
-    s = Serve(installed, config, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config)})
-    before = set(registry.all_records(load(s.env)))
-    yield s
-    started = [n for n in registry.all_records(load(s.env)) if n not in before]
-    if started:
-        actions.stop(load(s.env), started)
-
-
-def responder_config(instances_: dict[str, dict[str, Any]], *, defaults: str = "") -> str:
-    """A model config: one responder instance per entry (port, gpu, flags, control/server extras)."""
-    items = ", ".join(json.dumps(t) for t in RESPONDER)
-    out = [f"[master]\nenable = true\n\n[instance.control]\nready_timeout = 60\nstop_grace = 5\n{defaults}",
-           '[instance.server]\nhost = "127.0.0.1"\n']
-    for name, spec in instances_.items():
-        flags = ", ".join(json.dumps(f) for f in spec.get("flags", []))
-        out.append(f"[instance.{name}.control]\ncommand = [{items}{', ' if flags else ''}{flags}]\n"
-                   f"{spec.get('control', '')}\n"
-                   f"[instance.{name}.server]\nport = {spec['port']}\nserved_model_name = \"{name}-model\"\n"
-                   f"{spec.get('server', '')}\n")
-    return "\n".join(out)
-
-
-def group_members(pgid: int) -> list[int]:
-    return procs.group_members(pgid)
-
-
-def listening(port: int) -> bool:
-    try:
-        requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-    except requests.ConnectionError:
-        return False
-    return True
+from auto_infer.serve import registry
+from tests.helpers import model_folder, realworld
+from tests.helpers.serving import Serve, group_members, listening, responder_config
 
 
 def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serve) -> None:
@@ -286,7 +177,7 @@ def test_api_key_is_sent_but_never_written_and_openai_client_talks(serve: Serve,
     import openai
 
     key, port, model_dir = "sk-test-5ecret-value-42", free_port(), tmp_path / "tiny-model"
-    model_dir.mkdir()
+    model_folder(model_dir)
     serve.write(f"""[master]
 python_path = "{sys.executable}"
 server_module = "auto_infer.demo.responder"

@@ -6,21 +6,15 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import registry
-from tests.helpers import run_cli
+from tests.helpers import model_folder, run_cli
+from tests.helpers.serving import Installed, listening
 from tests.test_config import BAD, Bad, render
-from tests.test_serve import Installed, listening, make_installed
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
 
 
 @pytest.fixture
@@ -35,7 +29,7 @@ def busy_port() -> Iterator[int]:
 def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Installed, tmp_path: Path,
                                                      busy_port: int) -> None:
     model, port = tmp_path / "model", free_port()
-    model.mkdir()
+    model_folder(model)
     path = tmp_path / "models.toml"
     path.write_text(render(case, model, port, busy_port))
     env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(path), "AUTO_INFER_SGLANG_OVERRIDES": case.overrides}
@@ -58,3 +52,21 @@ def test_unknown_instance_names_for_logs_and_serve(installed: Installed, tmp_pat
     assert r.returncode == 1 and "no instance named 'ghost' was ever started here" in r.stderr
     r = run_cli(["serve:ghost"], env)
     assert r.returncode != 0 and "ghost" in r.stderr
+
+
+@pytest.mark.parametrize("engine_keys", ['model_path = "{model}"',
+                                         'model = "{model}"\ndtype = "auto"\n[master]\nengine = "vllm"'])
+def test_a_model_folder_without_weights_is_refused_before_anything_starts(
+        engine_keys: str, installed: Installed, tmp_path: Path) -> None:
+    """infer-dev's configs name a folder (model_path / vLLM's model): checked like a [model] path."""
+    empty, port = tmp_path / "empty-model", free_port()
+    empty.mkdir()
+    (empty / "README.md").write_text("weights not copied yet\n")
+    path = tmp_path / "models.toml"
+    path.write_text(f"[instance.a.server]\nport = {port}\n" + engine_keys.format(model=empty) + "\n")
+    env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(path)}
+    r = run_cli(["serve"], env, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "is not a model folder: no weight files" in r.stderr and str(empty) in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and "fix:" in r.stderr
+    assert registry.all_records(load(env)) == {} and not listening(port)

@@ -15,13 +15,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import procs, registry
-from tests.helpers import CLI
-from tests.test_serve import Serve, installed, serve  # noqa: F401 - fixtures
+from tests.helpers import CLI, model_folder
+from tests.helpers.serving import Serve
 
 RANK1 = json.dumps({"instance": {"big": {"server": {"node_rank": 1}}}})
 WAIT = 90.0
@@ -29,7 +28,7 @@ WAIT = 90.0
 
 def two_node_config(tmp_path: Path, port: int, extra: str = "") -> str:
     model_dir = tmp_path / "big-model"
-    model_dir.mkdir(exist_ok=True)
+    model_folder(model_dir)
     return f"""[master]
 python_path = "{sys.executable}"
 server_module = "auto_infer.demo.responder"
@@ -67,7 +66,7 @@ def test_leader_and_worker_rank_share_a_workspace_without_colliding(serve: Serve
     assert "big@rank1 chat" not in work.stderr                                    # no chat with a worker rank
     leader, worker = serve.record("big"), serve.record("big@rank1")
     assert leader["state"] == "ready" and worker["state"] == "running"
-    assert registry.is_running(leader) and registry.is_running(worker) and leader["pid"] != worker["pid"]
+    assert running(serve.env, "big") and running(serve.env, "big@rank1") and leader["pid"] != worker["pid"]
     assert (leader["port"], worker["port"], worker["base_url"]) == (port, None, None)
     assert worker["worker"]["rank"] == 1 and worker["instance"] == "big" and leader["worker"] is None
     assert Path(leader["log"]).parent.name == "big" and Path(worker["log"]).parent.name == "big@rank1"
@@ -88,7 +87,7 @@ def test_leader_and_worker_rank_share_a_workspace_without_colliding(serve: Serve
     assert "big: Hello from big-model" in chat.stdout and "big@rank1" not in chat.stdout
     stopped = serve.ok("stop", "big@rank1")
     assert "big@rank1: stopped" in stopped.stderr and procs.group_members(worker["pid"]) == []
-    assert serve.record("big@rank1")["state"] == "stopped" and registry.is_running(serve.record("big"))
+    assert serve.record("big@rank1")["state"] == "stopped" and running(serve.env, "big")
     serve.ok("stop", "big")
     assert serve.record("big")["state"] == "stopped"
 
@@ -101,11 +100,15 @@ def test_a_worker_rank_that_ends_at_once_fails_with_its_log(serve: Serve, tmp_pa
     assert serve.record("big@rank1")["state"] == "failed"
 
 
-def wait_record(env: dict[str, str], key: str, state: str, not_pid: int | None = None) -> dict[str, Any]:
+def running(env: dict[str, str], key: str) -> bool:
+    return registry.is_running(registry.read_or_empty(load(env), key))
+
+
+def wait_record(env: dict[str, str], key: str, state: str, not_pid: int | None = None) -> registry.ServerRecord:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        rec = registry.read(load(env), key) or {}
-        if rec.get("state") == state and rec.get("pid") != not_pid and registry.is_running(rec):
+        rec = registry.read_or_empty(load(env), key)
+        if rec.state == state and rec.pid != not_pid and registry.is_running(rec):
             return rec
         time.sleep(0.2)
     raise AssertionError(f"{key} not {state} (again) within {WAIT} s: {registry.read(load(env), key)}")
@@ -133,10 +136,10 @@ def test_leader_and_worker_supervise_side_by_side_and_a_crashed_worker_restarts(
         leader = wait_record(env, "big", "ready")
         procs_.append(supervise({**env, "AUTO_INFER_SGLANG_OVERRIDES": RANK1}))    # the run lock was let go
         first = wait_record(env, "big@rank1", "running")
-        os.killpg(first["pid"], signal.SIGKILL)                    # a crash: its supervise restarts it
-        again = wait_record(env, "big@rank1", "running", not_pid=first["pid"])
+        os.killpg(first.pid or 0, signal.SIGKILL)                    # a crash: its supervise restarts it
+        again = wait_record(env, "big@rank1", "running", not_pid=first.pid)
         out_w, err_w = sigterm(procs_[1])                          # the worker's stop leaves the leader alone
-        assert serve.record("big")["pid"] == leader["pid"] and registry.is_running(serve.record("big"))
+        assert serve.record("big")["pid"] == leader.pid and running(serve.env, "big")
         out_l, err_l = sigterm(procs_[0])
     finally:
         for proc in procs_:
@@ -147,7 +150,7 @@ def test_leader_and_worker_supervise_side_by_side_and_a_crashed_worker_restarts(
     assert "worker rank 1 of 2: no HTTP server" in out_w                               # its log on stdout ...
     assert not any(ln.startswith("big | ") for ln in out_w.splitlines())               # ... and only its own
     assert not any(ln.startswith("big@rank1 | ") for ln in out_l.splitlines())
-    assert procs.group_members(again["pid"]) == [] and procs.group_members(leader["pid"]) == []
+    assert procs.group_members(again.pid or 0) == [] and procs.group_members(leader.pid or 0) == []
     assert serve.record("big@rank1")["state"] == serve.record("big")["state"] == "stopped"
 
 
@@ -165,13 +168,13 @@ def test_a_leader_that_waits_for_its_ranks_never_stalls_its_worker(serve: Serve,
         while "waiting for 1 rank(s) to join" not in _log(env, "big") and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "waiting for 1 rank(s) to join" in _log(env, "big")
-        first = registry.read(load(env), "big") or {}
+        first = registry.read_or_empty(load(env), "big")
         rank1 = {"instance": {"big": {**long, "server": {"node_rank": 1}}}}
         procs_.append(supervise({**env, "AUTO_INFER_SGLANG_OVERRIDES": json.dumps(rank1)}))
         worker = wait_record(env, "big@rank1", "running")
         leader = wait_record(env, "big", "ready")               # ready only once the worker joined
-        assert leader["pid"] == first["pid"]                    # the first start: nothing timed out
-        assert "a rank joined" in _log(env, "big") and "joined the leader" in Path(worker["log"]).read_text()
+        assert leader.pid == first.pid                    # the first start: nothing timed out
+        assert "a rank joined" in _log(env, "big") and "joined the leader" in Path(worker.log).read_text()
         out_w, err_w = sigterm(procs_[1])
         out_l, err_l = sigterm(procs_[0])
     finally:
@@ -179,11 +182,11 @@ def test_a_leader_that_waits_for_its_ranks_never_stalls_its_worker(serve: Serve,
             if proc.poll() is None:
                 proc.kill()
     assert "the run lock is released before they load" in err_l
-    assert procs.group_members(leader["pid"]) == [] and procs.group_members(worker["pid"]) == []
+    assert procs.group_members(leader.pid or 0) == [] and procs.group_members(worker.pid or 0) == []
 
 
 def _log(env: dict[str, str], key: str) -> str:
-    path = Path((registry.read(load(env), key) or {}).get("log") or "/nonexistent")
+    path = Path(registry.read_or_empty(load(env), key).log or "/nonexistent")
     return path.read_text() if path.is_file() else ""
 
 

@@ -17,7 +17,7 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import registry
 from tests.helpers import CLI
-from tests.test_serve import Serve, installed, listening, responder_config, serve  # noqa: F401 - fixtures
+from tests.helpers.serving import Serve, listening, responder_config
 
 SENTINEL = "sentinel-XYZ-4f1c"
 
@@ -49,7 +49,7 @@ def test_stop_while_serve_is_following_leaves_the_record_stopped(serve: Serve) -
         while not listening(port):                                   # up, warming up, serve waiting
             assert following.poll() is None and time.monotonic() < deadline, following.communicate()
             time.sleep(0.2)
-        assert (registry.read(load(serve.env), "slowpoke") or {}).get("state") == "starting"
+        assert registry.read_or_empty(load(serve.env), "slowpoke").state == "starting"
         serve.ok("stop", "slowpoke")
         _, err = following.communicate(timeout=120)
     finally:

@@ -17,9 +17,9 @@ import pytest
 from auto_infer.core import settings
 from auto_infer.serve import config
 from auto_infer.serve.engines import base, sglang
-from tests.helpers import run_cli
+from tests.helpers import model_folder, run_cli
+from tests.helpers.serving import make_installed
 from tests.test_config import EXAMPLES, REALWORLD
-from tests.test_serve import make_installed
 
 VENV = os.environ.get("AUTO_INFER_SGLANG_VENV", "")     # read at import: the autouse fixture clears AUTO_INFER_*
 PYTHON = Path(VENV) / "bin" / "python"
@@ -72,7 +72,7 @@ def test_serve_refuses_a_flag_sglang_does_not_know(tmp_path_factory: pytest.Temp
                                                     tmp_path: Path) -> None:
     ws = make_installed(tmp_path_factory, built_channel)
     model = tmp_path / "model"
-    model.mkdir()
+    model_folder(model)
     path = tmp_path / "models.toml"
     path.write_text(f'[master]\npython_path = "{PYTHON}"\n[instance.q.server]\nmodel_path = "{model}"\n'
                     'port = 31234\nmem_fraction_statc = 0.8\n')

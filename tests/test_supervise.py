@@ -15,19 +15,13 @@ import pytest
 import requests
 
 from auto_infer.core.net import free_port
-from auto_infer.core.settings import load
+from auto_infer.core.settings import Restarts, load
 from auto_infer.serve import procs, registry
-from auto_infer.serve.supervise import Policy, policy
 from tests.conftest import needs_netns
 from tests.helpers import CLI, offline
-from tests.test_serve import Installed, make_installed, responder_config
+from tests.helpers.serving import SMG, Installed, make_installed, responder_config, router_table
 
 WAIT = 90.0
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
-    return make_installed(tmp_path_factory, built_channel)
 
 
 def start(installed: Installed, tmp_path: Path, text: str, *, net: bool = True,
@@ -41,11 +35,11 @@ def start(installed: Installed, tmp_path: Path, text: str, *, net: bool = True,
     return proc, env
 
 
-def ready_record(env: dict[str, str], name: str, not_pid: int | None = None) -> dict[str, Any]:
+def ready_record(env: dict[str, str], name: str, not_pid: int | None = None) -> registry.ServerRecord:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        rec = registry.read(load(env), name) or {}
-        if rec.get("state") == "ready" and rec.get("pid") != not_pid and registry.is_running(rec):
+        rec = registry.read_or_empty(load(env), name)
+        if rec.state == "ready" and rec.pid != not_pid and registry.is_running(rec):
             return rec
         time.sleep(0.2)
     raise AssertionError(f"{name} not ready (again) within {WAIT} s: {registry.read(load(env), name)}")
@@ -66,10 +60,10 @@ def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(insta
         {"sa": {"port": pa, "flags": ["--spawn-child"]}, "sb": {"port": pb}}))
     try:
         first_a, first_b = ready_record(env, "sa"), ready_record(env, "sb")
-        os.killpg(first_b["pid"], signal.SIGKILL)                   # a crash: supervise restarts it
-        again = ready_record(env, "sb", not_pid=first_b["pid"])
+        os.killpg(first_b.pid or 0, signal.SIGKILL)                   # a crash: supervise restarts it
+        again = ready_record(env, "sb", not_pid=first_b.pid)
         assert requests.get(f"http://127.0.0.1:{pb}/health", timeout=5).status_code == 200
-        assert ready_record(env, "sa")["pid"] == first_a["pid"]        # the other one was left alone
+        assert ready_record(env, "sa").pid == first_a.pid        # the other one was left alone
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         out, err = finish(proc)
@@ -81,10 +75,10 @@ def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(insta
     assert "sb ended (killed by signal 9): restart 1 of at most 2 within 600 s, in 0.5 s" in err, err
     assert "SIGTERM received: stopping every server gracefully" in err and "everything stopped" in err
     for rec in (first_a, first_b, again):                       # no orphans: every group is gone
-        assert not procs.group_members(rec["pid"]), rec
-    assert registry.read(load(env), "sa")["state"] == "stopped"
+        assert not procs.group_members(rec.pid or 0), rec
+    assert registry.read_or_empty(load(env), "sa").state == "stopped"
     assert "sa | [responder" in out and "sb | [responder" in out           # logs on stdout, prefixed
-    assert Path(first_a["log"]).read_text().count("The server is fired up") == 1   # the files are still written
+    assert Path(first_a.log).read_text().count("The server is fired up") == 1   # the files are still written
 
 
 def test_supervise_gives_up_on_a_server_that_crashes_every_time(installed: Installed, tmp_path: Path) -> None:
@@ -96,8 +90,8 @@ def test_supervise_gives_up_on_a_server_that_crashes_every_time(installed: Insta
     assert "bad1 crashed 3 times within 600 s" in err and "giving up" in err, err
     assert "crash on start, as asked" in err                      # the tail of its log says why
     assert err.count("bad1 ended (") == 2                         # restarted twice, then the third crash ends it
-    rec = registry.read(load(env), "ok1") or {}
-    assert rec.get("state") == "stopped" and not procs.group_members(int(rec["pid"]))
+    rec = registry.read_or_empty(load(env), "ok1")
+    assert rec.state == "stopped" and not procs.group_members(rec.pid or 0)
 
 
 def test_supervise_exits_when_everything_was_stopped_by_hand(installed: Installed, tmp_path: Path) -> None:
@@ -115,24 +109,23 @@ def test_supervise_exits_when_everything_was_stopped_by_hand(installed: Installe
 
 
 def test_restart_policy_from_the_environment() -> None:
-    assert policy({}) == Policy(5, 600.0, 2.0)
-    p = policy({"AUTO_INFER_SUPERVISE_MAX_CRASHES": "2", "AUTO_INFER_SUPERVISE_BACKOFF": "1"})
+    assert load({}).restarts == Restarts(5, 600.0, 2.0)
+    p = load({"AUTO_INFER_SUPERVISE_MAX_CRASHES": "2", "AUTO_INFER_SUPERVISE_BACKOFF": "1"}).restarts
     assert (p.max_crashes, p.delay(1), p.delay(3), p.delay(20)) == (2, 1.0, 4.0, 60.0)
     from auto_infer.core.errors import UserError
-    with pytest.raises(UserError, match="AUTO_INFER_SUPERVISE_WINDOW='soon' is not a positive number"):
-        policy({"AUTO_INFER_SUPERVISE_WINDOW": "soon"})
+    with pytest.raises(UserError, match=r"AUTO_INFER_SUPERVISE_WINDOW='soon' is not a number of seconds \(more than 0\)"):
+        load({"AUTO_INFER_SUPERVISE_WINDOW": "soon"})
 
 
 def test_supervise_restarts_the_gateway(installed: Installed, tmp_path: Path) -> None:
-    from tests.test_gateway import SMG, router_table
     if not SMG.exists():
         pytest.skip("sglang-router is not installed (pip install -e '.[dev]')")
     pa, gport, mport = free_port(), free_port(), free_port()
     proc, env = start(installed, tmp_path, responder_config({"gw1": {"port": pa}}) + router_table(gport, mport))
     try:
         first = ready_record(env, "router")
-        os.killpg(first["pid"], signal.SIGKILL)
-        again = ready_record(env, "router", not_pid=first["pid"])
+        os.killpg(first.pid or 0, signal.SIGKILL)
+        again = ready_record(env, "router", not_pid=first.pid)
         r = requests.post(f"http://127.0.0.1:{gport}/v1/chat/completions", timeout=30,
                           json={"model": "gw1-model", "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].startswith("Hello from gw1-model")
@@ -143,7 +136,7 @@ def test_supervise_restarts_the_gateway(installed: Installed, tmp_path: Path) ->
             proc.kill()
     assert proc.returncode == 0 and "router ended (killed by signal 9): restart 1" in err, err
     assert "SIGINT received" in err and "router | " in out
-    assert not procs.group_members(first["pid"]) and not procs.group_members(again["pid"])
+    assert not procs.group_members(first.pid or 0) and not procs.group_members(again.pid or 0)
 
 
 @needs_netns

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = REPO / "compose" / "templates"
 SERVICE = "stage-2"   # infer-dev's service (dockers/infer-dev/docker-compose.yml)
 COMPOSE_FILES = ("docker-compose.sglang-template.yml", "docker-compose.offline.yml", "docker-compose.supervise.yml",
-                 "env.example")
+                 "docker-compose.cache-mount.yml", "docker-compose.gpu.yml", "env.example")
 BLOCK_FILES = ("docs/design.md", "README.md")   # files holding a rendered block between the markers below
 BEGIN = "<!-- BEGIN env-table: rendered by `python -m tools.render`, do not edit -->"
 END = "<!-- END env-table -->"
@@ -41,7 +41,7 @@ EXTRA: dict[str, tuple[str, str, str]] = {
     "AUTO_INFER_BOOT_BACKGROUND": ("0", "1: the boot hook runs boot detached and returns at once (outcome in logs/boot.log).", "hook"),
     "HOST_VOLUME_SGLANG_TEMPLATE_DIR": ("./sglang-template", "Host folder with the downloaded template (pixi.toml + pixi.lock), mounted read-only at AUTO_INFER_SGLANG_TEMPLATE_DIR. Required.", "compose"),
     "HOST_VOLUME_WORKSPACE_DIR": ("./.container/workspace", "Host folder mounted at AUTO_INFER_WORKSPACE_DIR: project, environment, logs, reports, state.", "compose"),
-    "HOST_VOLUME_SGLANG_CACHE_ROOT": ("./.container/workspace/.cache/sglang-infer", "Host folder mounted at AUTO_INFER_SGLANG_CACHE_ROOT: the package caches (keep it; it is what makes offline installs work).", "compose"),
+    "HOST_VOLUME_SGLANG_CACHE_ROOT": ("./.container/workspace/.cache/sglang-infer", "Opt-in (docker-compose.cache-mount.yml): a host folder of its own mounted at AUTO_INFER_SGLANG_CACHE_ROOT for the package caches; installs then copy instead of hard-linking. By default the caches live in the workspace.", "compose"),
     "HOST_VOLUME_LLM_MODELS": ("./llm-models", "Host folder with model weights, mounted read-only at /llm-models (the model configs point there).", "compose"),
     "SGLANG_SHM_SIZE": ("32gb", "Shared memory for the container: NCCL needs more than Docker's 64 MB for tensor parallel.", "compose"),
 }

@@ -27,7 +27,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symlink"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISREG, "a file"))
 
 
 def kind_of(mode: int) -> str:
@@ -52,6 +53,25 @@ def check_target(path: Path, what: str = "the file to write") -> None:
         raise UserError(f"{what} {path} is {kind_of(mode)}: auto-infer writes only over a regular file (or where "
                         "nothing is)", where=str(path),
                         fix="name another path, or move that one away yourself if you mean to replace it")
+
+
+def check_folder(path: Path, what: str = "the folder") -> None:
+    """A folder we create or use: a folder (or a link to one) or nothing; never a file, a device, a
+    FIFO, nor a dangling link (following it would create a folder elsewhere)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UserError(f"{what} {path} is a symlink to {os.readlink(path)}, which does not exist",
+                            where=str(path), fix="create the folder it points at, or name another path") from None
+        check_target(path, what)            # its parent must be a folder
+        return
+    except NotADirectoryError:
+        raise UserError(f"{what} {path}: a part of its path is a file, not a folder", where=str(path),
+                        fix="name a path inside a folder") from None
+    if not stat.S_ISDIR(mode):
+        raise UserError(f"{what} {path} is {kind_of(mode)}, not a folder", where=str(path),
+                        fix="name a folder (or a new path: it is created)")
 
 
 def is_stdout(path: Path | str) -> bool:

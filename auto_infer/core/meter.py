@@ -21,7 +21,7 @@ from typing import Any
 from auto_infer.core import progress
 from auto_infer.core.progress import Step, fmt_secs, say
 
-REDRAW = 0.25        # seconds between two frames of the live view
+REDRAW = 0.5         # seconds between two frames of the live view
 WINDOW = 10.0        # seconds of history the rate is measured over
 
 
@@ -53,6 +53,7 @@ class Meter:
         self.got = 0                                   # bytes received in this run
         self.items: dict[str, list[int]] = {}          # in flight: name -> [done, size]
         self.watched: list[Callable[[], int]] = []
+        self.flying: list[Callable[[], dict[str, list[int]]]] = []     # in flight, seen from outside
         self.lock = threading.Lock()
         self.t0 = time.monotonic()
         self.samples: deque[tuple[float, int]] = deque([(self.t0, have)])
@@ -85,6 +86,22 @@ class Meter:
         with self.lock:
             self.have -= n
 
+    def watch_flight(self, fn: Callable[[], dict[str, list[int]]]) -> None:
+        """``fn()``: what is in flight now, name -> [bytes done, size], for bytes only seen on disk."""
+        with self.lock:
+            self.flying.append(fn)
+
+    def in_flight(self) -> dict[str, list[int]]:
+        with self.lock:
+            out = {n: list(v) for n, v in self.items.items()}
+            fns = list(self.flying)
+        for fn in fns:
+            try:
+                out.update(fn())
+            except OSError:
+                pass
+        return out
+
     def watch(self, fn: Callable[[], int]) -> None:
         with self.lock:
             self.watched.append(fn)
@@ -113,8 +130,7 @@ class Meter:
         rate = self.rate(done)
         pct = f" ({100 * done / self.total:.0f}%)" if self.total else ""
         left = f", about {_eta((self.total - done) / rate)} left" if rate > 0 and self.total > done else ""
-        with self.lock:
-            flight = [f"{n} {100 * d / s:.0f}%" if s else n for n, (d, s) in self.items.items()]
+        flight = [f"{n} {100 * d / s:.0f}%" if s else n for n, (d, s) in self.in_flight().items()]
         shown = "; in flight: " + ", ".join(flight[:4]) + (f" +{len(flight) - 4}" if len(flight) > 4 else "") \
             if flight else ""
         return f"{self.label}: {mb(done)} of {mb(self.total)}{pct}, {mb(rate)}/s{left}{shown}"
@@ -128,9 +144,8 @@ class Meter:
         main = self._bars["\0"]
         main.total = self.total or None
         main.update(self.done() - main.n)
-        main.set_postfix_str(f"{len(self.items)} in flight", refresh=False)
-        with self.lock:
-            flight = {n: list(v) for n, v in self.items.items()}
+        flight = self.in_flight()
+        main.set_postfix_str(f"{len(flight)} in flight", refresh=False)
         for name in [n for n in self._bars if n != "\0" and n not in flight]:
             self._bars.pop(name).close()
         for name, (d, s) in flight.items():

@@ -38,7 +38,6 @@ def _owner(path: Path) -> str:
 @contextmanager
 def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> Iterator[float]:
     """Hold ``lock_path``; yield how long we waited. Say who holds it while waiting."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
     owner_path = lock_path.with_suffix(lock_path.suffix + ".owner")
     lock = FileLock(str(lock_path))
     t0 = time.monotonic()
@@ -46,6 +45,7 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
     contended = False
     while True:
         try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire(timeout=poll)
             break
         except Timeout:
@@ -58,6 +58,9 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
                 raise UserError(f"gave up waiting for the lock after {fmt_secs(waited)}: held by {_owner(owner_path)}",
                                 where=str(lock_path),
                                 fix="wait for that run to finish, or raise AUTO_INFER_LOCK_TIMEOUT") from None
+        except OSError as exc:              # a read-only mount, no permission (after Timeout: it is an OSError too)
+            raise UserError(f"cannot take the lock {lock_path}: {exc.strerror or exc}", where=str(lock_path.parent),
+                            fix="make that folder writable (a read-only mount? mount the workspace read-write)") from None
     waited = time.monotonic() - t0
     released: list[bool] = []
 

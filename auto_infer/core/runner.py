@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from auto_infer.core import redact
 from auto_infer.core.errors import SubprocessFailed, UserError
 from auto_infer.core.progress import Step
 
@@ -67,8 +69,9 @@ def run_child(cmd: list[str], *, env: Mapping[str, str], log: Path, on_line: Cal
 
     def pump() -> None:
         with open(log, "a", buffering=1) as fh:      # line-buffered: a kill loses no line
-            fh.write(f"$ {' '.join(cmd)}\n")
-            for line in proc.stdout:  # type: ignore[union-attr]
+            fh.write(f"$ {' '.join(redact.redact_argv(cmd))}\n")
+            for raw in proc.stdout:  # type: ignore[union-attr]
+                line = redact.scrub(raw, ())          # a tool's error may quote an index URL with credentials
                 fh.write(line)
                 on_line(line.rstrip("\n"))
 
@@ -110,5 +113,13 @@ def run_logged(cmd: list[str], *, env: Mapping[str, str], log: Path, step: Step 
         raise UserError(f"{cmd[0]} did not finish within {timeout:.0f} s and was stopped; last output:\n{last}",
                         where=timeout_name or None, fix=fix or f"see the full log: {log}") from None
     if code != 0:
-        raise SubprocessFailed(cmd, code, "\n".join(tail), fix=fix or f"see the full log: {log}")
+        raise SubprocessFailed(redact.redact_argv(cmd), code, "\n".join(tail), fix=fix or f"see the full log: {log}")
     return "\n".join(tail)
+
+
+def self_command(*args: str) -> list[str]:
+    """``auto-infer ARGS`` as a child of this Python that never imports from the current folder (a
+    checkout's ``auto_infer/`` there would shadow the installed package): ``-P`` where Python has it."""
+    if sys.version_info >= (3, 11):
+        return [sys.executable, "-P", "-m", "auto_infer", *args]
+    return [sys.executable, "-c", "import sys; del sys.path[0]; from auto_infer.cli import entry; entry()", *args]

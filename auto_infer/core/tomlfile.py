@@ -27,7 +27,9 @@ def read_toml(path: Path) -> dict[str, Any]:
     import tomllib  # the standard library's reader: ~10x tomlkit's speed (10,000 instances)
 
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise _too_deep(str(path), "its values") from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         at = re.search(r"\(at line (\d+), column \d+\)$", message)
@@ -38,6 +40,30 @@ def read_toml(path: Path) -> dict[str, Any]:
             raise UserError(f"TOML error: a key or table given twice{hint} ({what})", where=where,
                             fix="each key may appear once per table: remove the repeated one") from None
         raise UserError(f"TOML syntax error{hint}: {what}", where=where, fix="correct the TOML syntax at that line") from None
+    check_depth(data, str(path))
+    return data
+
+
+MAX_DEPTH = 32      # a model config's deepest real value is ~5 levels; anything past this is an accident
+
+
+def check_depth(data: Any, where: str, limit: int = MAX_DEPTH) -> None:
+    """Tables and lists nested deeper than ``limit`` are refused (iteratively: no recursion), so
+    that nothing later (merging, flags, JSON) walks into Python's recursion limit."""
+    stack: list[tuple[Any, list[str]]] = [(data, [])]
+    while stack:
+        value, keys = stack.pop()
+        if len(keys) > limit:
+            raise _too_deep(where, ".".join(keys[:6]) + "…")
+        if isinstance(value, Mapping):
+            stack += [(v, [*keys, str(k)]) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [(v, [*keys, f"[{n}]"]) for n, v in enumerate(value)]
+
+
+def _too_deep(where: str, what: str) -> UserError:
+    return UserError(f"tables or lists nested deeper than {MAX_DEPTH} levels ({what})", where=where,
+                     fix="a model config nests a few levels (instance.NAME.server.KEY): flatten that value")
 
 
 def _line_hint(text: str, line: int) -> str:
@@ -71,10 +97,13 @@ def apply_overrides(data: dict[str, Any], overrides: str, var: str = "AUTO_INFER
         return data
     try:
         extra = json.loads(overrides)
+    except RecursionError:
+        raise _too_deep(var, "the JSON") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{var} is not valid JSON: {exc}", where=var,
                         fix='use a JSON object, e.g. {"instance": {"server": {"port": 31000}}}') from None
     if not isinstance(extra, dict):
         raise UserError(f"{var} must be a JSON object", where=var,
                         fix='use a JSON object, e.g. {"master": {"enable": false}}')
+    check_depth(extra, var)
     return deep_merge(data, extra)

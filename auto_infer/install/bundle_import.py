@@ -146,7 +146,7 @@ def import_bundle(settings: Settings, file: Path) -> dict[str, Any]:
     if not file.exists() or file.is_dir():
         raise UserError(f"no bundle file at {file}", where="bundle import FILE",
                         fix="pass the file `auto-infer bundle export` wrote")
-    with exclusive(settings.install_lock, "bundle import", settings.lock_timeout), \
+    with exclusive(settings.install_runlock_path, "bundle import", settings.runlock_timeout), \
             step(f"bundle import: {file.name}") as s, importer.cache_writes(settings.cache_root), \
             importer.staging(settings) as staging:
         try:

@@ -63,7 +63,7 @@ def _without_python(settings: Settings, py: Path) -> dict[str, Any]:
 
 
 def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
-    py = settings.env_prefix / "bin" / "python"
+    py = settings.env_python
     if not py.exists():
         if not settings.env_prefix.is_dir():
             raise UserError(f"the environment is not installed: {settings.env_prefix}",

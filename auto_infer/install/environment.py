@@ -78,7 +78,7 @@ def warm(settings: Settings) -> dict[str, Any]:
     """Online: fetch everything the lock names into the cache root (the importer's reader is the
     download), fill the package cache, install, audit, write the manifest last."""
     backend = backends.get(settings.installer)
-    with exclusive(settings.install_lock, "warm", settings.lock_timeout):
+    with exclusive(settings.install_runlock_path, "warm", settings.runlock_timeout):
         locked = locked_env(settings)
         lockfile.refuse_uncacheable(locked, "warm")
         _warn_platform(settings)
@@ -127,7 +127,7 @@ def install(settings: Settings, verify: bool = False) -> str:
     """Offline-capable: refuse before touching anything unless the cache can do it all (the
     model weights included: sizes, and sha256 with ``verify``)."""
     backend = backends.get(settings.installer)
-    with exclusive(settings.install_lock, "install", settings.lock_timeout):
+    with exclusive(settings.install_runlock_path, "install", settings.runlock_timeout):
         locked = locked_env(settings)
         models.check(settings, verify)
         reason = health_check(settings, locked)

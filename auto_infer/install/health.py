@@ -55,7 +55,7 @@ class Reason:
 
 
 def locked_env(settings: Settings) -> lockfile.LockedEnv:
-    lock = settings.project_dir / "pixi.lock"
+    lock = settings.lock_file
     if not lock.is_file():
         raise UserError(f"the project has no pixi.lock: {lock}", where="AUTO_INFER_SGLANG_PROJECT_DIR",
                         fix="run `auto-infer template` (needs AUTO_INFER_SGLANG_TEMPLATE_DIR)")
@@ -88,7 +88,7 @@ def health_check(settings: Settings, locked: lockfile.LockedEnv | None = None, *
     rec = read_json(settings.install_record)
     if not isinstance(rec, dict):
         return Reason(Kind.NO_RECORD, "the environment has no complete install record")
-    lock = settings.project_dir / "pixi.lock"
+    lock = settings.lock_file
     if locked is None and not (lock.is_file() and "conda" in rec and "pypi" in rec):
         locked = locked_env(settings)      # no lock: its clear error; an older record: the lock's lists
     sha = locked.sha256 if locked else sha256_file(lock)

@@ -127,7 +127,7 @@ def build(settings: Settings, locked: LockedEnv, installer: str, installer_versi
     ``served_from`` is the (redacted) URL that served the file; for a file already cached, the
     previous manifest's value is kept."""
     env = os.environ if environ is None else environ
-    toml = settings.project_dir / "pixi.toml"
+    toml = settings.pixi_toml
     old = read_or_none(settings)
     before = {(e.url, e.sha256): e.served_from for e in (old.artifacts if old else ())}
     artifacts = []
@@ -142,7 +142,7 @@ def build(settings: Settings, locked: LockedEnv, installer: str, installer_versi
             (item["url"], item["sha256"]))
         item["location"] = redact_url(a.location)
         artifacts.append(item)
-    proxies = {k: v for k, v in env.items() if k in PROXY_VARS}
+    proxies = {k: v for k, v in env.items() if k in PROXY_VARS and v}
     return {
         "schema": SCHEMA, "tool": f"auto-infer {__version__}",
         "lock_sha256": locked.sha256, "lock_version": locked.version,

@@ -47,7 +47,7 @@ def plan(settings: Settings) -> list[tuple[str, Part, fetch.Resolved | None]]:
             out.append((key, Part(f"weights {source.describe()} (size unknown: {why})", settings.hub_cache,
                                   0, 0, 0, 1), None))
             continue
-        kept = r.on_disk(settings.hub_cache)
+        kept = r.have(settings.hub_cache) + r.partial(settings.hub_cache)
         out.append((key, Part(f"weights {r.label}", settings.hub_cache, r.size, kept, len(r.wanted)), r))
     return out
 

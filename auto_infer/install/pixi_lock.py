@@ -20,5 +20,5 @@ def lock_template(settings: Settings) -> None:
                         fix="run it where pixi is (the infer-dev image has it), then ship pixi.lock with the template")
     with step(f"pixi lock for {manifest}") as s:
         run_logged(["pixi", "lock", "--manifest-path", str(manifest)], env=settings.tool_env(online=True),
-                   log=settings.lock_log, step=s)
+                   log=settings.pixi_lock_log, step=s)
         s.note(f"wrote {root / 'pixi.lock'}")

@@ -240,7 +240,7 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
     """Import the pixi-pack archive ``path`` for the project's pixi.lock; returns a one-line result."""
     path = Path(path).absolute()
     backend = backends.get(settings.installer)
-    with exclusive(settings.install_lock, "import", settings.lock_timeout):
+    with exclusive(settings.install_runlock_path, "import", settings.runlock_timeout):
         locked = locked_env(settings)
         lockfile.refuse_uncacheable(locked, "import")
         if backend.name == "pixi" and locked.pypi:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from auto_infer.core import settings as settings_mod
 from auto_infer.core.errors import UserError
 from auto_infer.core.netns import can_unshare, offline_command
 from auto_infer.core.progress import fmt_secs, step
-from auto_infer.core.runner import run_logged
+from auto_infer.core.runner import run_logged, self_command
 from auto_infer.core.settings import PROXY_VARS, Settings
 from auto_infer.install import manifest as manifests
 
@@ -60,7 +59,7 @@ def _files(prefix: Path) -> int:
 
 def run(settings: Settings) -> Rehearsal:
     """Install + check a scratch copy of the project offline from the cache; raise UserError on failure."""
-    lock = settings.project_dir / "pixi.lock"
+    lock = settings.lock_file
     if not lock.is_file():
         raise UserError(f"nothing to rehearse: the project has no pixi.lock ({lock})",
                         fix="run `auto-infer warm` first (it copies the template and fills the cache)")
@@ -75,13 +74,13 @@ def run(settings: Settings) -> Rehearsal:
     scratch = Path(tempfile.mkdtemp(prefix="rehearse-", dir=settings.state_dir))   # same volume as the cache
     try:
         (scratch / "project").mkdir()
-        for name in ("pixi.toml", "pixi.lock"):
-            shutil.copyfile(settings.project_dir / name, scratch / "project" / name)
+        for source in (settings.pixi_toml, settings.lock_file):
+            shutil.copyfile(source, scratch / "project" / source.name)
         env, t0 = _child_env(settings, scratch), time.monotonic()
         with step("rehearse: install + check a scratch project from the cache alone, no network") as s:
             for task in ("install", "check"):
                 s.note(task)
-                run_logged(offline_command([sys.executable, "-m", "auto_infer", task]), env=env,
+                run_logged(offline_command(self_command(task)), env=env,
                            log=settings.state_dir / "rehearse.log", step=s,
                            fix=f"the offline machine would fail the same way; see {settings.state_dir / 'rehearse.log'}")
             child = settings_mod.load(env)

@@ -33,7 +33,7 @@ class Gateway:
 
 def env_python(opts: plan.Options) -> str:
     """The environment's Python as a pod sees it (the same Settings a pod loads from its env)."""
-    return str(settings_mod.load(plan.base_env(opts)).env_prefix / "bin" / "python")
+    return str(settings_mod.load(plan.base_env(opts)).env_python)
 
 
 def flags(router: Router, worker_port: int, namespace: str) -> list[str]:

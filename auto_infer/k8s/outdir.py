@@ -66,7 +66,11 @@ def _check(out: Path, files: Mapping[str, str]) -> None:
                             fix="move it out of the output folder, or give --out another folder")
         if ours:
             continue
-        data = _read_regular(entry) if not follows else entry.read_bytes()
+        try:
+            data = _read_regular(entry) if not follows else entry.read_bytes()
+        except OSError as exc:
+            raise UserError(f"{entry} cannot be read ({exc.strerror}); `kubectl apply -f {out}` would read it too",
+                            where=str(entry), fix="make it readable, or move it out of the output folder") from None
         try:
             (data or b"").decode("utf-8")
         except UnicodeDecodeError:
@@ -82,6 +86,9 @@ def _previous(out: Path) -> dict[str, str]:
         data = _read_regular(path)
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise UserError(f"{path} (the list of our own files) cannot be read ({exc.strerror})", where=str(path),
+                        fix="make it readable; without it nothing is removed: delete it to start a new list") from None
     text = (data or b"").decode("utf-8", "replace")
     found = {}
     for line in text.splitlines():

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auto_infer.core import redact
+from auto_infer.core import settings as settings_mod
 from auto_infer.core.errors import UserError
 from auto_infer.k8s import podconfig, serving
 from auto_infer.serve import gateway as serve_gateway
@@ -63,6 +64,7 @@ class Pod:
     env: list[dict[str, Any]]
     probes: Mapping[str, Any] | None
     labels: Mapping[str, str]
+    command: list[str] = field(default_factory=lambda: list(SUPERVISE))
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,32 @@ class Unit:
         return f"{self.name}-config"
 
 
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")                  # RFC 1123 label (a namespace)
+SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")             # RFC 1123 subdomain (a claim, a class)
+QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+
+
+def check_options(opts: Options) -> None:
+    """The options as Kubernetes will read them: a clear error naming the option, before rendering."""
+    names = {"--namespace": (opts.namespace, LABEL, 63), "--claim": (opts.claim, SUBDOMAIN, 253),
+             "--models-claim": (opts.models_claim, SUBDOMAIN, 253), "--storage-class": (opts.storage_class, SUBDOMAIN, 253)}
+    for option, (value, rule, most) in names.items():
+        if value is not None and not (rule.fullmatch(value) and len(value) <= most):
+            chars = "'-' and '.'" if rule is SUBDOMAIN else "'-'"
+            raise UserError(f"{option} {value!r} is not a Kubernetes name", where=option,
+                            fix=f"lower-case letters, digits, {chars}, starting and ending with a letter or digit, "
+                                f"at most {most} characters")
+    for option, value in (("--storage", opts.storage), ("--shm-size", opts.shm_size)):
+        if not QUANTITY.fullmatch(value):
+            raise UserError(f"{option} {value!r} is not a Kubernetes quantity", where=option, fix="e.g. 500Gi or 32Gi")
+    if not opts.image or any(ch.isspace() for ch in opts.image):
+        raise UserError(f"--image {opts.image!r} is not an image reference", where="--image",
+                        fix="e.g. registry.example/auto-infer:0.1")
+    if opts.bundle is not None and (opts.bundle.startswith("/") or ".." in opts.bundle.split("/")):
+        raise UserError(f"--bundle {opts.bundle!r} is not a path inside the claim", where="--bundle",
+                        fix="give the bundle's path relative to the claim's root, e.g. bundles/auto-infer-bundle.tar")
+
+
 def k8s_name(instance: str) -> str:
     slug = re.sub(r"[^a-z0-9-]+", "-", instance.lower()).strip("-")
     return f"{PART_OF}-{slug}"[:50].rstrip("-")     # LWS adds "-<group>-<index>" to pod names
@@ -105,6 +133,11 @@ def base_env(opts: Options) -> dict[str, str]:
             "AUTO_INFER_LOCK_TIMEOUT": str(serving.LOCK_WAIT), **OFFLINE_ENV}
 
 
+def env_prefix(opts: Options) -> str:
+    """The environment `install` makes on the claim, as a pod sees it (the Settings a pod loads)."""
+    return str(settings_mod.load(base_env(opts)).env_prefix)
+
+
 def _env(values: Mapping[str, str]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in sorted(values.items())]
 
@@ -115,11 +148,16 @@ def _overrides(inst: Instance, role: str, secrets: list[str]) -> str:
     proxies = {k: f"$({k})" for k in secrets if redact.PROXY_NAME.match(k)}
     if proxies:                 # serve keeps no proxy it inherits (offline): hand them over explicitly
         mine["control"]["env"] = proxies
-    if role in ("leader", "worker"):
+    if role in ("leader", "worker") and inst.engine == "vllm":     # over a Ray cluster (serving.py)
+        mine["server"].update(distributed_executor_backend="ray", nnodes=None)
+    elif role in ("leader", "worker"):
         addr = str(inst.server.get("dist_init_addr", ""))
         port = addr.rpartition(":")[2] if addr.rpartition(":")[2].isdigit() else podconfig.DEFAULT_DIST_PORT
         mine["server"].update(dist_init_addr=f"$(LWS_LEADER_ADDRESS):{port}", node_rank=RANK)
-    text = json.dumps({"instance": {inst.name: mine}}, sort_keys=True, separators=(",", ":"))
+    table: dict[str, Any] = {inst.name: mine}
+    if role in ("leader", "worker") and inst.engine == "vllm":
+        table["server"] = {"nnodes": None}       # the file's defaults serve this instance only
+    text = json.dumps({"instance": table}, sort_keys=True, separators=(",", ":"))
     return text.replace(f'"{RANK}"', "$(LWS_WORKER_INDEX)")
 
 
@@ -132,7 +170,8 @@ def _pod(inst: Instance, opts: Options, role: str, secrets: list[str], fronted: 
     pod_labels = {**labels(inst.name, "server", inst.engine), ROLE_LABEL: role}
     if role != "worker" and fronted:
         pod_labels[GATEWAY_LABEL] = "true"
-    return Pod(role, env, serving.probes(inst) if role != "worker" else None, pod_labels)
+    command = serving.ray_commands(env_prefix(opts))[role] if inst.engine == "vllm" and role != "server" else SUPERVISE
+    return Pod(role, env, serving.probes(inst) if role != "worker" else None, pod_labels, list(command))
 
 
 def units(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> list[Unit]:

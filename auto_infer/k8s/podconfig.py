@@ -17,6 +17,7 @@ enough; ``node_rank`` and ``dist_init_addr`` are filled for the check when the c
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -86,7 +87,7 @@ def refuse_secrets(cfg: ModelConfig, data: Mapping[str, Any]) -> None:
             continue                                    # control.env: moved to the Secret
         key = path[-1] if path else ""
         if (key in ("api_key", "admin_api_key") or redact.is_secret_flag(flag(str(key)))
-                or redact.has_credentials(str(value))):
+                or redact.has_credentials(str(value)) or _secret_in_args(key, value)):
             table = ".".join(path[:-1])
             raise UserError(f"{table} {key} holds a secret that would be stored in a ConfigMap",
                             where=f"{where}: [{table}] {key}",
@@ -94,11 +95,21 @@ def refuse_secrets(cfg: ModelConfig, data: Mapping[str, Any]) -> None:
                                 "other credentials in control.env (the Secret auto-infer-env; docs/kubernetes.md)")
 
 
+def _secret_in_args(key: str, value: Any) -> bool:
+    """extra_args (a server's, the gateway's) as a list or one string: a secret flag's value."""
+    if key != "extra_args":
+        return False
+    tokens = shlex.split(value) if isinstance(value, str) else [str(t) for t in value]
+    return redact.redact_argv(tokens) != tokens
+
+
 def _leaves(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
     if isinstance(value, Mapping):
         for k, v in value.items():
             yield from _leaves(v, (*path, str(k)))
     elif isinstance(value, list):
+        if path and path[-1] == "extra_args":
+            yield path, value                       # as a whole: a flag and its value are two items
         for item in value:
             yield from _leaves(item, path)
     elif isinstance(value, str) and path:

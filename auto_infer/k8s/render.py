@@ -105,6 +105,7 @@ def notes(units: list[Unit], opts: Options) -> list[str]:
 
 def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | None = None) -> None:
     """The `k8s` task: render, check (with a version), then write to ``out`` or print to stdout."""
+    plan.check_options(opts)
     cfg, data = load(settings)
     units = plan.units(cfg, data, opts)
     files = render(cfg, data, opts, units)
@@ -114,7 +115,7 @@ def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | N
             "(kubernetes-validate, strict)")
     for line in notes(units, opts):
         say(f"k8s: {line}")
-    if not out:
+    if not out or out == "-":                 # `-` is stdout, as for every output path
         print("\n---\n".join(text.rstrip("\n") for text in files.values()))
         return
     target = Path(out).expanduser().resolve()

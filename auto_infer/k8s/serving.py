@@ -8,9 +8,12 @@ infer-dev runs three engines; each serves the OpenAI API on its ``port`` but say
 * vLLM: listens only once the model is loaded; ``/health`` then answers 200;
 * llama.cpp (``llama-server``): ``/health`` answers 503 while the model loads, then 200.
 
-None of these routes needs the API key. vLLM across nodes needs a Ray cluster (vLLM's own LWS
-example starts one in every pod); auto-infer runs vLLM without Ray, so such a config is refused
-with that reason, as is a llama.cpp config with ``nnodes`` (llama-server has no multi-node mode).
+None of these routes needs the API key. vLLM across nodes runs on a Ray cluster, as vLLM's own
+LWS example does it (examples/online_serving/multi-node-serving.sh): the leader pod starts the Ray
+head, waits until the group's pods have joined, then serves with ``distributed_executor_backend =
+"ray"`` (tensor × pipeline parallel over the whole cluster); each worker pod runs a Ray worker
+joined to the leader. Ray comes from the environment on the claim (vLLM's own dependency). A
+llama.cpp config with ``nnodes`` is refused: llama-server has no multi-node mode.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from auto_infer.core.errors import UserError
 from auto_infer.serve.model import Instance
 
 PROBE_PERIOD = 10
+RAY_PORT = 6379
+WAIT_ENV = ('until [ -x "$env/bin/ray" ]; do echo "$0: waiting for the environment ($env; the install Job '
+            'makes it)"; sleep 10; done; ')
+RAY_LEADER = ('env="$1"; size="$2"; ' + WAIT_ENV + f'"$env/bin/ray" start --head --port={RAY_PORT} || exit 1; '
+              'until [ "$("$env/bin/python" -c "import ray; ray.init(address=\'auto\', logging_level=\'ERROR\'); '
+              'print(sum(1 for n in ray.nodes() if n[\'Alive\']))" 2>/dev/null || echo 0)" -ge "$size" ]; do '
+              'echo "$0: waiting for $size Ray nodes (the worker pods)"; sleep 5; done; exec auto-infer supervise')
+RAY_WORKER = 'env="$1"; ' + WAIT_ENV + f'exec "$env/bin/ray" start --address="$2:{RAY_PORT}" --block'
+
+
+def ray_commands(env_prefix: str) -> dict[str, list[str]]:
+    """vLLM over nodes: role → the pod's command (LWS's variables expanded by Kubernetes)."""
+    return {"leader": ["/bin/sh", "-c", RAY_LEADER, "vllm-leader", env_prefix, "$(LWS_GROUP_SIZE)"],
+            "worker": ["/bin/sh", "-c", RAY_WORKER, "vllm-worker", env_prefix, "$(LWS_LEADER_ADDRESS)"]}
 INSTALL_WINDOW = 1800      # s: what a pod may spend installing (a check when the install Job ran) ...
 LOCK_WAIT = 1800           # s: ... and waiting for the run lock while another pod installs (its env)
 
@@ -62,15 +79,11 @@ def refuse_unsupported(inst: Instance, where: str) -> None:
     if inst.engine not in ROUTES:
         raise UserError(f"instance {inst.name}: the {inst.engine} engine has no Kubernetes rendering",
                         where=f"{where}: [instance.{inst.name}]", fix="use SGLang, vLLM or llama.cpp")
-    if nnodes(inst) > 1 and inst.engine != "sglang":
-        why = ("vLLM spans nodes only through a Ray cluster (vLLM's LWS example starts `ray start` in every pod); "
-               "auto-infer runs vLLM without Ray" if inst.engine == "vllm"
-               else "llama-server has no multi-node mode")
-        title = {"vllm": "vLLM", "llamacpp": "llama.cpp"}[inst.engine]
-        raise UserError(f"instance {inst.name}: {title} with nnodes = {nnodes(inst)} cannot be deployed: {why}",
-                        where=f"{where}: [instance.{inst.name}.server] nnodes",
-                        fix="serve it on one node (remove nnodes; up to 8 GPUs per pod), or use SGLang for "
-                            "multi-node (a LeaderWorkerSet)")
+    if nnodes(inst) > 1 and inst.engine == "llamacpp":
+        raise UserError(f"instance {inst.name}: llama.cpp with nnodes = {nnodes(inst)} cannot be deployed: "
+                        "llama-server has no multi-node mode", where=f"{where}: [instance.{inst.name}.server] nnodes",
+                        fix="serve it on one node (remove nnodes), or use SGLang or vLLM for multi-node "
+                            "(a LeaderWorkerSet)")
 
 
 def gpus_per_pod(inst: Instance) -> int:

@@ -26,15 +26,15 @@ from auto_infer.serve.model import WorkerRank
 STATUS_TIMEOUT = 5.0
 
 
-def _pick(settings: Settings, names: list[str] | None, exact: bool = False) -> dict[str, dict[str, Any]]:
+def _pick(settings: Settings, names: list[str] | None, exact: bool = False) -> dict[str, registry.ServerRecord]:
     """The named records (all when none is named); a name takes its instance's worker ranks too,
     unless ``exact``."""
     recs = registry.all_records(settings)
     if not names:
         return recs
     picked = {key: rec for key, rec in recs.items()
-              if key in names or (not exact and rec.get("instance") in names)}
-    unknown = [n for n in names if n not in picked and not any(r.get("instance") == n for r in picked.values())]
+              if key in names or (not exact and rec.instance in names)}
+    unknown = [n for n in names if n not in picked and not any(r.instance == n for r in picked.values())]
     if unknown:
         raise UserError(f"no instance named {unknown[0]!r} was ever started here",
                         where=str(settings.state_dir / "serve"),
@@ -42,21 +42,21 @@ def _pick(settings: Settings, names: list[str] | None, exact: bool = False) -> d
     return picked
 
 
-def _target(rec: dict[str, Any]) -> probe.Target:
-    key_env = rec.get("api_key_env")
+def _target(rec: registry.ServerRecord) -> probe.Target:
+    key_env = rec.api_key_env
     key = os.environ.get(key_env) if key_env else None
-    return probe.Target(rec["name"], rec["base_url"], rec.get("model"), rec.get("engine", "sglang"), key)
+    return probe.Target(rec.name, rec.base_url or "", rec.model, rec.engine, key)
 
 
-def _row(rec: dict[str, Any]) -> dict[str, Any]:
+def _row(rec: registry.ServerRecord) -> dict[str, Any]:
     import requests
 
     running = registry.is_running(rec)
-    state, detail = rec.get("state", "unknown"), rec.get("reason") or ""
-    worker = rec.get("worker")
+    state, detail = rec.state, rec.reason or ""
+    worker = rec.worker
     if running and worker:              # serves no HTTP: running is all there is to see
         state = "starting" if state == "starting" else "running"
-        detail = WorkerRank(worker["rank"], worker["nnodes"], worker["leader"]).describe()
+        detail = WorkerRank(worker.rank, worker.nnodes, worker.leader).describe()
     elif running:
         try:
             with probe.session() as session:
@@ -67,11 +67,11 @@ def _row(rec: dict[str, Any]) -> dict[str, Any]:
         detail = "" if ok else seen
     elif state in ("starting", "ready", "running"):
         state, detail = "failed", "the process is gone (it ended without `auto-infer stop`)"
-    spawned = rec.get("spawned_at")
-    return {"name": rec["name"], "state": state, "pid": rec.get("pid") if running else None,
-            "port": rec.get("port"), "url": rec.get("base_url"), "gpus": rec.get("gpus"),
+    spawned = rec.spawned_at
+    return {"name": rec.name, "state": state, "pid": rec.pid if running else None,
+            "port": rec.port, "url": rec.base_url, "gpus": rec.gpus,
             "uptime_s": round(time.time() - spawned, 1) if running and spawned else None,
-            "weights": (rec.get("weights") or {}).get("label"), "log": rec.get("log"), "detail": detail}
+            "weights": rec.weights_label, "log": rec.log, "detail": detail}
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
@@ -104,7 +104,7 @@ def status(settings: Settings, as_json: bool = False) -> None:
 
 def logs(settings: Settings, names: list[str] | None, lines: int = 50) -> None:
     for name, rec in _pick(settings, names).items():
-        path = rec.get("log", "")
+        path = rec.log
         print(f"==> {name}: {path} <==")
         print("\n".join(procs.tail(Path(path), lines)) or "(empty)")
 
@@ -121,20 +121,20 @@ def stop(settings: Settings, names: list[str] | None, exact: bool = False) -> No
     for name, how in outcomes.items():
         rec = picked[name]
         if how.startswith("processes"):
-            raise UserError(f"{name}: {how}", where=rec.get("log"), fix="check `ps -o pid,pgid,stat,cmd -g PGID`")
-        say(f"  {name}: {how}" + (f" (pid {rec['pid']}, port {rec.get('port')})" if how != "not running" else ""))
+            raise UserError(f"{name}: {how}", where=rec.log, fix="check `ps -o pid,pgid,stat,cmd -g PGID`")
+        say(f"  {name}: {how}" + (f" (pid {rec.pid}, port {rec.port})" if how != "not running" else ""))
 
 
 def chat(settings: Settings, names: list[str] | None = None) -> None:
     """A real chat with each running instance; the requests and responses go to reports/."""
-    picked = {n: r for n, r in _pick(settings, names).items() if registry.is_running(r) and not r.get("worker")}
+    picked = {n: r for n, r in _pick(settings, names).items() if registry.is_running(r) and not r.worker}
     if not picked:
         raise UserError("no instance is running", where=str(settings.state_dir / "serve"),
                         fix="start them with `auto-infer serve`")
     results, failed = {}, []
     for name, rec in picked.items():
         target = _target(rec)
-        c = probe.chat(target, rec.get("chat_model") or rec.get("model") or "", rec.get("smoke_prompt") or "Say hello.")
+        c = probe.chat(target, rec.chat_model or rec.model or "", rec.smoke_prompt or "Say hello.")
         results[name] = {"url": target.base_url, "ok": c.ok, "reason": c.reason, "request": c.request,
                          "status": c.status, "seconds": round(c.seconds, 3), "response": c.response}
         print(f"{name}: {c.answer.strip() if c.ok else 'FAILED: ' + c.reason}")

@@ -58,7 +58,7 @@ class GatewayRun(Verdict):
 
 
 def log_path(settings: Settings, router: Router) -> Path:
-    return router.log_file or settings.logs_dir / ROUTER_NAME / "gateway.log"
+    return router.log_file or settings.server_logs("sglang") / ROUTER_NAME / "gateway.log"
 
 
 def prepare(settings: Settings, cfg: ModelConfig) -> GatewayRun | None:
@@ -73,11 +73,11 @@ def prepare(settings: Settings, cfg: ModelConfig) -> GatewayRun | None:
     fronts = gateway.serving_here(cfg)
     urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
     say(f"  {gateway.preflight(cfg, router, python, env, urls)}")
-    rec = registry.read(settings, ROUTER_NAME) or {}
+    rec = registry.read_or_empty(settings, ROUTER_NAME)
     ours = registry.is_running(rec)
     for key in ("port", "prometheus_port"):
         port = getattr(router, key)
-        if not (ours and rec.get(key) == port) and not port_is_free(router.host, port):
+        if not (ours and getattr(rec, key) == port) and not port_is_free(router.host, port):
             raise UserError(f"the gateway's {key} {port} is already in use", where=f"{cfg.path}: [router] {key}",
                             fix=f"stop what listens there (ss -ltnp 'sport = :{port}'), or choose another port")
     return GatewayRun(router, gateway.program(router, python), env, log_path(settings, router), cfg.path.parent,
@@ -101,22 +101,22 @@ def run(settings: Settings, gw: GatewayRun, ready: dict[str, str | None]) -> Gat
 
 
 def _url(settings: Settings, name: str) -> str:
-    rec = registry.read(settings, name) or {}
-    return str(rec.get("base_url") or "")
+    rec = registry.read_or_empty(settings, name)
+    return str(rec.base_url or "")
 
 
 def _plan_and_start(settings: Settings, gw: GatewayRun) -> procs.Handle | None:
-    rec = registry.read(settings, ROUTER_NAME) or {}
+    rec = registry.read_or_empty(settings, ROUTER_NAME)
     if not registry.is_running(rec):
         gw.action, gw.why = "start", "not running"
-    elif rec.get("config_hash") != gw.config_hash:
+    elif rec.config_hash != gw.config_hash:
         gw.action, gw.why = "restart", "its effective config (or the set of ready workers) changed"
     else:
         gw.action, gw.why = "keep", "running with the same config: left alone"
     say(f"  {ROUTER_NAME}: {gw.why} → {gw.action} (fronting {', '.join(gw.workers)})")
     if gw.action == "keep":
-        gw.pid, gw.spawned = rec.get("pid"), rec.get("spawned_at")
-        return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
+        gw.pid, gw.spawned = rec.pid, rec.spawned_at
+        return procs.Handle(rec.pid or 0, rec.start_ticks)
     if gw.action == "restart":
         registry.stop(settings, rec)
     ours = launch.our_env(settings)

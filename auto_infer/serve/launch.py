@@ -67,7 +67,7 @@ def our_env(settings: Settings) -> dict[str, str]:
     """What auto-infer sets for every server: the cache variables, the installed environment first
     on PATH, CONDA_PREFIX, unbuffered Python output, and the Hub offline (a server never reaches for
     the network for configs or tokenizers; an instance's control.env may set them to "0")."""
-    path = os.pathsep.join([str(settings.env_prefix / "bin"), os.environ.get("PATH", "")]).rstrip(os.pathsep)
+    path = os.pathsep.join([str(settings.env_bin), os.environ.get("PATH", "")]).rstrip(os.pathsep)
     return {**settings.cache_env(), "PATH": path, "CONDA_PREFIX": str(settings.env_prefix), "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -95,7 +95,7 @@ def log_path(settings: Settings, inst: Instance) -> Path:
     if inst.control.log_file is not None:
         f = inst.control.log_file
         return f.with_name(f"{f.stem}{inst.key[len(inst.name):]}{f.suffix}") if inst.worker else f
-    return (inst.control.log_dir or settings.logs_dir) / inst.key / "server.log"
+    return (inst.control.log_dir or settings.server_logs(inst.engine)) / inst.key / "server.log"
 
 
 def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dict[str, str],

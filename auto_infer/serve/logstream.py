@@ -28,7 +28,7 @@ class LogStream(threading.Thread):
         self.files: dict[str, tuple[int, int]] = {}       # name -> (inode, offset)
         self.pending: dict[str, bytes] = {}
         for name, rec in self._records().items():                   # what is already there is not news
-            st = _stat(rec.get("log"))
+            st = _stat(rec.log)
             if st is not None:
                 self.files[name] = (st.st_ino, st.st_size)
 
@@ -44,11 +44,11 @@ class LogStream(threading.Thread):
     def pump(self) -> None:
         for name, rec in self._records().items():
             try:
-                self._follow(name, Path(str(rec.get("log") or "")))
+                self._follow(name, Path(str(rec.log or "")))
             except OSError:
                 continue                    # gone between stat and open: next round
 
-    def _records(self) -> dict[str, registry.Record]:
+    def _records(self) -> dict[str, registry.ServerRecord]:
         recs = registry.all_records(self.settings)
         return recs if self.keys is None else {k: r for k, r in recs.items() if k in self.keys}
 

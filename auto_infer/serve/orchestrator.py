@@ -85,18 +85,18 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
 def plan(settings: Settings, launches: list[Launch]) -> list[Result]:
     out = []
     for launch in launches:
-        rec = registry.read(settings, launch.key) or {}
+        rec = registry.read_or_empty(settings, launch.key)
         if not registry.is_running(rec):
             action, why = "start", "not running"
-        elif rec.get("config_hash") != launch.config_hash:
+        elif rec.config_hash != launch.config_hash:
             action, why = "restart", "its effective config changed"
-        elif rec.get("state") == "ready" and launch.inst.worker is None and not healthy(launch.target):
+        elif rec.state == "ready" and launch.inst.worker is None and not healthy(launch.target):
             action, why = "restart", "it no longer answers"
         else:
             action, why = "keep", "running with the same config: left alone"
         say(f"  {launch.key}: {why} → {action}")
-        out.append(Result(launch, action, why, pid=rec.get("pid") if action == "keep" else None,
-                          spawned=rec.get("spawned_at") if action == "keep" else None))
+        out.append(Result(launch, action, why, pid=rec.pid if action == "keep" else None,
+                          spawned=rec.spawned_at if action == "keep" else None))
     return out
 
 
@@ -115,10 +115,10 @@ def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> No
     recs = registry.all_records(settings)
     for r in plans:
         inst = r.launch.inst
-        old_port = recs.get(inst.key, {}).get("port")
+        old_port = recs[inst.key].port if inst.key in recs else None
         if inst.worker is not None or r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
             continue
-        holder = next((n for n, rec in recs.items() if rec.get("port") == inst.port and registry.is_running(rec)),
+        holder = next((n for n, rec in recs.items() if rec.port == inst.port and registry.is_running(rec)),
                       None)
         fix = (f"instance {holder}, started earlier by auto-infer, listens there: `auto-infer stop {holder}`"
                if holder else f"stop what listens there (ss -ltnp 'sport = :{inst.port}'), or choose another port")
@@ -130,7 +130,7 @@ def run(settings: Settings, plans: list[Result], spawned: Callable[[], object] |
     """Stop what is restarted, spawn every instance to start, then follow all of them at once."""
     for r in plans:
         if r.action == "restart":
-            registry.stop(settings, registry.read(settings, r.launch.key) or {})
+            registry.stop(settings, registry.read_or_empty(settings, r.launch.key))
     handles = {r.launch.key: start(settings, r) for r in plans}
     if spawned is not None:
         spawned()
@@ -147,8 +147,8 @@ def run(settings: Settings, plans: list[Result], spawned: Callable[[], object] |
 def start(settings: Settings, r: Result) -> procs.Handle | None:
     launch, name = r.launch, r.launch.key
     if r.action == "keep":
-        rec = registry.read(settings, name) or {}
-        return procs.Handle(int(rec["pid"]), rec.get("start_ticks"))
+        rec = registry.read_or_empty(settings, name)
+        return procs.Handle(rec.pid or 0, rec.start_ticks)
     handle, r.ready.reason = procs.start_logged(
         launch.argv, shown=launch.redacted_argv()[0], env=launch.env, log=launch.log, cwd=launch.cwd,
         secrets=launch.secrets, launch_record=launch.launch_record,

@@ -31,48 +31,19 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO
 
 from auto_infer.core import runlock
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
-from auto_infer.core.settings import Settings
+from auto_infer.core.settings import Restarts, Settings
 from auto_infer.serve import actions, config, gateway, orchestrator, procs, registry
 from auto_infer.serve.logstream import LogStream
 from auto_infer.serve.model import ROUTER_NAME
 
-BACKOFF_MAX = 60.0
 POLL = 0.5
-
-
-@dataclass(frozen=True)
-class Policy:
-    max_crashes: int = 5          # the n-th crash of one server within `window` seconds ends supervise
-    window: float = 600.0
-    backoff: float = 2.0          # seconds before the first restart; doubled per crash in the window
-
-    def delay(self, crashes: int) -> float:
-        return min(self.backoff * 2 ** max(crashes - 1, 0), BACKOFF_MAX)
-
-
-def policy(env: Mapping[str, str]) -> Policy:
-    """The restart policy from AUTO_INFER_SUPERVISE_* (bad values: a clear error)."""
-    def number(name: str, default: float, kind: type = float) -> Any:
-        raw = (env.get(name) or "").strip()
-        try:
-            value = kind(raw) if raw else default
-        except ValueError:
-            value = -1
-        if value <= 0 and not (name.endswith("BACKOFF") and value == 0):
-            raise UserError(f"{name}={raw!r} is not a positive {'integer' if kind is int else 'number'}",
-                            where=name, fix=f"set it to e.g. {default:g}")
-        return value
-    return Policy(number("AUTO_INFER_SUPERVISE_MAX_CRASHES", 5, int), number("AUTO_INFER_SUPERVISE_WINDOW", 600.0),
-                  number("AUTO_INFER_SUPERVISE_BACKOFF", 2.0))
 
 
 class Stop(BaseException):
@@ -84,9 +55,9 @@ class GiveUp(Exception):
     """One server crashed too often."""
 
 
-def supervise(settings: Settings, pol: Policy | None = None, out: IO[str] | None = None) -> int:
+def supervise(settings: Settings, pol: Restarts | None = None, out: IO[str] | None = None) -> int:
     """Start everything, keep it running, stop it all on SIGTERM/SIGINT. Returns the exit code."""
-    pol = pol or policy(os.environ)
+    pol = pol or settings.restarts
     _become_subreaper()
     stopping: list[str] = []
 
@@ -153,36 +124,36 @@ def supervised(settings: Settings) -> list[str]:
     return [i.key for i in cfg.enabled()] + ([ROUTER_NAME] if gateway.runs_here(cfg) else [])
 
 
-def _watch(settings: Settings, pol: Policy, names: list[str]) -> None:
+def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
     """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped."""
     crashes: dict[str, collections.deque[float]] = {n: collections.deque() for n in names}
     say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
         f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
     while True:
         exited = _reap()
-        recs = {n: registry.read(settings, n) or {} for n in names}
-        if all(r.get("state") == "stopped" for r in recs.values()):
+        recs = {n: registry.read_or_empty(settings, n) for n in names}
+        if all(r.state == "stopped" for r in recs.values()):
             say("supervise: every server was stopped with `auto-infer stop`: nothing left to supervise")
             return
         for name, rec in recs.items():
-            if rec.get("state") == "stopped" or registry.is_running(rec):
+            if rec.state == "stopped" or registry.is_running(rec):
                 continue
             exited.update(_reap())              # it may have ended after this round's first reap
-            _restart(settings, pol, name, rec, crashes[name], exited.get(int(rec.get("pid") or 0)))
+            _restart(settings, pol, name, rec, crashes[name], exited.get(int(rec.pid or 0)))
         time.sleep(POLL)
 
 
-def _restart(settings: Settings, pol: Policy, name: str, rec: dict[str, Any], times: collections.deque[float],
+def _restart(settings: Settings, pol: Restarts, name: str, rec: registry.ServerRecord, times: collections.deque[float],
              status: int | None) -> None:
     now = time.monotonic()
     times.append(now)
     while times and times[0] < now - pol.window:
         times.popleft()
-    how = _how(status) if status is not None else (rec.get("reason") or "ended")
+    how = _how(status) if status is not None else (rec.reason or "ended")
     if len(times) >= pol.max_crashes:
-        tail = "\n".join(f"    {line}" for line in procs.tail(Path(str(rec.get("log"))), 15))
+        tail = "\n".join(f"    {line}" for line in procs.tail(Path(str(rec.log)), 15))
         raise GiveUp(f"{name} crashed {len(times)} times within {pol.window:g} s (last: {how}); giving up\n"
-                     f"  last lines of {rec.get('log')}:\n{tail or '    (empty)'}")
+                     f"  last lines of {rec.log}:\n{tail or '    (empty)'}")
     delay = pol.delay(len(times))
     say(f"supervise: {name} ended ({how}): restart {len(times)} of at most {pol.max_crashes - 1} "
         f"within {pol.window:g} s, in {delay:g} s")

@@ -223,3 +223,17 @@ def check_paths(cfg: ModelConfig, instances: tuple[Instance, ...]) -> None:
             raise UserError(f"instance {inst.name}: {key} does not exist: {path}",
                             where=f"{cfg.path}: {_where(inst, key)}",
                             fix=f"point {key} at a local model folder (or file) that exists here")
+        lacks = _model_folder_problem(inst.engine, path)
+        if lacks:           # checked like a [model] path: config + weight files (or the GGUF file)
+            raise UserError(f"instance {inst.name}: {key} {path} is not a model folder: {lacks}",
+                            where=f"{cfg.path}: {_where(inst, key)}",
+                            fix=f"point {key} at the folder that holds the weights (config.json and "
+                                "*.safetensors, or the .gguf file)")
+
+
+def _model_folder_problem(engine: str, path: object) -> str | None:
+    """What a folder named as an engine's model lacks (a `command` is judged by its own program)."""
+    if engine == "command" or not isinstance(path, str) or not Path(path).is_dir():
+        return None
+    from auto_infer.weights.audit import layout_problem
+    return layout_problem(Path(path))

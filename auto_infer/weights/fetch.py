@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,13 @@ from typing import Any
 from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import sha256_file
-from auto_infer.core.meter import Meter
-from auto_infer.core.progress import Step
+from auto_infer.core.meter import Meter, mb
+from auto_infer.core.progress import Step, say
 from auto_infer.weights.spec import DEFAULT_IGNORE, FOLDER, Source
 
+RESUMABLE = re.compile(r"^[0-9a-f]{40,64}\.incomplete$")             # <etag>.incomplete: resumed before 2.x
+ORPHAN = re.compile(r"^[0-9a-f]{40,64}\.[0-9a-f]{8}\.incomplete$")  # 2.x: one per process, never resumed
+STALE = 600.0          # seconds a partial file of another process must be untouched before it is removed
 INSTALL_HINT = "pip install 'auto-infer[hub]' (or: pip install 'huggingface_hub>=0.36')"
 
 
@@ -67,11 +71,47 @@ class Resolved:
         snap = self.snapshot(hub_cache)
         return sum(want for n in self.wanted if (want := self.remote[n].size or 0) and _size(snap / n) == want)
 
-    def on_disk(self, hub_cache: Path) -> int:
-        """``have`` plus the client's partial files (``blobs/*.incomplete``): the bytes there now."""
+    def blobs(self, hub_cache: Path) -> Path:
         assert self.source.repo is not None
-        blobs = hub_cache / repo_folder(self.source.repo) / "blobs"
-        return self.have(hub_cache) + sum(s for p in blobs.glob("*.incomplete") if (s := _size(p)))
+        return hub_cache / repo_folder(self.source.repo) / "blobs"
+
+    def partial(self, hub_cache: Path, resumable: bool = True) -> int:
+        """Bytes of the client's partial files; ``resumable``: only those a client goes on from."""
+        return sum(s for p in self.blobs(hub_cache).glob("*.incomplete")
+                   if (not resumable or RESUMABLE.match(p.name)) and (s := _size(p)))
+
+    def on_disk(self, hub_cache: Path) -> int:
+        """``have`` plus every partial file of the client: the bytes there now."""
+        return self.have(hub_cache) + self.partial(hub_cache, resumable=False)
+
+    def in_flight(self, hub_cache: Path, since: float) -> dict[str, list[int]]:
+        """The files the client is writing now (partial files touched since ``since``): name -> [done, size]."""
+        names = {}
+        for n in self.wanted:
+            lfs = self.remote[n].lfs
+            sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+            names[sha or getattr(self.remote[n], "blob_id", None)] = n
+        out = {}
+        for p in self.blobs(hub_cache).glob("*.incomplete"):
+            name = names.get(p.name.split(".")[0])
+            st = p.stat()
+            if name is not None and st.st_mtime >= since:
+                out[name] = [st.st_size, self.remote[name].size or 0]
+        return out
+
+    def drop_orphans(self, hub_cache: Path) -> tuple[int, int]:
+        """Remove the per-process partial files of huggingface_hub 2.x that a killed run left (it never
+        resumes them) and nobody wrote for STALE seconds; return how many and their bytes."""
+        gone = [0, 0]
+        for p in self.blobs(hub_cache).glob("*.incomplete"):
+            try:
+                st = p.stat()
+                if ORPHAN.match(p.name) and time.time() - st.st_mtime > STALE:
+                    p.unlink()
+                    gone[0], gone[1] = gone[0] + 1, gone[1] + st.st_size
+            except OSError:
+                continue
+        return gone[0], gone[1]
 
 
 def resolve(source: Source, where: str = "[instance.NAME.model]") -> Resolved:
@@ -107,10 +147,16 @@ def fetch_hub(source: Source, hub_cache: Path, where: str = "[instance.NAME.mode
     r = resolved or resolve(source, where)
     snapshot = r.snapshot(hub_cache)
 
+    orphans, orphan_bytes = r.drop_orphans(hub_cache)
+    if orphans:
+        say(f"  weights: removed {orphans} partial file(s) of an earlier, killed download ({mb(orphan_bytes)}): "
+            "this huggingface_hub version does not resume them")
+
     def download() -> None:
-        have = r.have(hub_cache)
-        with Meter(f"weights {r.label}", r.size, have, every, step) as meter:
-            meter.watch(lambda: r.on_disk(hub_cache) - have)
+        base, started = r.on_disk(hub_cache), time.time() - 1
+        with Meter(f"weights {r.label}", r.size, r.have(hub_cache) + r.partial(hub_cache), every, step) as meter:
+            meter.watch(lambda: r.on_disk(hub_cache) - base)
+            meter.watch_flight(lambda: r.in_flight(hub_cache, started))
             _call(r.label, r.endpoint, where, lambda: _quietly(hf, lambda: hf.snapshot_download(
                 source.repo, revision=r.commit, cache_dir=str(hub_cache), allow_patterns=list(r.wanted))))
 

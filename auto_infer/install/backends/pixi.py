@@ -26,7 +26,7 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 
 def command(settings: Settings, *, offline: bool, pixi_version: tuple[int, int, int] | None) -> list[str]:
     cmd = ["pixi", "install", "--frozen",
-           "--manifest-path", str(settings.project_dir / "pixi.toml"),
+           "--manifest-path", str(settings.pixi_toml),
            "-e", settings.pixi_env]
     if offline and pixi_version is not None and pixi_version >= OFFLINE_FLAG_SINCE:
         cmd.append("--offline")
@@ -52,7 +52,7 @@ def config_text(settings: Settings) -> str:
 
 def write_config(settings: Settings) -> Path | None:
     """Write the project config pixi reads, unless the user keeps their own there (then warn)."""
-    path = settings.project_dir / ".pixi" / "config.toml"
+    path = settings.pixi_config
     if path.exists() and not path.read_text(errors="replace").startswith(CONFIG_MARK):
         say(f"⚠ WARNING: {path} is not ours: left as it is, so AUTO_INFER_MIRRORS and "
             "AUTO_INFER_NET_CONNECTIONS do not reach pixi")

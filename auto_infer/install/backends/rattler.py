@@ -116,14 +116,14 @@ class RattlerBackend:
 
     # ---- pypi side -------------------------------------------------------------------
     def _python(self, settings: Settings) -> Path:
-        py = settings.env_prefix / "bin" / "python"
+        py = settings.env_python
         if not py.exists():
             raise UserError("the lock has PyPI packages but its environment has no bin/python",
                             where=str(settings.env_prefix), fix="add python to the [dependencies] of pixi.toml")
         return py
 
     def _uv(self, settings: Settings, locked: LockedEnv, step: Step, reinstall: bool, remove: list[str]) -> None:
-        if not locked.pypi and not (remove and (settings.env_prefix / "bin" / "python").exists()):
+        if not locked.pypi and not (remove and (settings.env_python).exists()):
             return      # a conda-only environment (a tools-only lock may have no python at all)
         py = self._python(settings)
         env = settings.tool_env(online=False)

@@ -149,4 +149,4 @@ def with_api_key(argv: list[str], server: Mapping[str, Any], api_key: str | None
 
 def python_of(settings: Settings, master: Master) -> Path:
     """``master.python_path``, else the Python of the environment `auto-infer install` made."""
-    return Path(master.python_path) if master.python_path else settings.env_prefix / "bin" / "python"
+    return Path(master.python_path) if master.python_path else settings.env_python

@@ -41,7 +41,8 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
     if os.path.sep in exe:              # a path: relative ones are judged where the server starts
         found = os.access(exe, os.X_OK) or not os.path.isabs(exe)
     else:
-        found = bool(exe) and shutil.which(exe) is not None
+        path = os.pathsep.join([str(settings.env_bin), os.environ.get("PATH", "")])   # as launch gives it
+        found = bool(exe) and shutil.which(exe, path=path) is not None
     if found:
         return Program(argv)
     return Program(argv, missing=f"the command's executable is not found or not executable: {exe or '(empty)'}",

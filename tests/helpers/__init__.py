@@ -54,7 +54,15 @@ def small_channel_specs(extra_files: int = 0) -> tuple[list[channel.CondaSpec], 
 
 def realworld(name: str) -> Path:
     """A file of shared/realworld/: beside the checkout (CI's layout) or in /work/shared."""
-    for base in (Path(__file__).resolve().parents[2] / "shared", Path("/work/shared")):
+    for base in (Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")):
         if (base / "realworld" / name).exists():
             return base / "realworld" / name
     return Path("/work/shared/realworld") / name
+
+
+def model_folder(path: Path) -> Path:
+    """A folder a server would take for model weights: config.json and one (tiny) safetensors file."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text('{"architectures": ["TestModel"]}\n')
+    (path / "model.safetensors").write_bytes(b"\0" * 8)
+    return path
