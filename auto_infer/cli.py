@@ -53,7 +53,10 @@ def _check_state(db: Path) -> None:
 
     from auto_infer.core.fsutil import check_folder
 
-    for folder, what in ((db.parent.parent, "the workspace (AUTO_INFER_WORKSPACE_DIR)"), (db.parent, "the state folder")):
+    for folder, what in (
+        (db.parent.parent, "the workspace (AUTO_INFER_WORKSPACE_DIR)"),
+        (db.parent, "the state folder"),
+    ):
         check_folder(folder, what)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import auto_infer
 from bench import (
     bundle_cases,
     cases,
+    container_cases,
     download_cases,
     dryrun_cases,
     install_cases,
@@ -33,7 +34,7 @@ from bench.timing import Failed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).with_name("findings.md")
-ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11")
+ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
 
 
 def log(msg: str) -> None:
@@ -188,6 +189,9 @@ class Bench:
         if "11" in a.cases:
             self.guarded("11", dryrun_cases.TITLE, lambda: self.cases.append(
                 dryrun_cases.case_dryrun(self.work, self.cli, a, self.progress("11 dry-run"))))
+        if "12" in a.cases and (a.asked or not a.quick):      # images and containers: not in the smoke run
+            self.guarded("12", container_cases.TITLE, lambda: self.cases.append(container_cases.case_container(
+                self.work, self.cli, a, self.progress("12 container"))))
         self.cases.sort(key=lambda c: (int(c.key), c.key) if c.key.isdigit() else (10**6, c.key))
         return self.write()
 

@@ -119,16 +119,20 @@ def case_downloads(work: Path, scale: float, warmup: int, repeats: int,
 
 
 def _case(series: dict, total: int, load: tuple[float, ...]) -> Case:  # type: ignore[type-arg]
-    c = Case("10", f"Downloads: {FILES} files, {total / 1e6:.0f} MB, {CONNECTIONS} connections",
-             "warm's downloader (auto_infer.install.fetch.fetch_all, as warm calls it: partial files kept "
-             "for resume, the sha256 of every byte checked against the lock, the byte meter) in a fresh "
-             "process, with stderr on a pseudo-terminal (the live tqdm view, redrawn twice a second; the terminal read by `cat`) and "
-             "without a terminal (plain lines every 10 s), against a plain parallel download of the same "
-             "files from the same 127.0.0.1 mirror (the demo mirror, Python's http.server: the same "
-             "ceiling for all) in Python (requests, 6 threads; with and without the sha256 check warm "
-             "does) and with curl --parallel. On loopback the transfer is bound by CPU, not by a network: "
-             "the sha256 of every byte is a visible share here, and hidden behind any real link slower "
-             "than the hash (~1-2 GB/s per core).")
+    c = Case(
+        "10",
+        f"Downloads: {FILES} files, {total / 1e6:.0f} MB, {CONNECTIONS} connections",
+        "warm's downloader (auto_infer.install.fetch.fetch_all, as warm calls it: partial files kept "
+        "for resume, the sha256 of every byte checked against the lock, the byte meter) in a fresh "
+        "process, with stderr on a pseudo-terminal (the live tqdm view, redrawn twice a second; the terminal "
+        "read by `cat`) and "
+        "without a terminal (plain lines every 10 s), against a plain parallel download of the same "
+        "files from the same 127.0.0.1 mirror (the demo mirror, Python's http.server: the same "
+        "ceiling for all) in Python (requests, 6 threads; with and without the sha256 check warm "
+        "does) and with curl --parallel. On loopback the transfer is bound by CPU, not by a network: "
+        "the sha256 of every byte is a visible share here, and hidden behind any real link slower "
+        "than the hash (~1-2 GB/s per core).",
+    )
     c.rows = [Row(QUIET, series[QUIET], HASHED), Row(LIVE, series[LIVE], QUIET), Row(HASHED, series[HASHED], PLAIN),
               Row(PLAIN, series[PLAIN], CURL if CURL in series else None)]
     c.rows += [Row(CURL, series[CURL])] if CURL in series else []
@@ -140,13 +144,20 @@ def _case(series: dict, total: int, load: tuple[float, ...]) -> Case:  # type: i
     plain = series[QUIET].median / series[PLAIN].median
     cpu = {n: statistics.median(v) for n, v in CPU.items() if v}
     view_cpu = cpu[LIVE] / cpu[QUIET] if cpu.get(LIVE) and cpu.get(QUIET) else None
-    c.targets = [Target("the live view costs at most 2 %: the client's CPU time, live / no terminal (medians)",
-                        _x(view_cpu), None if view_cpu is None else view_cpu <= 1.02),
-                 Target("the live view, wall time: live / no terminal (medians; reported, see the load)", _x(view), None),
-                 Target("warm's downloader against a plain parallel download doing the same sha256 check "
-                        "(wall, reported)", _x(hashed), None),
-                 Target("warm's downloader against a plain parallel download without a hash (wall, reported)",
-                        _x(plain), None)]
+    c.targets = [
+        Target(
+            "the live view costs at most 2 %: the client's CPU time, live / no terminal (medians)",
+            _x(view_cpu),
+            None if view_cpu is None else view_cpu <= 1.02,
+        ),
+        Target("the live view, wall time: live / no terminal (medians; reported, see the load)", _x(view), None),
+        Target(
+            "warm's downloader against a plain parallel download doing the same sha256 check (wall, reported)",
+            _x(hashed),
+            None,
+        ),
+        Target("warm's downloader against a plain parallel download without a hash (wall, reported)", _x(plain), None),
+    ]
     c.notes.append(f"load average at the start and at the end: {load[0]:.1f} → {os.getloadavg()[0]:.1f} on "
                    f"{os.cpu_count()} cores (a shared machine): the wall times spread widely, so the view's "
                    "cost is judged by the CPU time of the client process (the terminal's reader, `cat`, included).")

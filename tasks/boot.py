@@ -43,7 +43,12 @@ def _serve_task() -> dict[str, Any]:
 
 
 STEP_TASKS: dict[str, Callable[[], dict[str, Any]]] = {
-    "warm": install.task_warm, "rehearse": install.task_rehearse, "install": install.task_install, "check": install.task_check, "serve": _serve_task}
+    "warm": install.task_warm,
+    "rehearse": install.task_rehearse,
+    "install": install.task_install,
+    "check": install.task_check,
+    "serve": _serve_task,
+}
 
 
 def _report(steps: list[str]) -> None:

@@ -29,14 +29,25 @@ def _param(name: str, default: str, help_text: str) -> dict[str, Any]:
 @no_doit_state
 def task_k8s() -> dict[str, Any]:
     """Render Kubernetes manifests for the model config (--out DIR; stdout without it)."""
-    return {"actions": [_k8s], "verbosity": 2, "params": [
-        _param("out", "", "folder for the manifests (default: print them)"),
-        _param("k8s-version", "", "check the manifests against this Kubernetes version (needs kubernetes-validate)"),
-        _param("namespace", "default", "namespace of every object"),
-        _param("image", "auto-infer:latest", "container image with auto-infer (the infer-dev image)"),
-        _param("claim", "", "an existing PersistentVolumeClaim for the workspace (default: render one)"),
-        _param("models-claim", "", "an existing claim holding the weights (default: llm-models/ on the workspace claim)"),
-        _param("bundle", "", "air-gapped: a bundle file on the claim (path inside it) the init Job imports"),
-        _param("storage", "500Gi", "size of the rendered workspace claim"),
-        _param("storage-class", "", "storage class of the rendered claim (one that offers ReadWriteMany)"),
-        _param("shm-size", "32Gi", "memory-backed /dev/shm per server pod (NCCL)")]}
+    return {
+        "actions": [_k8s],
+        "verbosity": 2,
+        "params": [
+            _param("out", "", "folder for the manifests (default: print them)"),
+            _param(
+                "k8s-version", "", "check the manifests against this Kubernetes version (needs kubernetes-validate)"
+            ),
+            _param("namespace", "default", "namespace of every object"),
+            _param("image", "auto-infer:latest", "container image with auto-infer (the infer-dev image)"),
+            _param("claim", "", "an existing PersistentVolumeClaim for the workspace (default: render one)"),
+            _param(
+                "models-claim",
+                "",
+                "an existing claim holding the weights (default: llm-models/ on the workspace claim)",
+            ),
+            _param("bundle", "", "air-gapped: a bundle file on the claim (path inside it) the init Job imports"),
+            _param("storage", "500Gi", "size of the rendered workspace claim"),
+            _param("storage-class", "", "storage class of the rendered claim (one that offers ReadWriteMany)"),
+            _param("shm-size", "32Gi", "memory-backed /dev/shm per server pod (NCCL)"),
+        ],
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 from doit.task import Task
 
-from auto_infer.core.errors import UsageError
+from auto_infer.core.errors import UsageError, UserError
 from auto_infer.tasks.wiring import (
     VERIFY,
     CommandLine,
@@ -46,7 +46,8 @@ def _serve(names: list[str] | None, verify: bool = False, dry_run: bool = False,
     if dry_run:                     # `doit serve --dry-run` in the repo (after install: doit's order)
         from auto_infer.serve import dryrun
         if dryrun.dry_run(settings(), names, as_json, strict):
-            raise UsageError("the dry run found problems (listed above)")
+            raise UserError("this host lacks what the dry run marked ⚠ (listed above)",
+                            fix="see each ⚠ line; without --strict these are warnings")
         return None
     from auto_infer.serve import orchestrator
     return orchestrator.serve(settings(), names, verify)
@@ -124,7 +125,11 @@ def _status(as_json: bool) -> Any:
 @no_doit_state
 def task_status() -> dict[str, Any]:
     """Show each instance: state, pid, port, GPUs, uptime, log (--json for JSON)."""
-    return {"actions": [action(_status)], "verbosity": 2, "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}]}
+    return {
+        "actions": [action(_status)],
+        "verbosity": 2,
+        "params": [{**flag("json", "print JSON instead of a table"), "name": "as_json"}],
+    }
 
 
 def _logs(names: list[str], lines: int) -> Any:

@@ -220,7 +220,9 @@ def start_docker() -> Engine:
             return engine
         time.sleep(0.2)
     daemon.stop()
-    tail = (exec_root / "dockerd.log").read_text(errors="replace").strip().splitlines()[-3:] if exec_root.exists() else []
+    tail = (
+        (exec_root / "dockerd.log").read_text(errors="replace").strip().splitlines()[-3:] if exec_root.exists() else []
+    )
     raise EngineUnavailable(f"dockerd did not start: {' | '.join(tail) or 'no output'}")
 
 

@@ -32,8 +32,9 @@ BASE = """services:
   stage-2:
     image: {image}
     network_mode: host
-    command: ["sleep", "infinity"]
-    stop_grace_period: 5s
+    # infer-dev's entry script ends in a long-running command; this one ends at once on SIGTERM
+    command: ["bash", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]
+    stop_grace_period: 10s
 {extra}"""
 
 
@@ -76,6 +77,7 @@ class Stack:
     engine_name: str                    # "llama-server" | "demo"
     project: str = "journey"
     boots_seen: int = field(default=0)
+    transcript: list[str] = field(default_factory=list)    # every compose command, its output, its time
 
     @property
     def ws(self) -> Path:
@@ -83,8 +85,14 @@ class Stack:
 
     def compose(self, files: tuple[str, ...], *args: str, timeout: float = 600,
                 **env: str) -> subprocess.CompletedProcess[str]:
-        return self.built.engine.compose(self.folder, ("docker-compose.yml", *files), *args,
-                                         env={**self.env, **env}, project=self.project, timeout=timeout)
+        t0 = time.monotonic()
+        r = self.built.engine.compose(self.folder, ("docker-compose.yml", *files), *args,
+                                      env={**self.env, **env}, project=self.project, timeout=timeout)
+        gates = " ".join(f"{k}={v}" for k, v in env.items())
+        self.transcript.append(f"$ {gates + ' ' if gates else ''}{self.built.engine.compose_cmd[0].rsplit('/', 1)[-1]} "
+                               f"{' '.join(a for f in files for a in ('-f', f))} {' '.join(args)}   "
+                               f"# exit {r.returncode}, {time.monotonic() - t0:.1f}s\n{r.stdout}{r.stderr}")
+        return r
 
     def exec(self, *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return self.compose((), "exec", "-T", "stage-2", *cmd, timeout=timeout)

@@ -41,8 +41,11 @@ def image_programs() -> set[str]:
 
 
 def template_has(package: str) -> bool:
-    return bool(re.search(rf"^{re.escape(package)}\s*=", (REPO / "templates" / "sglang-infer" / "pixi.toml").read_text(),
-                          re.MULTILINE))
+    return bool(
+        re.search(
+            rf"^{re.escape(package)}\s*=", (REPO / "templates" / "sglang-infer" / "pixi.toml").read_text(), re.MULTILINE
+        )
+    )
 
 
 def pods(all_docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, int, dict[str, Any]]]:
@@ -86,7 +89,9 @@ def variables_defined(all_docs: list[dict[str, Any]]) -> list[str]:
             for e in c.get("env", []):
                 for var in VAR.findall(e.get("value", "")):
                     if var not in known:
-                        found.append(f"{doc['metadata']['name']}:{role}: {e['name']} expands $({var}), undefined before it")
+                        found.append(
+                            f"{doc['metadata']['name']}:{role}: {e['name']} expands $({var}), undefined before it"
+                        )
                 known.add(e["name"])
             for token in c.get("command", []) + c.get("args", []):
                 found += [f"{doc['metadata']['name']}:{role}: command expands $({v}), undefined"
@@ -154,7 +159,9 @@ def servers_listen_where_probed(all_docs: list[dict[str, Any]], tmp: Path) -> li
         listens = (argv[argv.index("--host") + 1] if "--host" in argv else "127.0.0.1",
                    int(argv[argv.index("--port") + 1]) if "--port" in argv else inst.port)
         if role != "worker" and listens != ("0.0.0.0", ports.get("http")):
-            found.append(f"{name}: the server listens on {listens[0]}:{listens[1]}, probes ask port {ports.get('http')}")
+            found.append(
+                f"{name}: the server listens on {listens[0]}:{listens[1]}, probes ask port {ports.get('http')}"
+            )
         if doc["kind"] == "LeaderWorkerSet" and inst.engine == "vllm":     # a Ray cluster (vLLM's LWS way)
             found += _ray_group(name, role, tpl, inst)
         elif doc["kind"] == "LeaderWorkerSet":

@@ -161,7 +161,10 @@ def no_traceback(text: str, server_log: bool = False) -> bool:
         return False
     if server_log:
         import re
-        return not re.search(r'File "[^"]*/(auto_infer/(?!demo/responder\.py)|tasks/|doit/)', text)   # the responder is the server
+
+        return not re.search(
+            r'File "[^"]*/(auto_infer/(?!demo/responder\.py)|tasks/|doit/)', text
+        )  # the responder is the server
     return "Traceback (most recent call last)" not in text
 
 

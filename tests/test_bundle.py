@@ -46,8 +46,13 @@ def export(env: dict[str, str], out: Path, *extra: str) -> subprocess.CompletedP
 def trusted(env: dict[str, str]) -> list[str]:
     """What a later install could trust: manifests, archives, extracted packages, wheels."""
     cache = Path(env["AUTO_INFER_SGLANG_CACHE_ROOT"])
-    found = [str(p.relative_to(cache)) for p in cache.rglob("*")
-             if p.is_file() and ".bundle-staging" not in p.parts and (p.name == "cache-manifest.json" or p.suffix in (".json", ".conda", ".bz2", ".whl"))]
+    found = [
+        str(p.relative_to(cache))
+        for p in cache.rglob("*")
+        if p.is_file()
+        and ".bundle-staging" not in p.parts
+        and (p.name == "cache-manifest.json" or p.suffix in (".json", ".conda", ".bz2", ".whl"))
+    ]
     return sorted(found)
 
 

@@ -43,7 +43,10 @@ def weights_bundle(hubws: HubWorkspace, tmp_path_factory: pytest.TempPathFactory
     out = tmp_path_factory.mktemp("bundle-weights") / "with-weights.tar"
     r = run_cli(["bundle", "export", str(out)], hubws.env)
     assert r.returncode == 0, r.stderr
-    assert "3 model files" in r.stderr and f"local-folder models not carried (your shared disk): {hubws.folder}" in r.stderr
+    assert (
+        "3 model files" in r.stderr
+        and f"local-folder models not carried (your shared disk): {hubws.folder}" in r.stderr
+    )
     return out
 
 

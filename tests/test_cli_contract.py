@@ -133,3 +133,20 @@ def test_doit_in_the_repo_lists_without_state_and_fails_like_auto_infer(bare: di
 def test_a_single_step_prints_no_step_marker(bare: dict[str, str]) -> None:
     r = run_cli(["status"], bare)
     assert r.returncode == 0 and ".  status" not in r.stderr, r.stderr
+
+
+def test_dry_run_is_one_rule_for_every_engine(bare: dict[str, str], tmp_path: Path) -> None:
+    """A valid plan exits 0 and lists what this host lacks as warnings (here: a command's executable
+    and SGLang's Python, nothing is installed); --strict makes them an error. GPUs are printed as 0,1."""
+    config = tmp_path / "models.toml"
+    config.write_text('[instance.cmd.control]\ncommand = ["/nonexistent/bin/server", "--port", "{port}"]\n'
+                      'gpu_ids = "0,1"\n[instance.cmd.server]\nport = 31001\nserved_model_name = "m"\n'
+                      f'[instance.sgl.server]\nport = 31002\nmodel_path = "{tmp_path}"\n')
+    env = {**bare, "AUTO_INFER_SGLANG_CONFIG": str(config)}
+    r = run_cli(["serve", "--dry-run"], env)
+    assert r.returncode == 0, r.stderr
+    assert "⚠ the command's executable is not found or not executable: /nonexistent/bin/server" in r.stdout
+    assert "⚠ no Python to run SGLang with" in r.stdout and "gpus 0,1 " in r.stdout, r.stdout
+    strict = run_cli(["serve", "--dry-run", "--strict"], env)
+    assert strict.returncode == 1 and "(--strict: an error)" in strict.stderr, strict.stderr
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()

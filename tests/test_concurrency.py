@@ -31,8 +31,15 @@ def big_workspace(tmp_path: Path, big: tuple[channel.BuiltChannel, int]) -> Work
     env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(ws),
                      "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(built.project),
                      "AUTO_INFER_INSTALLER": "rattler", "AUTO_INFER_CHECK_MODULES": "demo_extras"})
-    w = Workspace(root=ws, template=built.project, env=dict(env, AUTO_INFER_SGLANG_PROJECT_DIR=str(ws / "sglang-infer"),
-                                                            AUTO_INFER_SGLANG_CACHE_ROOT=str(ws / ".cache" / "sglang-infer")))
+    w = Workspace(
+        root=ws,
+        template=built.project,
+        env=dict(
+            env,
+            AUTO_INFER_SGLANG_PROJECT_DIR=str(ws / "sglang-infer"),
+            AUTO_INFER_SGLANG_CACHE_ROOT=str(ws / ".cache" / "sglang-infer"),
+        ),
+    )
     with mirror.Mirror(built.root, port):
         r = run_cli(["warm"], w.env)
         assert r.returncode == 0, r.stderr

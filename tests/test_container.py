@@ -28,7 +28,9 @@ TEMPLATE = REPO / "templates" / "sglang-infer" / "pixi.toml"
 COMPOSE_BIN = shutil.which("docker-compose")
 needs_compose = pytest.mark.skipif(
     COMPOSE_BIN is None,
-    reason="no docker-compose binary: apt-get install -y docker-compose (Debian's Compose v1; `config` needs no engine)")
+    reason="no docker-compose binary: apt-get install -y docker-compose "
+    "(Debian's Compose v1; `config` needs no engine)",
+)
 
 # infer-dev's service as its docker-compose.yml has it (image, a host port, its own workspace mount)
 BASE = """services:

@@ -114,12 +114,17 @@ def bundle_import(stack: Stack, tmp: Path) -> None:
     fresh = tmp / "ws2"
     (fresh / "sglang-configs").mkdir(parents=True)
     (fresh / "sglang-configs" / "sglang.toml").write_text((stack.ws / "sglang-configs" / "sglang.toml").read_text())
-    script = ("auto-infer bundle import /transfer/bundle.tar && auto-infer serve && auto-infer chat; "
-              "s=$?; auto-infer stop; exit $s")
+    nothing = tmp / "no-template"                   # the air-gapped side has only the bundle
+    nothing.mkdir()
+    script = ("auto-infer bundle import /transfer/bundle.tar "
+              "&& export AUTO_INFER_SGLANG_TEMPLATE_DIR=$(echo /offline-data/imported-templates/*) "
+              "&& auto-infer serve && auto-infer chat; s=$?; auto-infer stop; exit $s")
     r = stack.compose(OFFLINE, "run", "--rm", "-v", f"{stack.ws / 'transfer'}:/transfer:ro", "stage-2",
-                      "bash", "-c", script, HOST_VOLUME_WORKSPACE_DIR=str(fresh))
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "imported" in (r.stdout + r.stderr).lower()
+                      "bash", "-c", script, HOST_VOLUME_WORKSPACE_DIR=str(fresh),
+                      HOST_VOLUME_SGLANG_TEMPLATE_DIR=str(nothing))
+    said = r.stdout + r.stderr
+    assert r.returncode == 0, said[-5000:]
+    assert "✓ bundle import: bundle.tar" in said and "install needed" in said and "ready in" in said, said
 
 
 def test_compose_journey(image: Built, tmp_path: Path) -> None:
@@ -134,6 +139,7 @@ def test_compose_journey(image: Built, tmp_path: Path) -> None:
         bundle_import(stack, tmp_path)
     finally:
         stack.compose(SUPERVISE, "down", "-v", timeout=300)
+        (tmp_path / "transcript.txt").write_text("\n".join(stack.transcript) + "\n" + stack.boot_log())
 
 
 # ---- bad input in the container: the boot log's clear last line, exit 1, the command still runs ----
@@ -170,3 +176,4 @@ def test_bad_input_in_the_container(image: Built, tmp_path: Path) -> None:
     said = boot_fails(stack, OFFLINE, AUTO_INFER_SGLANG_ON_BOOT="1", AUTO_INFER_SGLANG_CONFIG="/offline-data/nope.toml")
     assert "/offline-data/nope.toml" in said, said
     assert template                                       # the good template stayed mounted for the others
+    (tmp_path / "transcript.txt").write_text("\n".join(stack.transcript))

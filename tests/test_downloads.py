@@ -239,8 +239,11 @@ def test_warm_refuses_a_volume_too_small_before_any_download(big_channel: Built,
     try:
         env = {**big_workspace.env, "AUTO_INFER_SGLANG_CACHE_ROOT": str(small / "cache")}
         with mirror.Mirror(big_channel.channel.root, big_channel.port) as m:
+            dry = run_cli(["warm", "--dry-run"], env)
             r = run_cli(["warm"], env)
             transfers = _file_transfers(m)
+        assert dry.returncode == 1 and f"volume {small} (tmpfs)" in dry.stdout, dry.stdout + dry.stderr
+        assert "not enough free space for warm" in dry.stderr
         assert r.returncode == 1, r.stderr
         assert transfers == []
         assert f"not enough free space for warm on the volume mounted at {small} (tmpfs)" in r.stderr, r.stderr

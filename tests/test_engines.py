@@ -209,7 +209,9 @@ def test_dry_run_text_for_a_vllm_config_and_one_instance(tmp_path: Path) -> None
     env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(cfg)})
     r = run_cli(["serve:qwen2_vl_7b_tp8", "--dry-run"], env, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert f"argv: {python} -m vllm.entrypoints.openai.api_server --host 0.0.0.0 --port 8000 --model {model}" in r.stdout
+    assert (
+        f"argv: {python} -m vllm.entrypoints.openai.api_server --host 0.0.0.0 --port 8000 --model {model}" in r.stdout
+    )
     assert "ready: /health then /v1/models at http://127.0.0.1:8000" in r.stdout
     assert "vLLM's own argument check skipped" in r.stderr and "cannot import vLLM's parser" in r.stderr
     bad = run_cli(["serve", "--dry-run", "--bogus"], env, timeout=60)

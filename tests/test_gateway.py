@@ -54,7 +54,10 @@ def test_gateway_round_robin_routes_around_a_dead_worker_and_stop_leaves_nothing
 
     gw = serve.record("router")
     assert gw["kind"] == "gateway" and gw["state"] == "ready" and set(gw["fronts"]) == {"alpha", "beta"}
-    assert Path(gw["launch_record"]).exists() and "--worker-urls" in json.loads(Path(gw["launch_record"]).read_text())["argv"]
+    assert (
+        Path(gw["launch_record"]).exists()
+        and "--worker-urls" in json.loads(Path(gw["launch_record"]).read_text())["argv"]
+    )
     report = serve.report()
     assert report["ok"] and report["gateway"]["ok"] and report["gateway"]["chat"]["status"] == 200
     assert "## gateway (router): routing and answering" in (serve.ws.root / "reports" / "serve-latest.md").read_text()
@@ -102,7 +105,11 @@ def test_gateway_flags_are_judged_by_its_own_parser_before_anything_starts(
     pa, gport, mport = free_port(), free_port(), free_port()
     table = router_table(gport, mport).replace("extra_args", "# extra_args") if "extra_args" in extra \
         else router_table(gport, mport)
-    serve.write(responder_config({"gamma": {"port": pa}}) + table + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items()))
+    serve.write(
+        responder_config({"gamma": {"port": pa}})
+        + table
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items())
+    )
     r = serve.cli("serve")
     assert r.returncode == 1, r.stderr
     assert key in r.stderr and said in r.stderr and "sglang-router 0.3.2 rejects" in r.stderr
@@ -116,16 +123,27 @@ def write_config(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "said", "where"), [
-    ("[router]\nport = 31002\n", "the gateway's port 31002 is also instance b's port", "[router] port"),
-    ("[router]\nprometheus_port = 31001\n", "prometheus_port 31001 is also instance a's port", "[router] prometheus_port"),
-    ("[router]\nport = 9000\nprometheus_port = 9000\n", "port and prometheus_port are both 9000", "[router] prometheus_port"),
-    ('[router]\ninstances = ["a", "c"]\n', "'c', which is not an enabled instance", "[router] instances"),
-    ("[router]\nport = 0\n", "is not a TCP port", "[router] port"),
-    ("[router]\npolicy = 3\n", "wrong type", "[router] policy"),
-    ("[router]\nbogus = 1\n", "unknown key 'bogus'", "[router] bogus"),
-    ("[router]\n[instance.router.server]\nport = 31003\n", "named 'router'", "[instance.router]"),
-])
+@pytest.mark.parametrize(
+    ("text", "said", "where"),
+    [
+        ("[router]\nport = 31002\n", "the gateway's port 31002 is also instance b's port", "[router] port"),
+        (
+            "[router]\nprometheus_port = 31001\n",
+            "prometheus_port 31001 is also instance a's port",
+            "[router] prometheus_port",
+        ),
+        (
+            "[router]\nport = 9000\nprometheus_port = 9000\n",
+            "port and prometheus_port are both 9000",
+            "[router] prometheus_port",
+        ),
+        ('[router]\ninstances = ["a", "c"]\n', "'c', which is not an enabled instance", "[router] instances"),
+        ("[router]\nport = 0\n", "is not a TCP port", "[router] port"),
+        ("[router]\npolicy = 3\n", "wrong type", "[router] policy"),
+        ("[router]\nbogus = 1\n", "unknown key 'bogus'", "[router] bogus"),
+        ("[router]\n[instance.router.server]\nport = 31003\n", "named 'router'", "[instance.router]"),
+    ],
+)
 def test_router_table_errors_name_the_key(tmp_path: Path, text: str, said: str, where: str) -> None:
     with pytest.raises(UserError) as err:
         config.load(load({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path)}), write_config(tmp_path, text))

@@ -146,9 +146,13 @@ def pod_instances(case: str, tmp_path: Path) -> dict[str, tuple[settings.Setting
             cfg_path = tmp_path / f"{volume['configMap']['name']}.toml"
             cfg_path.write_text(maps[volume["configMap"]["name"]])
             lws = {**LWS_ENV, "LWS_WORKER_INDEX": "1" if role == "worker" else "0"} if role != "server" else {}
-            env = {e["name"]: _expand(e["value"], lws) for e in template["spec"]["containers"][0]["env"] if "value" in e}
+            env = {
+                e["name"]: _expand(e["value"], lws) for e in template["spec"]["containers"][0]["env"] if "value" in e
+            }
             assert env["AUTO_INFER_SGLANG_CONFIG"] == f"{plan.CONFIG_DIR}/{plan.CONFIG_FILE}"
-            s = settings.load({**env, "AUTO_INFER_SGLANG_CONFIG": str(cfg_path), "AUTO_INFER_WORKSPACE_DIR": str(tmp_path)})
+            s = settings.load(
+                {**env, "AUTO_INFER_SGLANG_CONFIG": str(cfg_path), "AUTO_INFER_WORKSPACE_DIR": str(tmp_path)}
+            )
             (inst,) = config.load(s).enabled()
             assert inst.control.gpu_ids is None             # the device plugin's GPUs, all of them
             out[f"{doc['metadata']['name']}:{role}"] = (s, inst)
@@ -171,7 +175,10 @@ def test_ranks_sharing_the_claim_keep_their_records_and_logs_apart(tmp_path: Pat
     """Leader and worker pods share the workspace on the claim: serve keys the worker rank's record
     and log folder as NAME@rank1, the leader's as a single-node instance's (issue 14)."""
     pods = pod_instances("glm-4.7-2node", tmp_path)
-    (s_lead, leader), (s_work, worker) = pods["auto-infer-glm-4-7-2node:leader"], pods["auto-infer-glm-4-7-2node:worker"]
+    (s_lead, leader), (s_work, worker) = (
+        pods["auto-infer-glm-4-7-2node:leader"],
+        pods["auto-infer-glm-4-7-2node:worker"],
+    )
     assert leader.worker is None and leader.key == "glm_4_7_2node"
     assert worker.worker is not None and worker.key == "glm_4_7_2node@rank1"
     assert "worker rank 1 of 2 (serves no HTTP" in worker.worker.describe()
@@ -189,7 +196,9 @@ def test_pod_argv_parses_with_sglang(tmp_path: Path) -> None:
         (tmp_path / case).mkdir()
         servers.update({f"{case}/{k}": v for k, v in pod_argvs(case, tmp_path / case).items()})
     assert len(servers) == 4
-    checked = preflight.check("SGLang", sglang_engine.SCRIPT, Path(VENV) / "bin" / "python", dict(os.environ), lambda multi: servers)
+    checked = preflight.check(
+        "SGLang", sglang_engine.SCRIPT, Path(VENV) / "bin" / "python", dict(os.environ), lambda multi: servers
+    )
     assert checked.skipped is None, checked.skipped
     assert checked.rejected == {}, checked.rejected
 
@@ -201,7 +210,10 @@ def test_gateway_discovers_the_serving_pods(tmp_path: Path) -> None:
     args = gw["spec"]["template"]["spec"]["containers"][0]["command"]
     selector = args[args.index("--selector") + 1]
     assert args[args.index("--service-discovery-port") + 1] == "30000" and "--service-discovery" in args
-    assert args[args.index("--policy") + 1] == "cache_aware" and args[args.index("--service-discovery-namespace") + 1] == "llm"
+    assert (
+        args[args.index("--policy") + 1] == "cache_aware"
+        and args[args.index("--service-discovery-namespace") + 1] == "llm"
+    )
     key, value = selector.split("=")
     (lws,) = [d for d in all_docs if d["kind"] == "LeaderWorkerSet"]
     t = lws["spec"]["leaderWorkerTemplate"]

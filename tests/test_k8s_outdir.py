@@ -75,7 +75,9 @@ def test_credentials_in_control_env_become_secret_references(tmp_path: Path) -> 
         assert value not in rendered and value not in err
     c = kind(all_docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
-    assert refs == {k: {"name": podconfig.ENV_SECRET, "key": k} for k in ("DB_URL", "GITHUB_PAT", "HF_TOKEN", "HTTPS_PROXY")}
+    assert refs == {
+        k: {"name": podconfig.ENV_SECRET, "key": k} for k in ("DB_URL", "GITHUB_PAT", "HF_TOKEN", "HTTPS_PROXY")
+    }
     assert 'LOG_LEVEL = "debug"' in kind(all_docs, "ConfigMap")["data"]["sglang.toml"]
     assert checks.variables_defined(all_docs) == []                     # $(HTTPS_PROXY) is defined before use
     assert "Secret auto-infer-env (keys DB_URL, GITHUB_PAT, HF_TOKEN, HTTPS_PROXY)" in err

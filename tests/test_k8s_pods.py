@@ -184,7 +184,9 @@ def test_the_install_job_completes_and_a_second_run_is_a_no_op(claim: Claim) -> 
     job = _pod(claim, "Job", "job")
     first = _run(claim, job, "install-1", ["--network", "none", "--rm"])
     assert first.returncode == 0, first.stdout + first.stderr
-    done = claim.root / "workspace" / "sglang-infer" / ".pixi" / "envs" / "default" / "conda-meta" / "auto-infer-install"
+    done = (
+        claim.root / "workspace" / "sglang-infer" / ".pixi" / "envs" / "default" / "conda-meta" / "auto-infer-install"
+    )
     assert done.is_file()
     before = done.stat().st_mtime_ns
     second = _run(claim, job, "install-2", ["--network", "none", "--rm"])

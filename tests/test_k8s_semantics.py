@@ -65,10 +65,16 @@ def test_every_rendered_set_would_serve(case: str, tmp_path: Path) -> None:
 
 def test_the_checks_can_fail(tmp_path: Path) -> None:
     files = rendered(TWO_NODE, tmp_path)
-    broken = {k: v.replace('"auto-infer.io/role": "leader"', '"role": "leader"' if k.startswith("31-") else "\"auto-infer.io/role\": \"leader\"")
-                 .replace('["auto-infer", "supervise"]', '["smg", "launch"]')
-                 .replace("$(LWS_LEADER_ADDRESS)", "$(LWS_LEADER)")
-                 .replace("containerPort: 30000", "containerPort: 30001") for k, v in files.items()}
+    broken = {
+        k: v.replace(
+            '"auto-infer.io/role": "leader"',
+            '"role": "leader"' if k.startswith("31-") else '"auto-infer.io/role": "leader"',
+        )
+        .replace('["auto-infer", "supervise"]', '["smg", "launch"]')
+        .replace("$(LWS_LEADER_ADDRESS)", "$(LWS_LEADER)")
+        .replace("containerPort: 30000", "containerPort: 30001")
+        for k, v in files.items()
+    }
     found = "\n".join(checks.all_findings(broken, tmp_path))
     assert "selects no pod" in found and "runs smg" in found and "$(LWS_LEADER), undefined" in found
     assert "listens on 0.0.0.0:30000, probes ask port 30001" in found and "is not the LWS leader" in found
@@ -144,8 +150,13 @@ def test_output_grows_linearly_with_instances(tmp_path: Path) -> None:
     assert abs(first - second) < 0.001 * first, sizes       # quadratic: the second step would cost more
 
 
-ROUTED = {"two-node/glm-4.7": (TWO_NODE, ""),     # example.toml's [router] (extra_args, instances), enabled:
-          "example-router-on": (SHIPPED / "example.toml", json.dumps({"router": {"enable": True, "instances": ["qwen2_vl_7b"]}}))}
+ROUTED = {
+    "two-node/glm-4.7": (TWO_NODE, ""),  # example.toml's [router] (extra_args, instances), enabled:
+    "example-router-on": (
+        SHIPPED / "example.toml",
+        json.dumps({"router": {"enable": True, "instances": ["qwen2_vl_7b"]}}),
+    ),
+}
 
 
 @pytest.mark.parametrize("case", sorted(ROUTED))

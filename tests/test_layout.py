@@ -131,9 +131,10 @@ def test_every_package_is_shipped() -> None:
 # and only core/settings.py reads the AUTO_INFER_* variables (the demo and supervise included).
 BANNED = {
     r'project_dir\s*/\s*"pixi\.(lock|toml)"': "settings.lock_file / settings.pixi_toml",
-    r'env_prefix\s*/': "a derived path of Settings (env_python, env_bin, conda_meta)",
+    r"env_prefix\s*/": "a derived path of Settings (env_python, env_bin, conda_meta)",
     r'project_dir\s*/\s*"\.pixi': "a derived path of Settings (pixi_config, project_state_dir, env_prefix)",
-    r'(os\.environ\.get|os\.getenv|getenv)\(\s*[A-Z_]*VAR\b|(os\.environ\.get|getenv)\(\s*"AUTO_INFER_': "a Settings field",
+    r'(os\.environ\.get|os\.getenv|getenv)\(\s*[A-Z_]*VAR\b': "a Settings field",
+    r'(os\.environ\.get|getenv)\(\s*"AUTO_INFER_': "a Settings field",
     r'os\.environ\[\s*"AUTO_INFER_[A-Z_]+"\s*\](?!\s*=)': "a Settings field",
     r'"logs/sglang"|"logs"\s*/\s*"sglang"': "settings.server_logs(engine)",
 }
@@ -159,3 +160,24 @@ def test_the_banned_spellings_are_found() -> None:
              'os.environ.get("AUTO_INFER_LLAMACPP_VENV", "")', 'os.environ["AUTO_INFER_X"]']
     assert all(any(re.search(p, line) for p in BANNED) for line in lines)
     assert not any(re.search(p, 'os.environ["AUTO_INFER_WORKSPACE_DIR"] = ws') for p in BANNED)
+
+
+# Tests as a codebase (issue 19): helpers live in tests/helpers/, fixtures in tests/conftest.py; a
+# test module does not import another test module. These still do (their owners move them next);
+# the list may only shrink.
+STILL_IMPORTING_TESTS = {
+    ("test_bundle_tamper", "test_bundle"), ("test_importer", "test_bundle"),
+    ("test_bundle_weights", "test_bundle"), ("test_bundle_weights", "test_weights"),
+    ("test_tutorial_air_gap", "test_bundle"), ("test_downloads_view", "test_downloads"),
+    ("test_k8s_defects", "test_k8s_semantics"), ("test_k8s_outdir", "test_k8s_semantics"),
+    ("test_reliability_hostile", "test_output_paths"),
+}
+
+
+def test_no_test_module_imports_another() -> None:
+    found = set()
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tests.test_"):
+                found.add((path.stem, (node.module or "").split(".")[1]))
+    assert found - STILL_IMPORTING_TESTS == set()

@@ -225,7 +225,9 @@ def test_a_query_or_fragment_never_becomes_part_of_a_stored_name(tmp_path: Path,
     from auto_infer.install import bundle_layout
     built, _port = _hello_url_tail(tmp_path, tail)
     s = load(_env(tmp_path, built.project))
-    hello = next(a for a in lockfile.read(built.project / "pixi.lock", "default", "linux-64").conda if a.name == "hello")
+    hello = next(
+        a for a in lockfile.read(built.project / "pixi.lock", "default", "linux-64").conda if a.name == "hello"
+    )
     assert (hello.filename, hello.subdir) == ("hello-1.0-0.tar.bz2", "linux-64")
     assert bundle_layout.member_path(hello) == "conda/linux-64/hello-1.0-0.tar.bz2"
     assert bundle_layout.store_path(s, hello) == s.conda_archive_dir / "linux-64" / "hello-1.0-0.tar.bz2"

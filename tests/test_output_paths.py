@@ -115,7 +115,9 @@ def _env(tmp: Path, template: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("kind", sorted(THINGS))
-def test_bundle_export_refuses_to_write_over_what_is_not_a_file(kind: str, built_channel: Built, tmp_path: Path) -> None:
+def test_bundle_export_refuses_to_write_over_what_is_not_a_file(
+    kind: str, built_channel: Built, tmp_path: Path
+) -> None:
     out = tmp_path / "x.bundle.tar"
     THINGS[kind](out)
     before = _state(out)

@@ -2,7 +2,8 @@
 
 The `llamacpp` test runs it through the real pipeline (warm → serve, which installs first → chat →
 stop) with the model config's `command` engine; its weights come through the contract: a folder
-source ([instance.smollm2.model] path), recorded by warm, checked before serve, passed as {model_path}. The engine lives in its own venv, built by
+source ([instance.smollm2.model] path), recorded by warm, checked before serve, passed as {model_path}. The
+engine lives in its own venv, built by
 `.ci/setup-llamacpp-venv.sh`; point AUTO_INFER_LLAMACPP_VENV at it to run that test. Timings are
 printed (pytest -s shows them), never asserted. The two small tests before it need no engine.
 """
@@ -153,8 +154,9 @@ def test_llamacpp_smollm2_through_serve_chat_and_stop(workspace: Workspace, onli
 
 @pytest.mark.llamacpp
 @needs_llamacpp
-def test_gateway_in_front_of_two_llamacpp_servers_answers_paris(workspace: Workspace, online: object,
-                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gateway_in_front_of_two_llamacpp_servers_answers_paris(
+    workspace: Workspace, online: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The real gateway (sglang-router's smg, from the dev extra) in front of two llama.cpp servers.
     llama-cpp-python's server gets the one route smg 0.3.2 needs to register it (tests/llamacpp_with_health.py)."""
     smg = Path(sys.executable).parent / "smg"

@@ -27,7 +27,7 @@ from auto_infer.serve.engines import sglang as sglang_engine
 from bench import realwheels
 from tests.conftest import needs_netns
 from tests.helpers import clean_env, run_cli
-from tests.test_config import EXAMPLES, REALWORLD
+from tests.helpers.configs import EXAMPLES, REALWORLD
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,8 +53,12 @@ def workspace_env(ws: Path, template: Path, cache_root: Path) -> dict[str, str]:
 def model_configs(s: settings.Settings) -> dict[str, dict[str, object]]:
     files = [*EXAMPLES, *([REALWORLD] if REALWORLD.exists() else [])]
     # an instance with a model table gets its model_path from serve (the checked snapshot): stand one in
-    return {f"{path}:{inst.name}": {**inst.server, **({"model_path": "/weights/of/the/model/table"} if inst.model else {})}
-            for path in files for inst in config.load(s, path).instances if inst.engine == "sglang"}
+    return {
+        f"{path}:{inst.name}": {**inst.server, **({"model_path": "/weights/of/the/model/table"} if inst.model else {})}
+        for path in files
+        for inst in config.load(s, path).instances
+        if inst.engine == "sglang"
+    }
 
 
 @needs_netns

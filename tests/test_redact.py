@@ -45,8 +45,17 @@ def test_credentials_are_masked_by_their_shape(text: str, leak: str) -> None:
     assert redact.has_credentials(text)
 
 
-@pytest.mark.parametrize("text", ["http://host:3128/path", "a plain log line: 12 tokens/s", "risk-assessment-framework-x",
-                                  "ssh to user@host", "TOKENIZERS_PARALLELISM=false", "--max-total-tokens=4096"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "http://host:3128/path",
+        "a plain log line: 12 tokens/s",
+        "risk-assessment-framework-x",
+        "ssh to user@host",
+        "TOKENIZERS_PARALLELISM=false",
+        "--max-total-tokens=4096",
+    ],
+)
 def test_ordinary_text_is_unchanged(text: str) -> None:
     assert redact.scrub(text, []) == text
     assert not redact.has_credentials(text)

@@ -132,7 +132,9 @@ def test_hostile_configs_through_serve_launch_nothing(installed: dict[str, str],
     for i, h in enumerate(sample):
         path = tmp_path / f"m{i}.toml"
         path.write_bytes(h.text)
-        r = run_cli(["serve"], dict(installed, AUTO_INFER_SGLANG_CONFIG=str(path), AUTO_INFER_SGLANG_OVERRIDES=h.overrides))
+        r = run_cli(
+            ["serve"], dict(installed, AUTO_INFER_SGLANG_CONFIG=str(path), AUTO_INFER_SGLANG_OVERRIDES=h.overrides)
+        )
         problems = [] if r.returncode == 1 else [f"exit {r.returncode}"]
         problems += [] if no_traceback(r.stderr) else ["traceback"]
         problems += [] if h.overrides or str(path) in r.stderr else ["file not named"]

@@ -125,21 +125,41 @@ def test_secrets_by_value_never_reach_the_dry_run_plan(tmp_path: Path) -> None:
 
 # ---- 21.5 one flag, two ways ----------------------------------------------------------------------
 
-HEADS = {"sglang": ('[master]\nengine = "sglang"\npython_path = "/usr/bin/python3"\n', 'model_path = "/m"',
-                    [("tp-size", "tp_size"), ("--tp-size", "tensor_parallel_size"), ("--context-length", "context_length"),
-                     ("--mem-fraction-static", "mem_fraction_static")]),
-         "vllm": ('[master]\nengine = "vllm"\npython_path = "/usr/bin/python3"\n', 'model = "/m"',
-                  [("-tp", "tensor_parallel_size"), ("max-model-len", "--max_model_len"),
-                   ("--gpu-memory-utilization", "gpu_memory_utilization")]),
-         "llamacpp": ('[master]\nengine = "llamacpp"\nllama_cpp_path = "/bin/true"\n', 'model = "/m.gguf"',
-                      [("ngl", "n_gpu_layers"), ("-c", "ctx-size"), ("--port", "port"), ("a", "alias")])}
+HEADS = {
+    "sglang": (
+        '[master]\nengine = "sglang"\npython_path = "/usr/bin/python3"\n',
+        'model_path = "/m"',
+        [
+            ("tp-size", "tp_size"),
+            ("--tp-size", "tensor_parallel_size"),
+            ("--context-length", "context_length"),
+            ("--mem-fraction-static", "mem_fraction_static"),
+        ],
+    ),
+    "vllm": (
+        '[master]\nengine = "vllm"\npython_path = "/usr/bin/python3"\n',
+        'model = "/m"',
+        [
+            ("-tp", "tensor_parallel_size"),
+            ("max-model-len", "--max_model_len"),
+            ("--gpu-memory-utilization", "gpu_memory_utilization"),
+        ],
+    ),
+    "llamacpp": (
+        '[master]\nengine = "llamacpp"\nllama_cpp_path = "/bin/true"\n',
+        'model = "/m.gguf"',
+        [("ngl", "n_gpu_layers"), ("-c", "ctx-size"), ("--port", "port"), ("a", "alias")],
+    ),
+}
 
 
 def _refused(tmp: Path, text: str, *says: str) -> str | None:
     path = tmp / "models.toml"
     path.write_text(text)
     try:
-        config.load(settings_mod.load({"AUTO_INFER_WORKSPACE_DIR": str(tmp / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(path)}))
+        config.load(
+            settings_mod.load({"AUTO_INFER_WORKSPACE_DIR": str(tmp / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(path)})
+        )
     except UserError as exc:
         missing = [s for s in says if s not in str(exc)]
         return f"message lacks {missing}" if missing else None

@@ -79,7 +79,10 @@ def _fault(env: dict[str, str], kind: str, i: int) -> list[str]:
     name, port = f"{kind.replace('-', '')}{i}", free_port()
     specs = {
         "crash-at-start": {"flags": ["--crash-on-start"], "control": "ready_timeout = 600"},
-        "hang-before-ready": {"flags": ["--never-ready", "--spawn-child"], "control": "ready_timeout = 1.5\nstop_grace = 1"},
+        "hang-before-ready": {
+            "flags": ["--never-ready", "--spawn-child"],
+            "control": "ready_timeout = 1.5\nstop_grace = 1",
+        },
         "dies-after-ready": {"flags": ["--die-after", "1.5", "--spawn-child"]},
         "ignores-sigterm": {"flags": ["--ignore-sigterm", "--spawn-child"], "control": "stop_grace = 0.5"},
     }

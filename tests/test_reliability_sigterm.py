@@ -44,18 +44,20 @@ def test_sigterm_after_ready_never_exits_143(serve: Serve) -> None:  # noqa: F81
     for needle in NEEDLES * count(2):
         port = free_port()
         serve.write(responder_config({"stay": {"port": port}}))
-        proc = _serve_until(serve, needle)
-        while proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                break
-            time.sleep(0.005)
-        _out, err = proc.communicate(timeout=60)
-        codes[str(proc.returncode)] += 1
-        if proc.returncode not in (0, 130) or "Traceback" in err or not listening(port):
-            bad.append(f"after {needle!r}: exit {proc.returncode}, listening {listening(port)}: {err[-300:]}")
-        serve.ok("stop")
+        try:
+            proc = _serve_until(serve, needle)
+            while proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.005)
+            _out, err = proc.communicate(timeout=60)
+            codes[str(proc.returncode)] += 1
+            if proc.returncode not in (0, 130) or "Traceback" in err or not listening(port):
+                bad.append(f"after {needle!r}: exit {proc.returncode}, listening {listening(port)}: {err[-300:]}")
+        finally:
+            serve.cli("stop")                   # whatever happened: no server outlives the round
     tried = len(NEEDLES) * count(2)
     record("sigterm-after-ready", test="test_reliability_sigterm.py",
            what="`serve` (one responder) sent SIGTERM every 5 ms from the moment it printed a chat answer, "

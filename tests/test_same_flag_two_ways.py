@@ -56,13 +56,17 @@ def test_two_keys_for_one_flag_are_refused_naming_both(engine: str, keys: str, b
 
 
 def test_two_keys_for_one_flag_are_refused_for_a_command_too(tmp_path: Path) -> None:
-    message = refused(tmp_path, f'[instance.a.control]\n{CMD}\n[instance.a.server]\n"--port" = 1\nport = 2\n"tp-size" = 1\n')
+    message = refused(
+        tmp_path, f'[instance.a.control]\n{CMD}\n[instance.a.server]\n"--port" = 1\nport = 2\n"tp-size" = 1\n'
+    )
     assert "'--port'" in message and "'port'" in message
 
 
 @pytest.mark.parametrize("engine", ["sglang", "vllm", "llamacpp"])
 def test_a_dashed_key_renders_one_flag_and_the_probe_reads_it(engine: str, tmp_path: Path) -> None:
-    got = argv(tmp_path, f'{HEADS[engine]}[instance.a.server]\n{MODEL[engine]}\n"--port" = 1234\n"--max-tokens-x" = 5\n')
+    got = argv(
+        tmp_path, f'{HEADS[engine]}[instance.a.server]\n{MODEL[engine]}\n"--port" = 1234\n"--max-tokens-x" = 5\n'
+    )
     assert "----port" not in got and got.count("--port") == 1 and got[got.index("--port") + 1] == "1234"
     assert "--max-tokens-x" in got
     _s, cfg = load(tmp_path, f'{HEADS[engine]}[instance.a.server]\n{MODEL[engine]}\n"--port" = 1234\n')

@@ -69,7 +69,9 @@ def test_two_instances_different_gpus_ready_chatted_status_logs_chat(serve: Serv
 def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path: Path) -> None:
     port, ready_file = free_port(), tmp_path / "ready-at"
     # 13 s of warmup: progress lines at 2 s and 12 s; by the second the server has surely logged
-    serve.write(responder_config({"warm": {"port": port, "flags": ["--warmup", "13", "--ready-file", str(ready_file)]}}))
+    serve.write(
+        responder_config({"warm": {"port": port, "flags": ["--warmup", "13", "--ready-file", str(ready_file)]}})
+    )
     r = serve.ok("serve")
     inst = serve.report()["instances"][0]
     became_ready = float(ready_file.read_text())
@@ -82,8 +84,14 @@ def test_warmup_is_not_ready_early_and_progress_is_shown(serve: Serve, tmp_path:
 
 def test_crash_is_reported_at_once_with_log_tail_while_the_other_serves(serve: Serve) -> None:
     good, bad = free_port(), free_port()
-    serve.write(responder_config({"good": {"port": good},
-                                  "bad": {"port": bad, "flags": ["--crash-on-start"], "control": "ready_timeout = 600"}}))
+    serve.write(
+        responder_config(
+            {
+                "good": {"port": good},
+                "bad": {"port": bad, "flags": ["--crash-on-start"], "control": "ready_timeout = 600"},
+            }
+        )
+    )
     t0 = time.monotonic()
     r = serve.cli("serve", timeout=60)        # far below bad's ready_timeout: the exit is seen, not waited out
     took = time.monotonic() - t0

@@ -13,8 +13,8 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import registry
 from tests.helpers import model_folder, run_cli
+from tests.helpers.configs import BAD, Bad, render
 from tests.helpers.serving import Installed, listening
-from tests.test_config import BAD, Bad, render
 
 
 @pytest.fixture

@@ -178,11 +178,22 @@ def test_a_leader_that_waits_for_its_ranks_never_stalls_its_worker(serve: Serve,
         out_w, err_w = sigterm(procs_[1])
         out_l, err_l = sigterm(procs_[0])
     finally:
-        for proc in procs_:
-            if proc.poll() is None:
-                proc.kill()
+        _end(procs_)
     assert "the run lock is released before they load" in err_l
     assert procs.group_members(leader.pid or 0) == [] and procs.group_members(worker.pid or 0) == []
+
+
+def _end(procs_: list[subprocess.Popen[str]]) -> None:
+    """A failed test's supervise runs: SIGTERM first (each stops its servers), SIGKILL only after."""
+    for proc in procs_:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs_:
+        try:
+            proc.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
 
 
 def _log(env: dict[str, str], key: str) -> str:

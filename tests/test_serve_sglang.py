@@ -18,8 +18,8 @@ from auto_infer.core import settings
 from auto_infer.serve import config
 from auto_infer.serve.engines import base, sglang
 from tests.helpers import model_folder, run_cli
+from tests.helpers.configs import EXAMPLES, REALWORLD
 from tests.helpers.serving import make_installed
-from tests.test_config import EXAMPLES, REALWORLD
 
 VENV = os.environ.get("AUTO_INFER_SGLANG_VENV", "")     # read at import: the autouse fixture clears AUTO_INFER_*
 PYTHON = Path(VENV) / "bin" / "python"

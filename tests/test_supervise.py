@@ -30,8 +30,15 @@ def start(installed: Installed, tmp_path: Path, text: str, *, net: bool = True,
     cfg.write_text(text)
     env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(cfg), "AUTO_INFER_SUPERVISE_BACKOFF": "0.5",
            "AUTO_INFER_SUPERVISE_MAX_CRASHES": "3", **extra}
-    proc = subprocess.Popen([*CLI, "supervise"] if net else offline([*CLI, "supervise"]), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, cwd="/")
+    proc = subprocess.Popen(
+        [*CLI, "supervise"] if net else offline([*CLI, "supervise"]),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd="/",
+    )
     return proc, env
 
 
@@ -54,7 +61,9 @@ def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
         raise AssertionError(f"supervise did not end:\n{err}") from None
 
 
-def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(installed: Installed, tmp_path: Path) -> None:
+def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(
+    installed: Installed, tmp_path: Path
+) -> None:
     pa, pb = free_port(), free_port()
     proc, env = start(installed, tmp_path, responder_config(
         {"sa": {"port": pa, "flags": ["--spawn-child"]}, "sb": {"port": pb}}))
@@ -67,7 +76,9 @@ def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(insta
         proc.send_signal(signal.SIGTERM)
         t0 = time.monotonic()
         out, err = finish(proc)
-        print(f"\nSIGTERM → supervise exited {proc.returncode} after {time.monotonic() - t0:.2f} s (all groups stopped)")
+        print(
+            f"\nSIGTERM → supervise exited {proc.returncode} after {time.monotonic() - t0:.2f} s (all groups stopped)"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -113,7 +124,10 @@ def test_restart_policy_from_the_environment() -> None:
     p = load({"AUTO_INFER_SUPERVISE_MAX_CRASHES": "2", "AUTO_INFER_SUPERVISE_BACKOFF": "1"}).restarts
     assert (p.max_crashes, p.delay(1), p.delay(3), p.delay(20)) == (2, 1.0, 4.0, 60.0)
     from auto_infer.core.errors import UserError
-    with pytest.raises(UserError, match=r"AUTO_INFER_SUPERVISE_WINDOW='soon' is not a number of seconds \(more than 0\)"):
+
+    with pytest.raises(
+        UserError, match=r"AUTO_INFER_SUPERVISE_WINDOW='soon' is not a number of seconds \(more than 0\)"
+    ):
         load({"AUTO_INFER_SUPERVISE_WINDOW": "soon"})
 
 

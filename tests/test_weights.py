@@ -160,7 +160,7 @@ def test_offline_serve_passes_the_snapshot_and_keeps_servers_offline(hubws: HubW
         assert r.returncode == 0, r.stderr
         assert f"weights {REPO}@" in r.stderr and "every file present" in r.stderr
         recs = hubws.started()
-        seen = {name: inside_env(recs[name]["pid"], port) for name, port in
+        seen = {name: inside_env(recs[name].pid, port) for name, port in
                 (("tiny", hubws.port), ("local", hubws.folder_port))}
         for name, env in seen.items():
             assert env["env"]["HF_HUB_OFFLINE"] == "1" and env["env"]["TRANSFORMERS_OFFLINE"] == "1", name
@@ -199,14 +199,14 @@ def test_a_damaged_weight_file_is_refused_before_any_server_starts(hubws: HubWor
     else:
         with open(blob, "r+b") as fh:
             fh.truncate(1000)
-    before = {n: r.get("spawned_at") for n, r in hubws.started().items()}
+    before = {n: r.spawned_at for n, r in hubws.started().items()}
     for step in ("install", "serve"):
         r = hubws.cli(step, net=False)
         assert r.returncode == 1, r.stderr
         assert f"instance tiny: the weights of {REPO}@main" in r.stderr and "model.safetensors" in r.stderr
         assert ("is missing" if damage == "deleted" else "has 1000 bytes, not 6000") in r.stderr, r.stderr
         assert "auto-infer warm" in r.stderr and "Traceback" not in r.stderr
-    assert {n: r.get("spawned_at") for n, r in hubws.started().items()} == before      # nothing started
+    assert {n: r.spawned_at for n, r in hubws.started().items()} == before      # nothing started
     with fakehub.FakeHub(hubws.hub_root) as hub:                 # warm repairs it: fetched once more
         r = hubws.cli("warm", HF_ENDPOINT=hub.url)
         assert r.returncode == 0, r.stderr
@@ -229,12 +229,12 @@ def test_verify_finds_a_same_size_change_that_sizes_miss(hubws: HubWorkspace) ->
 
 def test_a_folder_source_needs_config_and_weights(hubws: HubWorkspace, tmp_path: Path) -> None:
     (hubws.folder / "config.json").rename(tmp_path / "config.json")
-    before = {n: r.get("spawned_at") for n, r in hubws.started().items()}
+    before = {n: r.spawned_at for n, r in hubws.started().items()}
     try:
         r = hubws.cli("serve")
         assert r.returncode == 1 and f"instance local: the weights of {hubws.folder}" in r.stderr, r.stderr
         assert "config.json is missing" in r.stderr
-        assert {n: r.get("spawned_at") for n, r in hubws.started().items()} == before      # nothing started
+        assert {n: r.spawned_at for n, r in hubws.started().items()} == before      # nothing started
     finally:
         (tmp_path / "config.json").rename(hubws.folder / "config.json")
     (gguf := tmp_path / "gguf").mkdir()
@@ -296,5 +296,10 @@ def test_warm_says_clearly_when_the_hub_cannot_give_the_weights(workspace: Works
             r = run_cli(["warm"], {**env, "HF_ENDPOINT": endpoint or hub.url})
         assert r.returncode == 1, r.stderr
         assert f"cannot fetch {repo}@main from {endpoint or hub.url}" in r.stderr, r.stderr
-        assert f"{path}: [instance.a.model] repo" in r.stderr and "HF_TOKEN" in r.stderr and TOKEN not in r.stderr + r.stdout and "Traceback" not in r.stderr
+        assert (
+            f"{path}: [instance.a.model] repo" in r.stderr
+            and "HF_TOKEN" in r.stderr
+            and TOKEN not in r.stderr + r.stdout
+            and "Traceback" not in r.stderr
+        )
     assert json.loads(workspace.manifest.read_text())["models"] == []     # the packages' manifest stands

@@ -37,13 +37,44 @@ MOUNTS = {"AUTO_INFER_WORKSPACE_DIR": "/offline-data",
 
 # name -> (default, one line, who reads it)
 EXTRA: dict[str, tuple[str, str, str]] = {
-    "AUTO_INFER_BOOT_TIMEOUT": ("7200", "Seconds the boot hook lets `auto-infer boot` run before stopping it (exit 124).", "hook"),
-    "AUTO_INFER_BOOT_BACKGROUND": ("0", "1: the boot hook runs boot detached and returns at once (outcome in logs/boot.log).", "hook"),
-    "HOST_VOLUME_SGLANG_TEMPLATE_DIR": ("./sglang-template", "Host folder with the downloaded template (pixi.toml + pixi.lock), mounted read-only at AUTO_INFER_SGLANG_TEMPLATE_DIR. Required.", "compose"),
-    "HOST_VOLUME_WORKSPACE_DIR": ("./.container/workspace", "Host folder mounted at AUTO_INFER_WORKSPACE_DIR: project, environment, logs, reports, state.", "compose"),
-    "HOST_VOLUME_SGLANG_CACHE_ROOT": ("./.container/workspace/.cache/sglang-infer", "Opt-in (docker-compose.cache-mount.yml): a host folder of its own mounted at AUTO_INFER_SGLANG_CACHE_ROOT for the package caches; installs then copy instead of hard-linking. By default the caches live in the workspace.", "compose"),
-    "HOST_VOLUME_LLM_MODELS": ("./llm-models", "Host folder with model weights, mounted read-only at /llm-models (the model configs point there).", "compose"),
-    "SGLANG_SHM_SIZE": ("32gb", "Shared memory for the container: NCCL needs more than Docker's 64 MB for tensor parallel.", "compose"),
+    "AUTO_INFER_BOOT_TIMEOUT": (
+        "7200",
+        "Seconds the boot hook lets `auto-infer boot` run before stopping it (exit 124).",
+        "hook",
+    ),
+    "AUTO_INFER_BOOT_BACKGROUND": (
+        "0",
+        "1: the boot hook runs boot detached and returns at once (outcome in logs/boot.log).",
+        "hook",
+    ),
+    "HOST_VOLUME_SGLANG_TEMPLATE_DIR": (
+        "./sglang-template",
+        "Host folder with the downloaded template (pixi.toml + pixi.lock), mounted read-only at "
+        "AUTO_INFER_SGLANG_TEMPLATE_DIR. Required.",
+        "compose",
+    ),
+    "HOST_VOLUME_WORKSPACE_DIR": (
+        "./.container/workspace",
+        "Host folder mounted at AUTO_INFER_WORKSPACE_DIR: project, environment, logs, reports, state.",
+        "compose",
+    ),
+    "HOST_VOLUME_SGLANG_CACHE_ROOT": (
+        "./.container/workspace/.cache/sglang-infer",
+        "Opt-in (docker-compose.cache-mount.yml): a host folder of its own mounted at "
+        "AUTO_INFER_SGLANG_CACHE_ROOT for the package caches; installs then copy instead of hard-linking. "
+        "By default the caches live in the workspace.",
+        "compose",
+    ),
+    "HOST_VOLUME_LLM_MODELS": (
+        "./llm-models",
+        "Host folder with model weights, mounted read-only at /llm-models (the model configs point there).",
+        "compose",
+    ),
+    "SGLANG_SHM_SIZE": (
+        "32gb",
+        "Shared memory for the container: NCCL needs more than Docker's 64 MB for tensor parallel.",
+        "compose",
+    ),
 }
 
 

@@ -34,8 +34,10 @@ SECRET_FLAGS = {"--api-key", "--admin-api-key", "--hf-token", "--token"}
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^\s/?#\"'<>@]*(?:@[^\s/?#\"'<>@]*)*)@",
                            re.IGNORECASE)
 _ASSIGN = re.compile(r"(?P<name>(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_.-]*)(?P<eq>=|\":\s*\")(?P<value>[^\s&;,'\"]+)")
-_BEARER = re.compile(r"(?P<kind>\bbearer\s+|\bauthorization:\s*(?:basic|bearer|token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})",
-                     re.IGNORECASE)
+_BEARER = re.compile(
+    r"(?P<kind>\bbearer\s+|\bauthorization:\s*(?:basic|bearer|token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})",
+    re.IGNORECASE,
+)
 _NOT_SECRET_END = re.compile(r"[_.-](env|file|path|dir|name|names|id|type|mode|header)$", re.IGNORECASE)
 _TOKEN_VALUE = re.compile(
     r"(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}"

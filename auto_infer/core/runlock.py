@@ -55,12 +55,17 @@ def exclusive(lock_path: Path, what: str, timeout: float, poll: float = 0.2) -> 
                 say(f"  … waiting for {_owner(owner_path)} ({fmt_secs(waited)})")
                 next_note = waited + 10.0
             if waited >= timeout:
-                raise UserError(f"gave up waiting for the lock after {fmt_secs(waited)}: held by {_owner(owner_path)}",
-                                where=str(lock_path),
-                                fix="wait for that run to finish, or raise AUTO_INFER_LOCK_TIMEOUT") from None
-        except OSError as exc:              # a read-only mount, no permission (after Timeout: it is an OSError too)
-            raise UserError(f"cannot take the lock {lock_path}: {exc.strerror or exc}", where=str(lock_path.parent),
-                            fix="make that folder writable (a read-only mount? mount the workspace read-write)") from None
+                raise UserError(
+                    f"gave up waiting for the lock after {fmt_secs(waited)}: held by {_owner(owner_path)}",
+                    where=str(lock_path),
+                    fix="wait for that run to finish, or raise AUTO_INFER_LOCK_TIMEOUT",
+                ) from None
+        except OSError as exc:  # a read-only mount, no permission (after Timeout: it is an OSError too)
+            raise UserError(
+                f"cannot take the lock {lock_path}: {exc.strerror or exc}",
+                where=str(lock_path.parent),
+                fix="make that folder writable (a read-only mount? mount the workspace read-write)",
+            ) from None
     waited = time.monotonic() - t0
     released: list[bool] = []
 

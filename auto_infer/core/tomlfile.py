@@ -33,13 +33,18 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         at = re.search(r"\(at line (\d+), column \d+\)$", message)
-        what = message[:at.start()].strip() if at else message
+        what = message[: at.start()].strip() if at else message
         where = f"{path}, line {at.group(1)}" if at else str(path)
         hint = _line_hint(text, int(at.group(1))) if at else ""
         if what.startswith("Cannot overwrite a value") or what.startswith("Cannot declare"):
-            raise UserError(f"TOML error: a key or table given twice{hint} ({what})", where=where,
-                            fix="each key may appear once per table: remove the repeated one") from None
-        raise UserError(f"TOML syntax error{hint}: {what}", where=where, fix="correct the TOML syntax at that line") from None
+            raise UserError(
+                f"TOML error: a key or table given twice{hint} ({what})",
+                where=where,
+                fix="each key may appear once per table: remove the repeated one",
+            ) from None
+        raise UserError(
+            f"TOML syntax error{hint}: {what}", where=where, fix="correct the TOML syntax at that line"
+        ) from None
     check_depth(data, str(path))
     return data
 

@@ -153,7 +153,11 @@ class Handler(BaseHTTPRequestHandler):
             cut = self.state.cut.pop(filename, None)
         body = data[start:end + 1] if cut is None else data[start:max(cut, start)]
         self.send_response(code)
-        for key, value in {**headers, "Content-Type": "application/octet-stream", "Content-Length": end + 1 - start}.items():
+        for key, value in {
+            **headers,
+            "Content-Type": "application/octet-stream",
+            "Content-Length": end + 1 - start,
+        }.items():
             self.send_header(key, str(value))
         self.end_headers()
         self.wfile.write(body)

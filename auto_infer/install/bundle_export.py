@@ -109,9 +109,12 @@ def listing(p: Plan) -> list[str]:
         lines.append(f"{m.path}\t{m.size / 1e6:.1f} MB\tin the hub cache")
     conda = sum(1 for a in p.carry if a.kind == "conda")
     delta = f" (delta over lock {p.since['lock_sha256'][:12]}…)" if p.since else ""
-    lines.append(f"{len(p.carry)} artifacts ({conda} conda + {len(p.carry) - conda} PyPI) of "
-                 f"{len(p.locked.artifacts)} in the lock{delta}, {_weights_note(p)}, {total / 1e6:.1f} MB in the sizes known (the lock has none "
-                 "for wheels); plus the template and the cache manifest")
+    lines.append(
+        f"{len(p.carry)} artifacts ({conda} conda + {len(p.carry) - conda} PyPI) of "
+        f"{len(p.locked.artifacts)} in the lock{delta}, {_weights_note(p)}, "
+        f"{total / 1e6:.1f} MB in the sizes known (the lock has none for wheels); "
+        "plus the template and the cache manifest"
+    )
     return lines
 
 
@@ -214,5 +217,8 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
         members = _members(p, s)
         index = fmt.index_bytes(_head(p), members)
         size = _write(out, index, members, s, settings.net.progress_every)
-        s.note(f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, {fmt_secs(time.monotonic() - t0)} → {'stdout' if is_stdout(out) else out}")
+        s.note(
+            f"{len(members) + 1} members with {_weights_note(p)}, {size / 1e6:.1f} MB, "
+            f"{fmt_secs(time.monotonic() - t0)} → {'stdout' if is_stdout(out) else out}"
+        )
     return {"members": len(members) + 1, "bytes": size, "file": str(out)}

@@ -37,8 +37,10 @@ def store_path(settings: Settings, a: Artifact) -> Path:
 def in_cache(settings: Settings, a: Artifact) -> bool:
     """Enough of the artifact is here for an offline install (a delta's base)."""
     if a.kind == "conda":
-        return (cache.conda_entry_problem(settings.conda_pkgs_dir, a) is None
-                or (importer.store_path(settings, a).is_file() and (a.size is None or importer.store_path(settings, a).stat().st_size == a.size)))
+        return cache.conda_entry_problem(settings.conda_pkgs_dir, a) is None or (
+            importer.store_path(settings, a).is_file()
+            and (a.size is None or importer.store_path(settings, a).stat().st_size == a.size)
+        )
     store = cache.WheelStore(settings.wheel_dir)
     got = store.verified_sha(a.filename)
     store.save()

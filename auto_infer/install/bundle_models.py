@@ -61,8 +61,12 @@ def carried(settings: Settings, since: dict[str, Any] | None) -> list[fmt.Member
         files = [f for f in entry["files"] if member_path(entry["repo"], entry["commit"], f["path"]) not in have]
         problems = audit.file_problems(root, files, verify=False)
         if problems:
-            raise UserError(f"the weights of {entry['repo']}@{entry['commit'][:12]} the cache manifest records are "
-                            f"not whole in {root}: {problems[0]}", where=str(settings.manifest_path), fix=audit.RUN_WARM)
+            raise UserError(
+                f"the weights of {entry['repo']}@{entry['commit'][:12]} the cache manifest records are "
+                f"not whole in {root}: {problems[0]}",
+                where=str(settings.manifest_path),
+                fix=audit.RUN_WARM,
+            )
         out += [fmt.Member(member_path(entry["repo"], entry["commit"], f["path"]), "model", f["sha256"], f["size"],
                            source=root / f["path"]) for f in files]
     return out

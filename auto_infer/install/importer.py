@@ -215,7 +215,9 @@ def done(settings: Settings, locked: LockedEnv, installer: str) -> str | None:
         return f"{settings.manifest_path} is missing"
     missing = cache.audit(settings, locked, manifest, installer)
     if missing:
-        return f"{len(missing)} of {len(locked.artifacts)} artifacts are gone from the cache (first: {missing[0].line()})"
+        return (
+            f"{len(missing)} of {len(locked.artifacts)} artifacts are gone from the cache (first: {missing[0].line()})"
+        )
     return None
 
 

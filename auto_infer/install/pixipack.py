@@ -211,7 +211,9 @@ def _expect(want: Want) -> importer.Expect:
     return importer.Expect(lock_sha or rec.get("sha256"), rec.get("size"), rec.get("md5"), said)
 
 
-def _stage(tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, note: Any) -> list[tuple[Want, importer.Staged]]:
+def _stage(
+    tf: tarfile.TarFile, wants: list[Want], staging: Path, path: Path, note: Any
+) -> list[tuple[Want, importer.Staged]]:
     """Copy and verify every needed member not already in the cache."""
     got: list[tuple[Want, importer.Staged]] = []
     bad: list[str] = []

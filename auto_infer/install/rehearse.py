@@ -80,9 +80,13 @@ def run(settings: Settings) -> Rehearsal:
         with step("rehearse: install + check a scratch project from the cache alone, no network") as s:
             for task in ("install", "check"):
                 s.note(task)
-                run_logged(offline_command(self_command(task)), env=env,
-                           log=settings.state_dir / "rehearse.log", step=s,
-                           fix=f"the offline machine would fail the same way; see {settings.state_dir / 'rehearse.log'}")
+                run_logged(
+                    offline_command(self_command(task)),
+                    env=env,
+                    log=settings.state_dir / "rehearse.log",
+                    step=s,
+                    fix=f"the offline machine would fail the same way; see {settings.state_dir / 'rehearse.log'}",
+                )
             child = settings_mod.load(env)
             record = json.loads(child.install_record.read_text())
             result = Rehearsal(time.monotonic() - t0, len(record.get("conda", [])), len(record.get("pypi", [])),

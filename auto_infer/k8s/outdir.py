@@ -74,7 +74,9 @@ def _check(out: Path, files: Mapping[str, str]) -> None:
         try:
             (data or b"").decode("utf-8")
         except UnicodeDecodeError:
-            bom = " (it starts with a UTF-16 byte-order mark)" if (data or b"")[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+            bom = (
+                " (it starts with a UTF-16 byte-order mark)" if (data or b"")[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+            )
             raise UserError(f"{entry} is not UTF-8 text{bom}; `kubectl apply -f {out}` would read it too",
                             where=str(entry), fix="convert it to UTF-8 (iconv -f UTF-16 -t UTF-8), or move it out "
                                                   "of the output folder") from None

@@ -95,8 +95,12 @@ QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 
 def check_options(opts: Options) -> None:
     """The options as Kubernetes will read them: a clear error naming the option, before rendering."""
-    names = {"--namespace": (opts.namespace, LABEL, 63), "--claim": (opts.claim, SUBDOMAIN, 253),
-             "--models-claim": (opts.models_claim, SUBDOMAIN, 253), "--storage-class": (opts.storage_class, SUBDOMAIN, 253)}
+    names = {
+        "--namespace": (opts.namespace, LABEL, 63),
+        "--claim": (opts.claim, SUBDOMAIN, 253),
+        "--models-claim": (opts.models_claim, SUBDOMAIN, 253),
+        "--storage-class": (opts.storage_class, SUBDOMAIN, 253),
+    }
     for option, (value, rule, most) in names.items():
         if value is not None and not (rule.fullmatch(value) and len(value) <= most):
             chars = "'-' and '.'" if rule is SUBDOMAIN else "'-'"

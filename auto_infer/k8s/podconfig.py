@@ -37,7 +37,11 @@ SECTIONS = ("control", "server")     # [instance.control] / [instance.server]: t
 
 def is_secret(name: str, value: object) -> bool:
     text = str(value)
-    return redact.is_secret_name(name) or redact.has_credentials(text) or bool(redact.PROXY_NAME.match(name) and "@" in text)
+    return (
+        redact.is_secret_name(name)
+        or redact.has_credentials(text)
+        or bool(redact.PROXY_NAME.match(name) and "@" in text)
+    )
 
 
 def _named(table: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:

@@ -72,10 +72,12 @@ def nnodes(inst: Instance) -> int:
 def refuse_unsupported(inst: Instance, where: str) -> None:
     """A clear error for what cannot run on Kubernetes the way it is written, naming the engine."""
     if inst.engine == "command":
-        raise UserError(f"instance {inst.name} runs its own command ({inst.control.command[0] if inst.control.command else ''}), "
-                        "which the image may not have; only SGLang, vLLM and llama.cpp instances are deployed",
-                        where=f"{where}: [instance.{inst.name}.control] command",
-                        fix="remove control.command, or set control.enabled = false for Kubernetes")
+        raise UserError(
+            f"instance {inst.name} runs its own command ({inst.control.command[0] if inst.control.command else ''}), "
+            "which the image may not have; only SGLang, vLLM and llama.cpp instances are deployed",
+            where=f"{where}: [instance.{inst.name}.control] command",
+            fix="remove control.command, or set control.enabled = false for Kubernetes",
+        )
     if inst.engine not in ROUTES:
         raise UserError(f"instance {inst.name}: the {inst.engine} engine has no Kubernetes rendering",
                         where=f"{where}: [instance.{inst.name}]", fix="use SGLang, vLLM or llama.cpp")

@@ -48,7 +48,10 @@ def merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[st
     engine = engines.recognise(raw, settings.engine_overrides, str(path))
     applied, data = [], raw
     own = engines.get(engine).OVERRIDES_VAR
-    for var, text in (("AUTO_INFER_SGLANG_OVERRIDES", settings.overrides), (own, settings.engine_overrides.get(own, ""))):
+    for var, text in (
+        ("AUTO_INFER_SGLANG_OVERRIDES", settings.overrides),
+        (own, settings.engine_overrides.get(own, "")),
+    ):
         if text.strip():
             data = apply_overrides(data, text, var)
             applied.append(var)
@@ -113,9 +116,12 @@ def _instances(ctx: Where, table: dict[str, Any], engine: str) -> tuple[Instance
             continue
         where, ctl, srv = f"[instance.{name}]", f"[instance.{name}.control]", f"[instance.{name}.server]"
         if not NAME_RE.fullmatch(name):
-            raise ctx.error(f"instance name {name!r} is not allowed: it names folders and files", f"[instance] {name!r}",
-                            "use letters, digits, '_', '-' and '.', starting with a letter or digit, "
-                            "at most 64 characters (e.g. qwen2_vl_7b)")
+            raise ctx.error(
+                f"instance name {name!r} is not allowed: it names folders and files",
+                f"[instance] {name!r}",
+                "use letters, digits, '_', '-' and '.', starting with a letter or digit, "
+                "at most 64 characters (e.g. qwen2_vl_7b)",
+            )
         if not isinstance(body, Mapping):
             raise ctx.error(f"{where} must be a table with control/server sub-tables", where,
                             f"write {srv} (and optionally {ctl})")

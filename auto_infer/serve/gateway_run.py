@@ -121,10 +121,23 @@ def _plan_and_start(settings: Settings, gw: GatewayRun) -> procs.Handle | None:
         registry.stop(settings, rec)
     ours = launch.our_env(settings)
     handle, gw.ready.reason = procs.start_logged(
-        gw.argv, shown=gw.argv[0], env=gw.env, log=gw.log, cwd=gw.cwd, secrets=[], launch_record=gw.launch_record,
-        record={"name": ROUTER_NAME, "kind": "gateway", "argv": gw.argv, "cwd": str(gw.cwd),
-                "env": {"set": ours, "inherited_names": sorted(set(gw.env) - set(ours))}, "config_hash": gw.config_hash},
-        note=lambda **state: _record(settings, gw, **state))
+        gw.argv,
+        shown=gw.argv[0],
+        env=gw.env,
+        log=gw.log,
+        cwd=gw.cwd,
+        secrets=[],
+        launch_record=gw.launch_record,
+        record={
+            "name": ROUTER_NAME,
+            "kind": "gateway",
+            "argv": gw.argv,
+            "cwd": str(gw.cwd),
+            "env": {"set": ours, "inherited_names": sorted(set(gw.env) - set(ours))},
+            "config_hash": gw.config_hash,
+        },
+        note=lambda **state: _record(settings, gw, **state),
+    )
     if handle is not None:
         gw.pid, gw.spawned = handle.pid, time.time()
     return handle
@@ -132,13 +145,30 @@ def _plan_and_start(settings: Settings, gw: GatewayRun) -> procs.Handle | None:
 
 def _record(settings: Settings, gw: GatewayRun, **state: Any) -> None:
     r = gw.router
-    registry.write(settings, ROUTER_NAME, {
-        "name": ROUTER_NAME, "kind": "gateway", "engine": "gateway", "host": r.host, "port": r.port,
-        "prometheus_port": r.prometheus_port, "base_url": gw.target.base_url,
-        "model": None, "chat_model": next(iter(gw.workers.values()), None),   # it lists "unknown"; chat names a worker's
-        "gpus": "-", "fronts": list(gw.workers),
-        "log": str(gw.log), "launch_record": str(gw.launch_record), "config_hash": gw.config_hash,
-        "api_key_env": None, "smoke_prompt": r.smoke_prompt, "stop_grace": r.stop_grace, **state})
+    registry.write(
+        settings,
+        ROUTER_NAME,
+        {
+            "name": ROUTER_NAME,
+            "kind": "gateway",
+            "engine": "gateway",
+            "host": r.host,
+            "port": r.port,
+            "prometheus_port": r.prometheus_port,
+            "base_url": gw.target.base_url,
+            "model": None,
+            "chat_model": next(iter(gw.workers.values()), None),  # it lists "unknown"; chat names a worker's
+            "gpus": "-",
+            "fronts": list(gw.workers),
+            "log": str(gw.log),
+            "launch_record": str(gw.launch_record),
+            "config_hash": gw.config_hash,
+            "api_key_env": None,
+            "smoke_prompt": r.smoke_prompt,
+            "stop_grace": r.stop_grace,
+            **state,
+        },
+    )
 
 
 def _follow(settings: Settings, gw: GatewayRun, handle: procs.Handle) -> None:
@@ -154,13 +184,18 @@ def _follow(settings: Settings, gw: GatewayRun, handle: procs.Handle) -> None:
         registry.update(settings, ROUTER_NAME, unless_state=("stopped",), state="failed",
                         reason=gw.ready.reason.splitlines()[0], exit_code=handle.returncode, stopped_how=how or None)
         return
-    took = f" in {fmt_secs(gw.ready.ready - gw.spawned)}" if gw.action != "keep" and gw.spawned and gw.ready.ready else ""
+    took = (
+        f" in {fmt_secs(gw.ready.ready - gw.spawned)}" if gw.action != "keep" and gw.spawned and gw.ready.ready else ""
+    )
     say(f"✓ {ROUTER_NAME} ready{took} at {gw.target.base_url}, routing to {len(gw.workers)} worker(s)")
     registry.update(settings, ROUTER_NAME, unless_state=("stopped",), state="ready", ready_at=gw.ready.ready)
     model = next(iter(gw.workers.values()), None) or gw.ready.model_id or ""
     gw.chat = probe.chat(gw.target, model, gw.router.smoke_prompt)
     mark = "✓" if gw.chat.ok else "✗"
-    say(f"{mark} {ROUTER_NAME} chat: {gw.chat.reason}" + (f": {gw.chat.answer.strip()[:120]!r}" if gw.chat.answer else ""))
+    say(
+        f"{mark} {ROUTER_NAME} chat: {gw.chat.reason}"
+        + (f": {gw.chat.answer.strip()[:120]!r}" if gw.chat.answer else "")
+    )
 
 
 def _all_workers(gw: GatewayRun, handle: procs.Handle, timeout: float) -> probe.Readiness:

@@ -119,8 +119,19 @@ def build_launch(settings: Settings, cfg: ModelConfig, inst: Instance, base: dic
     digest = json.dumps({"argv": redact.redact_argv(prog.argv, hidden), "env": redact.redact_env(added, hidden),
                          "log": str(log), "cwd": str(cfg.path.parent)}, sort_keys=True)
     missing = f"{prog.missing} ({prog.fix})" if prog.missing else None
-    return Launch(inst, prog.argv, {**base, **added}, added, ours if ours is not None else our_env(settings), log, cfg.path.parent, target, hidden,
-                  hashlib.sha256(digest.encode()).hexdigest()[:16], missing)
+    return Launch(
+        inst,
+        prog.argv,
+        {**base, **added},
+        added,
+        ours if ours is not None else our_env(settings),
+        log,
+        cfg.path.parent,
+        target,
+        hidden,
+        hashlib.sha256(digest.encode()).hexdigest()[:16],
+        missing,
+    )
 
 
 def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance, ...],

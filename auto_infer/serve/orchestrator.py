@@ -116,7 +116,12 @@ def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> No
     for r in plans:
         inst = r.launch.inst
         old_port = recs[inst.key].port if inst.key in recs else None
-        if inst.worker is not None or r.action == "keep" or (r.action == "restart" and old_port == inst.port) or port_is_free(inst.host, inst.port):
+        if (
+            inst.worker is not None
+            or r.action == "keep"
+            or (r.action == "restart" and old_port == inst.port)
+            or port_is_free(inst.host, inst.port)
+        ):
             continue
         holder = next((n for n, rec in recs.items() if rec.port == inst.port and registry.is_running(rec)),
                       None)

@@ -75,7 +75,9 @@ def _rules(target: Target) -> ReadyRules:
     return GATEWAY_READY if target.engine == "gateway" else engines.get(target.engine).READY
 
 
-def check_once(target: Target, session: requests.Session, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str, str | None]:
+def check_once(
+    target: Target, session: requests.Session, timeout: float = HEALTH_TIMEOUT
+) -> tuple[bool, str, str | None]:
     """(ready, what we saw, the model id). Raises requests.RequestException when nothing answers."""
     rules = _rules(target)
     if rules.health_first:

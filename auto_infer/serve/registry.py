@@ -64,10 +64,28 @@ class ServerRecord:
     @classmethod
     def from_json(cls, name: str, data: Mapping[str, Any]) -> ServerRecord:
         """Known keys of their type; a key of another type (a hand-edited file) reads as absent."""
-        kinds: dict[str, Any] = {"state": str, "instance": str, "kind": str, "engine": str, "host": str, "port": int,
-                 "prometheus_port": int, "base_url": str, "model": str, "chat_model": str, "log": str, "config_hash": str,
-                 "api_key_env": str, "smoke_prompt": str, "stop_grace": (int, float), "reason": str,
-                 "pid": int, "start_ticks": int, "spawned_at": (int, float), "gpus": (list, str)}
+        kinds: dict[str, Any] = {
+            "state": str,
+            "instance": str,
+            "kind": str,
+            "engine": str,
+            "host": str,
+            "port": int,
+            "prometheus_port": int,
+            "base_url": str,
+            "model": str,
+            "chat_model": str,
+            "log": str,
+            "config_hash": str,
+            "api_key_env": str,
+            "smoke_prompt": str,
+            "stop_grace": (int, float),
+            "reason": str,
+            "pid": int,
+            "start_ticks": int,
+            "spawned_at": (int, float),
+            "gpus": (list, str),
+        }
         fields = {k: data[k] for k, kind in kinds.items()
                   if isinstance(data.get(k), kind) and not isinstance(data.get(k), bool)}
         worker, weights = data.get("worker"), data.get("weights")

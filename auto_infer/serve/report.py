@@ -2,7 +2,8 @@
 
 Per instance: the argv (secrets redacted), GPUs, port, the times (spawned, first answer, ready,
 chat done), the chat request and the full response; for the run: the environment's versions from
-``check`` and ``nvidia-smi`` where it exists (its table, and which process runs on which GPU). Both files are scrubbed of every known secret.
+``check`` and ``nvidia-smi`` where it exists (its table, and which process runs on which GPU). Both files are
+scrubbed of every known secret.
 """
 
 from __future__ import annotations
@@ -121,12 +122,32 @@ def _instance_md(i: dict[str, Any]) -> list[str]:
         mark = f"running, {i['worker']}"
     secs = i["seconds_after_spawn"]
     timing = " · ".join(f"{k.replace('_', ' ')} +{v:.3f} s" for k, v in secs.items() if v is not None)
-    rows = [("action", f"{i['action']} ({i['why']})"), ("pid", i["pid"]), ("url", i["base_url"]),
-            ("GPUs", i["gpus"]), ("model", i["model_id"]), ("weights", (i["weights"] or {}).get("label", "model_path (not audited)")),
-            ("spawned", i["times_iso"]["spawned"]),
-            ("timeline", timing or "-"), ("log", f"`{i['log']}`"), ("config hash", i["config_hash"])]
-    out = [f"## {i.get('record') or i['name']}: {mark}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
-           "Command (secrets redacted):", "", "```", " ".join(i["argv"]), "```", ""]
+    rows = [
+        ("action", f"{i['action']} ({i['why']})"),
+        ("pid", i["pid"]),
+        ("url", i["base_url"]),
+        ("GPUs", i["gpus"]),
+        ("model", i["model_id"]),
+        ("weights", (i["weights"] or {}).get("label", "model_path (not audited)")),
+        ("spawned", i["times_iso"]["spawned"]),
+        ("timeline", timing or "-"),
+        ("log", f"`{i['log']}`"),
+        ("config hash", i["config_hash"]),
+    ]
+    out = [
+        f"## {i.get('record') or i['name']}: {mark}",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in rows),
+        "",
+        "Command (secrets redacted):",
+        "",
+        "```",
+        " ".join(i["argv"]),
+        "```",
+        "",
+    ]
     if i["reason"] and not i["ok"]:
         out += ["What happened:", "", "```", i["reason"], "```", ""]
     if i["chat"] is not None:

@@ -98,9 +98,11 @@ def _check_placeholders(ctx: Where, inst: Instance) -> None:
                             _where(inst, "command", "control"), "write a literal brace as {{ or }}") from None
         for f in fields:
             if f not in known and base.key_of(f) not in known:
-                raise ctx.error(f"instance {inst.name}: command uses {{{f}}}, which is not a server key",
-                                _where(inst, "command", "control"),
-                                f"placeholders: {{name}}, {{api_key}} and server keys ({', '.join(sorted(inst.server))})")
+                raise ctx.error(
+                    f"instance {inst.name}: command uses {{{f}}}, which is not a server key",
+                    _where(inst, "command", "control"),
+                    f"placeholders: {{name}}, {{api_key}} and server keys ({', '.join(sorted(inst.server))})",
+                )
 
 
 def _int_key(ctx: Where, inst: Instance, *keys: str, default: int = 1) -> int:

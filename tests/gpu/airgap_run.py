@@ -13,7 +13,8 @@ server comes back on the GPU, SIGTERM leaves no compute process. With two GPUs (
 two servers on "0" and "1", one over "0,1", the gateway in front of the first two (airgap_two.py).
 DIR gets 6 files: evidence.json (every check, timing and figure, check.json's content),
 steps.log (every command's output), build.log, model-config.toml, serve-report.md, servers.log
-(device_airgap.sh adds run.log and the built llama-server: 8, what a device run brings back). Exit 0 only when every check passes; --device cpu skips the GPU
+(device_airgap.sh adds run.log and the built llama-server: 8, what a device run brings back). Exit 0 only
+when every check passes; --device cpu skips the GPU
 checks (listed as skipped, never passed).
 """
 
@@ -162,10 +163,18 @@ class Run:
                    f"models--{cfg.REPO.replace('/', '--')}" in str(inst.get("argv")), inst.get("argv"))
         self.check("report names the GPU", bool(gpu_name) and gpu_name in self.reports[0], gpu_name, gpu_only=True)
         on = probe.layers_on_gpu(lines)
-        self.check("server log: every layer offloaded, model buffer on CUDA0", on["all_offloaded"] and bool(on["buffer"]),
-                   on, gpu_only=True)
-        self.check("nvidia-smi: the server's pid on GPU 0", probe.pids_on(row["pid"], self.seen["apps_running"]) == [uuid0],
-                   {"pid": row["pid"], "apps": self.seen["apps_running"], "gpu0": uuid0}, gpu_only=True)
+        self.check(
+            "server log: every layer offloaded, model buffer on CUDA0",
+            on["all_offloaded"] and bool(on["buffer"]),
+            on,
+            gpu_only=True,
+        )
+        self.check(
+            "nvidia-smi: the server's pid on GPU 0",
+            probe.pids_on(row["pid"], self.seen["apps_running"]) == [uuid0],
+            {"pid": row["pid"], "apps": self.seen["apps_running"], "gpu0": uuid0},
+            gpu_only=True,
+        )
         self.check("after stop: no compute process", self.seen["apps_after_stop"] == [], self.seen["apps_after_stop"],
                    gpu_only=True)
 

@@ -3,7 +3,8 @@
     <env python> engine_entry.py serve [transformers serve options] MODEL
 
 It prints `AUTO_INFER_GPU_PROOF {json}` (its pid, interpreter, CUDA_VISIBLE_DEVICES,
-torch.cuda.device_count(), the GPU names, where torch and fastapi come from) into its log, then runs transformers' own CLI in the same process.
+torch.cuda.device_count(), the GPU names, where torch and fastapi come from) into its log, then runs
+transformers' own CLI in the same process.
 """
 
 import json

@@ -139,7 +139,9 @@ def serve_and_probe(env: dict[str, str], log: Path, ws: Path, ids: list[str], gp
     return seen
 
 
-def judge(ws: Path, seen: dict[str, Any], ids: list[str], gpu: bool, host_site: tuple[str, ...]) -> list[evidence.Check]:
+def judge(
+    ws: Path, seen: dict[str, Any], ids: list[str], gpu: bool, host_site: tuple[str, ...]
+) -> list[evidence.Check]:
     check_data = json.loads((ws / ".auto-infer" / "check.json").read_text())
     report = json.loads((ws / "reports" / "serve-latest.json").read_text())
     rows = {r["name"]: r for r in seen.get("status", [])}

@@ -114,8 +114,14 @@ SMG = Path(sys.executable).parent / "smg"       # sglang-router's gateway: the w
 
 
 def router_table(port: int, metrics: int, **extra: Any) -> str:
-    lines = ["[router]", f"port = {port}", f"prometheus_port = {metrics}", f"command = [{json.dumps(str(SMG))}, \"launch\"]",
-             "ready_timeout = 60", "stop_grace = 10",
-             'extra_args = ["--health-check-interval-secs", "1", "--health-failure-threshold", "1"]']
+    lines = [
+        "[router]",
+        f"port = {port}",
+        f"prometheus_port = {metrics}",
+        f'command = [{json.dumps(str(SMG))}, "launch"]',
+        "ready_timeout = 60",
+        "stop_grace = 10",
+        'extra_args = ["--health-check-interval-secs", "1", "--health-failure-threshold", "1"]',
+    ]
     lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ vLLM's ``pixi_project_dir`` / ``pixi_environment`` / ``api_server_module`` (or
 AUTO_INFER_VLLM_OVERRIDES being set); llama.cpp's ``llama_cpp_path``, a ``model`` ending in .gguf
 (or AUTO_INFER_LLAMA_CPP_OVERRIDES); SGLang's ``server_module`` / ``project_dir`` / ``model_path``;
 two engines' signs at once are an error. Without any: llama-server's ``on|off|auto`` values or its
-own ``n_gpu_layers`` / ``ctx_size`` / ``alias`` say llama.cpp; else SGLang. An instance with ``control.command`` runs that command
+own ``n_gpu_layers`` / ``ctx_size`` / ``alias`` say llama.cpp; else SGLang. An instance with
+``control.command`` runs that command
 whatever the engine. Adding an engine: one module here, and its name in ENGINES.
 """
 

@@ -41,8 +41,11 @@ CANDIDATES = ("/soft/app/llama-cpp/bin/llama-server", "/hard/volume/workspace/ll
 
 def check(ctx: Where, inst: Instance) -> None:
     if not isinstance(inst.server.get("model"), str):
-        raise ctx.error(f"instance {inst.name} has no model", f"[instance.{inst.name}.server] model (instance {inst.name})",
-                        f'add model = "/path/to/model.gguf" under [instance.{inst.name}.server]')
+        raise ctx.error(
+            f"instance {inst.name} has no model",
+            f"[instance.{inst.name}.server] model (instance {inst.name})",
+            f'add model = "/path/to/model.gguf" under [instance.{inst.name}.server]',
+        )
 
 
 def executable(master: Master) -> tuple[str, str | None]:

@@ -54,8 +54,11 @@ return make_arg_parser(Parser(prog="vllm.entrypoints.openai.api_server", add_hel
 
 def check(ctx: Where, inst: Instance) -> None:
     if not isinstance(inst.server.get("model"), str):
-        raise ctx.error(f"instance {inst.name} has no model", f"[instance.{inst.name}.server] model (instance {inst.name})",
-                        f'add model = "/path/to/model" under [instance.{inst.name}.server] (vLLM\'s --model)')
+        raise ctx.error(
+            f"instance {inst.name} has no model",
+            f"[instance.{inst.name}.server] model (instance {inst.name})",
+            f'add model = "/path/to/model" under [instance.{inst.name}.server] (vLLM\'s --model)',
+        )
 
 
 def _pixi(master: Master) -> str | None:
