@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,8 @@ from auto_infer.core.netns import can_unshare
 from auto_infer.core.settings import CACHE_VARS, PROXY_VARS, load
 from auto_infer.demo import channel, mirror
 from auto_infer.serve import actions, registry
-from tests.helpers import clean_env, small_channel_specs
-from tests.helpers.serving import Installed, Serve, make_installed
+from tests.helpers import Workspace, new_workspace, small_channel_specs
+from tests.helpers.serving import Serve, make_installed
 
 # docker_engine / podman_engine / docker_image / podman_image: real container engines (see its docstring)
 pytest_plugins = ["tests.container_engine"]
@@ -59,45 +58,10 @@ def online(built_channel: Built) -> Iterator[mirror.Mirror]:
         yield m
 
 
-@dataclass
-class Workspace:
-    root: Path
-    template: Path
-    env: dict[str, str]
-
-    @property
-    def project(self) -> Path:
-        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"])
-
-    @property
-    def cache_root(self) -> Path:
-        return Path(self.env["AUTO_INFER_SGLANG_CACHE_ROOT"])
-
-    @property
-    def prefix(self) -> Path:
-        return self.project / ".pixi" / "envs" / "default"
-
-    @property
-    def manifest(self) -> Path:
-        return self.cache_root / "cache-manifest.json"
-
-
 @pytest.fixture
 def workspace(tmp_path: Path, built_channel: Built) -> Workspace:
     """A fresh workspace whose template is a private copy of the test channel's template."""
-    template = tmp_path / "template"
-    shutil.copytree(built_channel.template, template)
-    root = tmp_path / "ws"
-    env = clean_env({
-        "AUTO_INFER_WORKSPACE_DIR": str(root),
-        "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
-        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
-        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
-        "AUTO_INFER_INSTALLER": "rattler",
-        "AUTO_INFER_CHECK_MODULES": "demo_extras",
-        "HOME": str(tmp_path / "home"),
-    })
-    return Workspace(root=root, template=template, env=env)
+    return new_workspace(tmp_path, built_channel.template)
 
 
 needs_netns = pytest.mark.skipif(not can_unshare(), reason="needs root and unshare -n")
@@ -124,12 +88,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ---- serving: one installed workspace per test module (warm once), a Serve handle per test --------
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Built) -> Installed:
+def installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Built) -> Workspace:
     return make_installed(tmp_path_factory, built_channel)
 
 
 @pytest.fixture
-def serve(installed: Installed, tmp_path: Path) -> Iterator[Serve]:
+def serve(installed: Workspace, tmp_path: Path) -> Iterator[Serve]:
     config = tmp_path / "models.toml"
     s = Serve(installed, config, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config)})
     before = set(registry.all_records(load(s.env)))

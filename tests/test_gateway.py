@@ -17,13 +17,14 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import free_port, port_is_free
 from auto_infer.core.settings import load
 from auto_infer.serve import config, procs, registry
-from tests.helpers.serving import SMG, Installed, Serve, responder_config, router_table
+from tests.helpers import Workspace
+from tests.helpers.serving import SMG, Serve, responder_config, router_table
 
 pytestmark = pytest.mark.skipif(not SMG.exists(), reason="sglang-router is not installed (pip install -e '.[dev]')")
 
 
 @pytest.fixture
-def serve(installed: Installed, tmp_path: Path) -> Any:
+def serve(installed: Workspace, tmp_path: Path) -> Any:
     config_path = tmp_path / "models.toml"
     s = Serve(installed, config_path, {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(config_path)})
     yield s

@@ -12,9 +12,9 @@ import pytest
 from auto_infer.core.net import free_port
 from auto_infer.core.settings import load
 from auto_infer.serve import registry
-from tests.helpers import model_folder, run_cli
+from tests.helpers import Workspace, model_folder, run_cli
 from tests.helpers.configs import BAD, Bad, render
-from tests.helpers.serving import Installed, listening
+from tests.helpers.serving import listening
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def busy_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
-def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Installed, tmp_path: Path,
+def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Workspace, tmp_path: Path,
                                                      busy_port: int) -> None:
     model, port = tmp_path / "model", free_port()
     model_folder(model)
@@ -44,7 +44,7 @@ def test_invalid_config_fails_before_anything_starts(case: Bad, installed: Insta
     assert ("line 3" in r.stderr) == (case.id == "toml-syntax")
 
 
-def test_unknown_instance_names_for_logs_and_serve(installed: Installed, tmp_path: Path) -> None:
+def test_unknown_instance_names_for_logs_and_serve(installed: Workspace, tmp_path: Path) -> None:
     path = tmp_path / "models.toml"
     path.write_text('[instance.only.control]\ncommand = ["x"]\n')
     env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(path)}
@@ -57,7 +57,7 @@ def test_unknown_instance_names_for_logs_and_serve(installed: Installed, tmp_pat
 @pytest.mark.parametrize("engine_keys", ['model_path = "{model}"',
                                          'model = "{model}"\ndtype = "auto"\n[master]\nengine = "vllm"'])
 def test_a_model_folder_without_weights_is_refused_before_anything_starts(
-        engine_keys: str, installed: Installed, tmp_path: Path) -> None:
+        engine_keys: str, installed: Workspace, tmp_path: Path) -> None:
     """infer-dev's configs name a folder (model_path / vLLM's model): checked like a [model] path."""
     empty, port = tmp_path / "empty-model", free_port()
     empty.mkdir()

@@ -18,13 +18,13 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import Restarts, load
 from auto_infer.serve import procs, registry
 from tests.conftest import needs_netns
-from tests.helpers import CLI, offline
-from tests.helpers.serving import SMG, Installed, make_installed, responder_config, router_table
+from tests.helpers import CLI, Workspace, offline
+from tests.helpers.serving import SMG, make_installed, responder_config, router_table
 
 WAIT = 90.0
 
 
-def start(installed: Installed, tmp_path: Path, text: str, *, net: bool = True,
+def start(installed: Workspace, tmp_path: Path, text: str, *, net: bool = True,
           **extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
     cfg = tmp_path / "models.toml"
     cfg.write_text(text)
@@ -62,7 +62,7 @@ def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(
-    installed: Installed, tmp_path: Path
+    installed: Workspace, tmp_path: Path
 ) -> None:
     pa, pb = free_port(), free_port()
     proc, env = start(installed, tmp_path, responder_config(
@@ -92,7 +92,7 @@ def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(
     assert Path(first_a.log).read_text().count("The server is fired up") == 1   # the files are still written
 
 
-def test_supervise_gives_up_on_a_server_that_crashes_every_time(installed: Installed, tmp_path: Path) -> None:
+def test_supervise_gives_up_on_a_server_that_crashes_every_time(installed: Workspace, tmp_path: Path) -> None:
     pa, pb = free_port(), free_port()
     proc, env = start(installed, tmp_path, responder_config(
         {"ok1": {"port": pa}, "bad1": {"port": pb, "flags": ["--crash-on-start"]}}))
@@ -105,7 +105,7 @@ def test_supervise_gives_up_on_a_server_that_crashes_every_time(installed: Insta
     assert rec.state == "stopped" and not procs.group_members(rec.pid or 0)
 
 
-def test_supervise_exits_when_everything_was_stopped_by_hand(installed: Installed, tmp_path: Path) -> None:
+def test_supervise_exits_when_everything_was_stopped_by_hand(installed: Workspace, tmp_path: Path) -> None:
     pa = free_port()
     proc, env = start(installed, tmp_path, responder_config({"solo1": {"port": pa}}))
     try:
@@ -131,7 +131,7 @@ def test_restart_policy_from_the_environment() -> None:
         load({"AUTO_INFER_SUPERVISE_WINDOW": "soon"})
 
 
-def test_supervise_restarts_the_gateway(installed: Installed, tmp_path: Path) -> None:
+def test_supervise_restarts_the_gateway(installed: Workspace, tmp_path: Path) -> None:
     if not SMG.exists():
         pytest.skip("sglang-router is not installed (pip install -e '.[dev]')")
     pa, gport, mport = free_port(), free_port(), free_port()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from auto_infer.core.netns import offline_command
@@ -66,3 +68,44 @@ def model_folder(path: Path) -> Path:
     (path / "config.json").write_text('{"architectures": ["TestModel"]}\n')
     (path / "model.safetensors").write_bytes(b"\0" * 8)
     return path
+
+
+@dataclass
+class Workspace:
+    root: Path
+    template: Path
+    env: dict[str, str]
+
+    @property
+    def project(self) -> Path:
+        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"])
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.env["AUTO_INFER_SGLANG_CACHE_ROOT"])
+
+    @property
+    def prefix(self) -> Path:
+        return self.project / ".pixi" / "envs" / "default"
+
+    @property
+    def manifest(self) -> Path:
+        return self.cache_root / "cache-manifest.json"
+
+
+def new_workspace(base: Path, template_source: Path) -> Workspace:
+    """A fresh workspace under ``base`` whose template is a private copy of ``template_source``:
+    the one workspace model of the tests (the `workspace` fixture; warmed: `installed`)."""
+    template = base / "template"
+    shutil.copytree(template_source, template)
+    root = base / "ws"
+    env = clean_env({
+        "AUTO_INFER_WORKSPACE_DIR": str(root),
+        "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
+        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
+        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
+        "AUTO_INFER_INSTALLER": "rattler",
+        "AUTO_INFER_CHECK_MODULES": "demo_extras",
+        "HOME": str(base / "home"),
+    })
+    return Workspace(root=root, template=template, env=env)

@@ -5,7 +5,6 @@ The fixtures that use them (`installed`, `serve`) are defined once, in tests/con
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,45 +16,26 @@ import requests
 from auto_infer.core.settings import load
 from auto_infer.demo import mirror
 from auto_infer.serve import procs, registry
-from tests.helpers import clean_env, run_cli
+from tests.helpers import Workspace, new_workspace, run_cli
 
 RESPONDER = [sys.executable, "-m", "auto_infer.demo.responder", "--host", "{host}", "--port", "{port}",
              "--model", "{served_model_name}"]
 
 
-@dataclass
-class Installed:
-    root: Path
-    env: dict[str, str]
-
-    @property
-    def prefix(self) -> Path:
-        return Path(self.env["AUTO_INFER_SGLANG_PROJECT_DIR"]) / ".pixi" / "envs" / "default"
-
-
-def make_installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Installed:
+def make_installed(tmp_path_factory: pytest.TempPathFactory, built_channel: Any) -> Workspace:
     """A workspace with the test channel's environment installed (warm installs it)."""
-    base = tmp_path_factory.mktemp("serve-ws")
-    template = base / "template"
-    shutil.copytree(built_channel.template, template)
-    root = base / "ws"
-    env = clean_env({
-        "AUTO_INFER_WORKSPACE_DIR": str(root), "AUTO_INFER_SGLANG_TEMPLATE_DIR": str(template),
-        "AUTO_INFER_SGLANG_PROJECT_DIR": str(root / "sglang-infer"),
-        "AUTO_INFER_SGLANG_CACHE_ROOT": str(root / ".cache" / "sglang-infer"),
-        "AUTO_INFER_INSTALLER": "rattler", "AUTO_INFER_CHECK_MODULES": "demo_extras",
-        "HOME": str(base / "home")})
+    ws = new_workspace(tmp_path_factory.mktemp("serve-ws"), built_channel.template)
     with mirror.Mirror(built_channel.channel.root, built_channel.port):
-        r = run_cli(["warm"], env)
+        r = run_cli(["warm"], ws.env)
     assert r.returncode == 0, r.stderr
-    return Installed(root, env)
+    return ws
 
 
 @dataclass
 class Serve:
     """One test's model config and environment; stops every instance it started at the end."""
 
-    ws: Installed
+    ws: Workspace
     config: Path
     env: dict[str, str]
 
