@@ -1,6 +1,6 @@
 """The extraction floor for `bundle import`: untar the bundle, then extract every conda archive in
 it, all at once on every core, with rattler's own extractor -- and nothing else (no hashing, no
-checks, no manifest). What any importer of the same bundle must at least do.
+checks, no manifest), one process per core. What any importer of the same bundle must at least do.
 
     python bench/floor.py BUNDLE DEST
 
@@ -10,32 +10,26 @@ pays the same interpreter start-up as the `auto-infer` command it is compared wi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 
-async def _extract_all(archives: list[Path], pkgs: Path) -> None:
-    from rattler.networking import Client
-    from rattler.package_streaming import download_and_extract
+def _one(job: tuple[Path, Path]) -> None:
+    from rattler.package_streaming import extract
 
-    client, limit = Client(), asyncio.Semaphore(max(2, os.cpu_count() or 2))
-
-    async def one(a: Path) -> None:
-        async with limit:
-            name = a.name.removesuffix(".conda").removesuffix(".tar.bz2")
-            await download_and_extract(client, a.as_uri(), pkgs / name)
-
-    await asyncio.gather(*(one(a) for a in archives))
+    archive, pkgs = job
+    extract(archive, pkgs / archive.name.removesuffix(".conda").removesuffix(".tar.bz2"))
 
 
 def main(bundle: Path, dest: Path) -> None:
     with tarfile.open(bundle, "r|") as tf:
         tf.extractall(dest / "members", filter="data")
     archives = sorted(p for p in (dest / "members" / "conda").rglob("*") if p.name.endswith((".conda", ".tar.bz2")))
-    asyncio.run(_extract_all(archives, dest / "pkgs"))
+    with ProcessPoolExecutor(os.cpu_count()) as pool:     # rattler's extractor holds the GIL: processes
+        list(pool.map(_one, [(a, dest / "pkgs") for a in archives], chunksize=4))
 
 
 if __name__ == "__main__":

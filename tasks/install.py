@@ -9,8 +9,6 @@ from doit.tools import config_changed
 from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
-from auto_infer.install import check, environment, importer, models, template
-from auto_infer.install import manifest as manifests
 from auto_infer.tasks.wiring import (
     VERIFY,
     CommandLine,
@@ -34,7 +32,12 @@ def _lock_deps() -> list[str]:
     return [str(s.lock_file), str(s.pixi_toml)]
 
 
+# the install modules are imported when a task's action or up-to-date check runs, not when the
+# graph is built: `--help`, `status` and every other command load only what they use
+
 def _do_template() -> None:
+    from auto_infer.install import environment, template
+
     p = template.copy(settings())
     for rel in p.skipped:
         say(f"  not following symlink out of the template: {rel}")
@@ -46,10 +49,19 @@ def _do_template() -> None:
 def task_template() -> dict[str, Any]:
     """Copy the Pixi template (pixi.toml + pixi.lock) into the project folder."""
     return {"actions": [action(_do_template)], "targets": _lock_deps(),
-            "uptodate": [uptodate(lambda: not template.needs_work(settings()))], "verbosity": 2}
+            "uptodate": [uptodate(_template_uptodate)], "verbosity": 2}
+
+
+def _template_uptodate() -> bool:
+    from auto_infer.install import template
+
+    return not template.needs_work(settings())
 
 
 def _warm_uptodate() -> bool:
+    from auto_infer.install import environment, importer, models
+    from auto_infer.install import manifest as manifests
+
     s = settings()
     try:
         locked = environment.locked_env(s)
@@ -62,14 +74,24 @@ def _warm_uptodate() -> bool:
 
 def _warm_dry_run(values: dict[str, Any]) -> int:
     """`warm --dry-run`: the plan alone, without doit (not even `template` runs: nothing is written)."""
+    from auto_infer.install import environment
+
     return environment.warm_dry_run(settings())
 
 
 def _warm(dry_run: bool = False) -> Any:
+    from auto_infer.install import environment
+
     if dry_run:                     # `doit warm --dry-run` in the repo (after template: doit's order)
         environment.warm_dry_run(settings())
         return None
     return environment.warm(settings())
+
+
+def _install(verify: bool = False) -> str:
+    from auto_infer.install import environment
+
+    return environment.install(settings(), verify)
 
 
 WARM_PARAMS = [flag("dry-run", "say what warm would download (sizes, what the cache holds, free space); "
@@ -89,7 +111,7 @@ def task_warm() -> dict[str, Any]:
 @takes_run_lock
 def task_install() -> dict[str, Any]:
     """Offline-capable: install the environment from the caches only (refuses if they can't)."""
-    return {"actions": [action(environment.install, settings())],
+    return {"actions": [action(_install)],
             "task_dep": ["template"], "file_dep": _lock_deps(),
             "uptodate": [_installer_config(), uptodate(_install_uptodate)],
             "verbosity": 2, "params": VERIFY}
@@ -97,14 +119,20 @@ def task_install() -> dict[str, Any]:
 
 def _install_uptodate(task: Any) -> bool:
     """Healthy and every weight file here; `install --verify` always runs (to hash the weights)."""
+    from auto_infer.install import models
+
     return not (task.options or {}).get("verify") and _healthy() and models.complete(settings())
 
 
 def _healthy() -> bool:
-    return environment.health_check(settings()) is None
+    from auto_infer.install import health
+
+    return health.health_check(settings()) is None
 
 
 def _do_check() -> None:
+    from auto_infer.install import check
+
     data = check.run(settings())
     print(check.summary(data), flush=True)
 

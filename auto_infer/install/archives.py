@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import atomic_write_bytes, disk_full
+from auto_infer.core.fsutil import disk_full
 from auto_infer.core.settings import Settings
 from auto_infer.install.lockfile import Artifact
 
@@ -69,9 +69,14 @@ def extract_one(archive: str, pkgs: str, key: str, sha256: str | None) -> str | 
     if sha256 and bytes(sha).hex() != sha256:
         shutil.rmtree(tmp, ignore_errors=True)
         return f"sha256 {bytes(sha).hex()}, the lock says {sha256}"
+    # the lock first (a crash then leaves a lock without its folder: extracted again), renamed into
+    # place like the folder; no fsync per package, as rattler's own cache writes none
+    lock = os.path.join(pkgs, f"{PARTIAL}{key}.lock")
+    with open(lock, "wb") as fh:
+        fh.write(REVISION + bytes(sha))
     shutil.rmtree(dest, ignore_errors=True)
+    os.replace(lock, os.path.join(pkgs, f"{key}.lock"))
     os.replace(tmp, dest)
-    atomic_write_bytes(Path(pkgs) / f"{key}.lock", REVISION + bytes(sha))
     return None
 
 

@@ -145,7 +145,7 @@ def install(settings: Settings, verify: bool = False) -> str:
             with _installing(settings, reason.text):
                 backend.install(settings, locked, s, online=False, repair=reason.repair, remove_pypi=remove)
             health.finish(settings, locked, backend.name, backend.version())
-            after = health_check(settings, locked)
+            after = health_check(settings, locked, files=False)   # the cache was audited: records, not files
             if after is not None:
                 settings.install_record.unlink(missing_ok=True)
                 raise UserError(f"the environment is still not healthy after installing: {after}",

@@ -71,11 +71,15 @@ def _marker_reason(settings: Settings) -> Reason:
     return Reason(Kind.INTERRUPTED, f"an earlier install was {how} ({when})")
 
 
-def health_check(settings: Settings, locked: lockfile.LockedEnv | None = None) -> Reason | None:
+def health_check(settings: Settings, locked: lockfile.LockedEnv | None = None, *,
+                 files: bool = True) -> Reason | None:
     """None when the environment matches the lock and is intact; else the typed reason.
 
     Without ``locked`` (doit's up-to-date check) the lock is not parsed: its sha256 is compared
-    with the install record's, whose package lists were written from that very lock."""
+    with the install record's, whose package lists were written from that very lock. ``files=False``
+    (right after an install that succeeded from an audited cache) checks every package's record but
+    not every file: the installer linked exactly the files the audit found whole, and every later
+    run's check walks them all again."""
     prefix = settings.env_prefix
     if settings.installing_marker.exists():
         return _marker_reason(settings)
@@ -93,7 +97,7 @@ def health_check(settings: Settings, locked: lockfile.LockedEnv | None = None) -
                                          f"!= {sha[:12]}…")
     conda = [a.cache_key for a in locked.conda] if locked else list(rec.get("conda", []))
     pypi = [f"{a.name}=={a.version}" for a in locked.pypi] if locked else list(rec.get("pypi", []))
-    damage = _missing_conda(prefix, conda) or _missing_pypi(prefix, pypi)
+    damage = _missing_conda(prefix, conda, files) or _missing_pypi(prefix, pypi)
     return Reason(Kind.DAMAGED, damage) if damage else None
 
 
@@ -127,9 +131,13 @@ def _first_missing(prefix: Path, rels: list[str], listing: dict[str, set[str]]) 
     return None
 
 
-def _missing_conda(prefix: Path, cache_keys: list[str]) -> str | None:
+def _missing_conda(prefix: Path, cache_keys: list[str], files: bool = True) -> str | None:
     meta = prefix / "conda-meta"
     listing: dict[str, set[str]] = {}
+    if not files:
+        have = set(os.listdir(meta)) if meta.is_dir() else set()
+        gone = next((k for k in cache_keys if f"{k}.json" not in have), None)
+        return f"conda-meta record missing or unreadable: {gone}.json" if gone else None
     for key in cache_keys:
         data = read_json(meta / f"{key}.json")
         if not isinstance(data, dict):

@@ -114,12 +114,19 @@ def staging(settings: Settings) -> Iterator[Path]:
         stale += archives.partial_extractions(settings)
         for p in stale:
             say(f"  removing what an interrupted import left: {p}")
-            shutil.rmtree(p, ignore_errors=True)
+            _remove(p)
         folder.mkdir()
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def stage(src: IO[bytes], dest: Path, member: str, size: int | None, note: Callable[[int], None]) -> Staged:
@@ -171,6 +178,8 @@ def fill(settings: Settings, locked: LockedEnv, backend: Backend, s: Step) -> in
 
     An entry whose archive is not in the store (pixi downloads while it installs) is removed when
     damaged or of another build, so that the installer downloads it again."""
+    for partial in archives.partial_extractions(settings):     # a fill cut short (warm has no staging)
+        _remove(partial)
     need = to_extract(settings, locked)
     have = [a for a in need if archives.archive_path(settings, a).is_file()]
     for a in need:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Settings
-from auto_infer.install.fetch import Fetched
 from auto_infer.install.lockfile import Artifact, LockedEnv
+
+if TYPE_CHECKING:
+    from auto_infer.install.fetch import Fetched
 
 
 class Backend(Protocol):

@@ -11,18 +11,22 @@ package cache is then filled from those local archives. Wheels are installed by 
 from __future__ import annotations
 
 import asyncio
+import functools
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from auto_infer.core.errors import SubprocessFailed, UserError
 from auto_infer.core.fsutil import disk_full, nearly_full
 from auto_infer.core.progress import Step
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
-from auto_infer.install import archives, fetch
+from auto_infer.install import archives
 from auto_infer.install.cache import WheelStore
 from auto_infer.install.lockfile import Artifact, LockedEnv
-from auto_infer.install.mirrors import load as load_mirrors
+
+if TYPE_CHECKING:           # the downloader is loaded by warm only, not by an offline install
+    from auto_infer.install import fetch
 
 
 def uv_bin() -> str:
@@ -36,6 +40,7 @@ def uv_bin() -> str:
         return found
 
 
+@functools.cache
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
     parts = []
@@ -48,6 +53,8 @@ def _versions() -> str:
 
 
 def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
+    from auto_infer.install import fetch
+
     archived, wheels = WheelStore(settings.conda_archive_dir), WheelStore(settings.wheel_dir)
     jobs = []
     for a in locked.conda:
@@ -151,6 +158,9 @@ class RattlerBackend:
 
     # ---- the interface ---------------------------------------------------------------
     def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, fetch.Fetched]:
+        from auto_infer.install import fetch
+        from auto_infer.install.mirrors import load as load_mirrors
+
         mirrors = load_mirrors(settings.net.mirrors)
         return fetch.fetch_all(_jobs(settings, locked), settings.net, mirrors, step, "artifacts")
 
