@@ -252,8 +252,9 @@ def start_podman() -> Engine:
         f'[containers]\ndefault_ulimits = ["nofile={hard}:{hard}", "nproc=32768:32768"]\n'
         '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
         '[network]\nnetwork_backend = "netavark"\n')
+    # a fixed runroot: podman's database pins the first one it saw, whatever storage.conf says later
     (run_root / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "storage"}"\nrunroot = "{run_root / "run"}"\n')
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "storage"}"\nrunroot = "{root / "run"}"\n')
     env = host_env(CONTAINERS_CONF=str(run_root / "containers.conf"),
                    CONTAINERS_STORAGE_CONF=str(run_root / "storage.conf"))
     engine = Engine("podman", env, [compose], [_Folder(run_root)])
@@ -269,9 +270,13 @@ class _Folder:
     path: Path
 
     def stop(self) -> None:
-        for target in _mounts_under(self.path):
-            subprocess.run(["umount", "-l", target], capture_output=True)
-        shutil.rmtree(self.path, ignore_errors=True)
+        for _ in range(5):                      # podman's own `container cleanup` (from conmon) may still write
+            for target in _mounts_under(self.path):
+                subprocess.run(["umount", "-l", target], capture_output=True)
+            shutil.rmtree(self.path, ignore_errors=True)
+            if not self.path.exists():
+                return
+            time.sleep(1)
 
 
 def stop(engine: Engine) -> None:
