@@ -92,14 +92,17 @@ def test_find_llamacpp_finds_the_venv_named_by_the_variable(tmp_path: Path, monk
     (venv / "bin").mkdir()
     (venv / "bin" / "python").symlink_to(sys.executable)
     monkeypatch.setenv(engines.VENV_VAR, str(venv))
-    assert engines.find_llamacpp() != (venv / "bin" / "python", site / engines.GGUF)    # no model yet
+    s = settings.load({engines.VENV_VAR: str(venv), "AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws")})
+    assert engines.find_llamacpp(s) != (venv / "bin" / "python", site / engines.GGUF)    # no model yet
     (site / engines.GGUF).write_bytes(b"GGUF")
-    assert engines.find_llamacpp() == (venv / "bin" / "python", site / engines.GGUF)
+    assert engines.find_llamacpp(s) == (venv / "bin" / "python", site / engines.GGUF)
     assert "setup-llamacpp-venv.sh" in engines.INSTALL_HINT and "GGML_NATIVE=OFF" in engines.INSTALL_HINT
 
 
 def test_llamacpp_command_loads_as_a_command_engine_and_keeps_odd_paths(tmp_path: Path) -> None:
     python, gguf = tmp_path / "a {b}" / "python", tmp_path / "m}" / "model.gguf"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)                   # serve checks the command's executable exists
     path = tmp_path / "llama.toml"
     write_config(path, engines.llamacpp_command(python, gguf), 31234)
     s = settings.load({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(path)})
