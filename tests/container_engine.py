@@ -86,22 +86,25 @@ class Engine:
     env: dict[str, str]
     compose_cmd: list[str]
     _stop: list[object] = field(default_factory=list, repr=False)
+    # names this session's containers: Podman's storage is shared by concurrent sessions (dockerd is private)
+    prefix: str = ""
 
     def cli(self, *args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return _run([self.name, *args], env=self.env, timeout=timeout, input=input)
 
     def compose(self, folder: Path, files: Sequence[str], *args: str, env: dict[str, str] | None = None,
                 project: str = "aitest", timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """``docker-compose -p PROJECT -f F1 -f F2 ... ARGS`` in ``folder`` (where .env would be)."""
-        cmd = [*self.compose_cmd, "-p", project, *(a for f in files for a in ("-f", f)), *args]
+        """``docker-compose -p PREFIX+PROJECT -f F1 -f F2 ... ARGS`` in ``folder`` (where .env would be)."""
+        cmd = [*self.compose_cmd, "-p", self.prefix + project, *(a for f in files for a in ("-f", f)), *args]
         return _run(cmd, env={**self.env, **(env or {})}, timeout=timeout, cwd=folder)
 
     def has_image(self, tag: str) -> bool:
         return self.cli("image", "inspect", tag, timeout=60).returncode == 0
 
     def remove_containers(self) -> None:
-        """Every container of this engine (the engine is private to the tests)."""
-        ids = self.cli("ps", "-aq", timeout=60).stdout.split()
+        """Every container of this session: all of a private dockerd's, Podman's named with ``prefix``."""
+        mine = ("--filter", f"name=^{self.prefix}") if self.prefix else ()
+        ids = self.cli("ps", "-aq", *mine, timeout=60).stdout.split()
         if ids:
             self.cli("rm", "-f", *ids, timeout=300)
 
@@ -257,7 +260,7 @@ def start_podman() -> Engine:
         f'[storage]\ndriver = "overlay"\ngraphroot = "{root / "storage"}"\nrunroot = "{root / "run"}"\n')
     env = host_env(CONTAINERS_CONF=str(run_root / "containers.conf"),
                    CONTAINERS_STORAGE_CONF=str(run_root / "storage.conf"))
-    engine = Engine("podman", env, [compose], [_Folder(run_root)])
+    engine = Engine("podman", env, [compose], [_Folder(run_root)], prefix=f"s{os.getpid()}")
     r = engine.cli("info", "--format", "{{.Store.GraphDriverName}}", timeout=120)
     if r.returncode != 0:
         stop(engine)

@@ -122,7 +122,8 @@ class Stack:
         raise AssertionError(f"no boot outcome within {timeout}s; boot.log:\n{self.boot_log()[-3000:]}")
 
     def container_id(self) -> str:
-        r = self.built.engine.cli("ps", "-aq", "--filter", f"label=com.docker.compose.project={self.project}",
+        project = self.built.engine.prefix + self.project
+        r = self.built.engine.cli("ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
                                   "--filter", "label=com.docker.compose.service=stage-2", timeout=60)
         return r.stdout.split()[0]
 
