@@ -367,7 +367,21 @@ def build_images(engine: Engine) -> Built:
         r = engine.cli("build", "--network", "none", "-t", tag, str(ctx), timeout=900)
     if r.returncode != 0:
         raise RuntimeError(f"{engine.name} build failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    _prune(engine, keep=(base, tag))
     return Built(engine, base, tag)
+
+
+def _prune(engine: Engine, keep: tuple[str, ...]) -> None:
+    """Older auto-infer-ci images (earlier sources, recipes) go: the image cache does not grow per commit.
+    Without force: an image a running container uses (another session's) stays."""
+    listed = engine.cli("images", "--format", "{{.Repository}}:{{.Tag}}", timeout=60).stdout.split()
+    names = ("auto-infer-ci/auto-infer:", "auto-infer-ci/base:")
+    ours = [t for t in listed if t.removeprefix("localhost/").startswith(names)   # podman: localhost/...
+            and not t.endswith(":<none>")]
+    old = [t for t in ours if t.removeprefix("localhost/") not in keep]
+    if old:
+        engine.cli("rmi", *old, timeout=300)
+        engine.cli("image", "prune", "-f", timeout=300)
 
 
 # ---- pytest fixtures ----------------------------------------------------------------------------
