@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -43,8 +44,24 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _in_finalizer(frame):
+        # an exception raised inside a __del__ (a Popen collected at that moment) is printed as
+        # "Exception ignored" with a traceback and dropped: the stop would be lost. Ask again shortly,
+        # once the finalizer is done, and unwind then.
+        timer = threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)   # once: a second SIGTERM must not cut the unwinding short
     raise Terminated()
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _check_state(db: Path) -> None:
