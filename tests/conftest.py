@@ -75,6 +75,7 @@ SLOW_MODULES = {
     "test_tutorial", "test_tutorial_air_gap",      # the docs' tutorials, end to end
     "test_bench",                   # the benchmark harness on the real tools
     "test_realworld",               # infer-dev's real locks, every artifact
+    "test_downloads",               # two 200 MB artifacts cut, resumed and re-fetched over real sockets
 }
 
 
