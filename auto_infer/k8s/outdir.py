@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import atomic_write_text
+from auto_infer.core.fsutil import atomic_write_text, kind_of
 from auto_infer.core.progress import say
 
 LIST = ".auto-infer-k8s.list"
@@ -29,15 +29,6 @@ KUBECTL_READS = (".yaml", ".yml", ".json")
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _kind(mode: int) -> str:
-    for test, what in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISLNK, "a symbolic link")):
-        if test(mode):
-            return what
-    return "not a regular file"
 
 
 def _read_regular(path: Path) -> bytes | None:
@@ -62,7 +53,7 @@ def _check(out: Path, files: Mapping[str, str]) -> None:
         follows = stat.S_ISLNK(mode) and not ours and entry.is_file()
         if not stat.S_ISREG(mode) and not follows:
             why = "auto-infer k8s writes this name" if ours else f"`kubectl apply -f {out}` would read it"
-            raise UserError(f"{entry} is {_kind(mode)}, not a regular file ({why})", where=str(entry),
+            raise UserError(f"{entry} is {kind_of(mode)}, not a regular file ({why})", where=str(entry),
                             fix="move it out of the output folder, or give --out another folder")
         if ours:
             continue
