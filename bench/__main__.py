@@ -8,6 +8,7 @@ tiny workloads, few rounds, and it writes to --out (a temp file if not given), n
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from bench import (
     install_cases,
     real_cases,
     serve_cases,
+    warm_cases,
     workload,
 )
 from bench.merge import merge
@@ -34,7 +36,7 @@ from bench.timing import Failed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 FINDINGS = Path(__file__).with_name("findings.md")
-ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12")
+ALL = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13")
 
 
 def log(msg: str) -> None:
@@ -166,6 +168,14 @@ class Bench:
     def parallel_case(self) -> None:
         self.cases.append(cases.case_parallel(self.serving(), self.a, self.progress("5 parallel")))
 
+    def warm_case(self) -> None:
+        points, load = [], os.getloadavg()[0]
+        for factor in (1, 3, 10):
+            wl = self.workload(factor)
+            points.append((wl, warm_cases.measure(wl, self.cli, self.work / "warm-vs-floor", self.a.warmup,
+                                                  self.a.repeats, self.progress(f"13 warm {wl.shape.label}"))))
+        self.cases.append(warm_cases.case_warm(points, load))
+
     def run(self) -> int:
         a = self.a
         if a.cases & {"1", "2", "7"}:
@@ -192,6 +202,8 @@ class Bench:
         if "12" in a.cases and (a.asked or not a.quick):      # images and containers: not in the smoke run
             self.guarded("12", container_cases.TITLE, lambda: self.cases.append(container_cases.case_container(
                 self.work, self.cli, a, self.progress("12 container"))))
+        if "13" in a.cases:
+            self.guarded("13", warm_cases.TITLE, self.warm_case)
         self.cases.sort(key=lambda c: (int(c.key), c.key) if c.key.isdigit() else (10**6, c.key))
         return self.write()
 
@@ -234,7 +246,6 @@ def bytecode() -> str:
     children, and the code under test is compiled once, before any timing.
     """
     import compileall
-    import os
 
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     roots = [Path(auto_infer.__file__).parent]

@@ -20,7 +20,7 @@ def test_quick_bench_runs_and_writes_a_table(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("# Benchmarks") and "cores" in text and "py-rattler" in text
     assert "| run | median | min | max |" in text
-    for case in ("## 1.", "## 2.", "## 6.", "## 7.", "## 9.", "## 10.", "## 11."):
+    for case in ("## 1.", "## 2.", "## 6.", "## 7.", "## 9.", "## 10.", "## 11.", "## 13."):
         assert case in text, case
     assert "FAILED" not in text
     assert not (tmp_path / "work").exists()          # the work folder is removed
