@@ -172,8 +172,9 @@ class Bench:
         points, load = [], os.getloadavg()[0]
         for factor in (1, 3, 10):
             wl = self.workload(factor)
-            points.append((wl, warm_cases.measure(wl, self.cli, self.work / "warm-vs-floor", self.a.warmup,
-                                                  self.a.repeats, self.progress(f"13 warm {wl.shape.label}"))))
+            series, cpu = warm_cases.measure(wl, self.cli, self.work / "warm-vs-floor", self.a.warmup,
+                                             self.a.repeats, self.progress(f"13 warm {wl.shape.label}"))
+            points.append((wl, series, cpu))
         self.cases.append(warm_cases.case_warm(points, load))
 
     def run(self) -> int:

@@ -4,12 +4,15 @@ them exactly as a download would (same cache key, same sha256 in the cache's ``<
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from auto_infer.core.errors import UserError
@@ -82,63 +85,151 @@ def extract_one(archive: str, pkgs: str, key: str, sha256: str | None) -> str | 
 
 def extract_into_cache(settings: Settings, need: list[Artifact], on_done: Callable[[int], None]) -> None:
     """Extract each archive of ``need`` from the archive store straight into the package cache, as
-    rattler would after a download: ``pkgs/<name>-<version>-<build>/`` and ``<key>.lock`` with the
-    archive's sha256, through rattler's own extractor. On every core: one worker process per core,
-    the archives dealt out by size (the extractor holds the GIL, and rattler's async one can crash
-    the interpreter at exit); a few archives are extracted in this process."""
-    pkgs = settings.conda_pkgs_dir
-    pkgs.mkdir(parents=True, exist_ok=True)
-    jobs = [(str(archive_path(settings, a)), str(pkgs), a.cache_key, a.sha256) for a in need]
-    workers = min(os.cpu_count() or 1, len(jobs) // INLINE)
-    if workers < 2:
-        _collect(settings, need, (extract_one(*job) for job in jobs), on_done)
-        return
-    shares: list[list[int]] = [[] for _ in range(workers)]
-    load = [0] * workers
-    for i in sorted(range(len(jobs)), key=lambda i: -os.path.getsize(jobs[i][0])):
-        w = load.index(min(load))                 # the biggest archive to the least loaded worker
-        shares[w].append(i)
-        load[w] += os.path.getsize(jobs[i][0])
-    # cwd: the package cache, so that no auto_infer/ folder of the current directory is imported
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              cwd=pkgs) for _ in shares]
-    for proc, share in zip(procs, shares, strict=True):
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps([[i, *jobs[i]] for i in share]).encode())
-        proc.stdin.close()
-    results: dict[int, str | None] = {}
-    for line in _lines(procs):                     # one line per archive, as each finishes
-        i, why = json.loads(line)
-        results[i] = why
-        on_done(len(results))
-    for i, a in enumerate(need):
-        if i not in results:
-            raise _extract_error(settings, a, "the worker process extracting it died")
-        if results[i] is not None:
-            raise _extract_error(settings, a, str(results[i]))
+    rattler would after a download (see :class:`Extractor`), the biggest first."""
+    with Extractor(settings, len(need)) as pool:
+        for a in sorted(need, key=lambda a: -_size(archive_path(settings, a))):
+            pool.add(a)
+        pool.wait(on_done)
 
 
-def _lines(procs: list[subprocess.Popen[bytes]]) -> Iterator[bytes]:
-    import selectors
-
-    with selectors.DefaultSelector() as sel:
-        for proc in procs:
-            assert proc.stdout is not None
-            sel.register(proc.stdout, selectors.EVENT_READ)
-        while sel.get_map():
-            for key, _ in sel.select():
-                line = key.fileobj.readline()  # type: ignore[union-attr]
-                if line:
-                    yield line
-                else:
-                    sel.unregister(key.fileobj)
-    for proc in procs:
-        proc.wait()
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:             # missing: the worker says so, as for any archive it cannot extract
+        return 0
 
 
 INLINE = 8      # archives per worker process at least: fewer are extracted in this process
+DEPTH = 2       # archives given to a worker at once: the next one is there when it finishes one
 WORKER = ("import json, sys\nfrom auto_infer.install.archives import extract_one\n"
-          "for i, *job in json.load(sys.stdin):\n    print(json.dumps([i, extract_one(*job)]), flush=True)")
+          "for line in sys.stdin:\n    i, *job = json.loads(line)\n"
+          "    print(json.dumps([i, extract_one(*job)]), flush=True)")
+
+
+class Extractor:
+    """Fill the package cache from the archive store as archives are handed in (``add``), while the
+    caller goes on (warm: downloading the others): ``pkgs/<name>-<version>-<build>/`` and
+    ``<key>.lock`` with the archive's sha256, through rattler's own extractor (:func:`extract_one`).
+
+    On every core: one worker process per core (the extractor holds the GIL, and rattler's async
+    one can crash the interpreter at exit), each given the biggest archive waiting as soon as it has
+    fewer than DEPTH to do: time per archive follows its file count more than its bytes, so the
+    work is dealt as it goes, not split up front. With fewer than INLINE archives per worker
+    expected, they are extracted in this process at ``wait``. ``wait`` ends the intake and raises
+    for the first archive that could not be extracted; leaving the block stops the workers (an
+    entry is renamed into place in whole: a stopped one leaves a partial folder, removed next time)."""
+
+    def __init__(self, settings: Settings, expected: int):
+        self.settings, self.pkgs = settings, settings.conda_pkgs_dir
+        self.pkgs.mkdir(parents=True, exist_ok=True)
+        self.added: list[Artifact] = []
+        self.results: dict[int, str | None] = {}
+        self.waiting: list[tuple[int, int]] = []           # heap of (-bytes, archive): the biggest first
+        self.cond = threading.Condition()
+        self.on_done: Callable[[int], None] | None = None
+        workers = min(os.cpu_count() or 1, expected // INLINE)
+        # cwd: the package cache, so that no auto_infer/ folder of the current directory is imported
+        self.procs = [subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, cwd=self.pkgs) for _ in range(workers * (workers > 1))]
+        self.busy: list[set[int]] = [set() for _ in self.procs]     # archives given to each live worker
+        self.alive = [True] * len(self.procs)
+        self.readers = [threading.Thread(target=self._read, args=(w,), daemon=True) for w in range(len(self.procs))]
+        for t in self.readers:
+            t.start()
+
+    def _job(self, a: Artifact) -> tuple[str, str, str, str | None]:
+        return str(archive_path(self.settings, a)), str(self.pkgs), a.cache_key, a.sha256
+
+    def add(self, a: Artifact) -> None:
+        """Extract ``a`` (its archive is in the store) as soon as a worker is free; thread-safe."""
+        size = _size(archive_path(self.settings, a)) if self.procs else 0
+        with self.cond:
+            self.added.append(a)
+            if self.procs:
+                heapq.heappush(self.waiting, (-size, len(self.added) - 1))
+                self._deal()
+
+    def _deal(self) -> None:
+        """Give the biggest waiting archives to the live workers with room (under ``cond``)."""
+        for w, proc in enumerate(self.procs):
+            while self.waiting and self.alive[w] and len(self.busy[w]) < DEPTH:
+                _, i = heapq.heappop(self.waiting)
+                self.busy[w].add(i)
+                try:                           # a line is short and at most DEPTH wait: never blocks
+                    proc.stdin.write(json.dumps([i, *self._job(self.added[i])]).encode() + b"\n")  # type: ignore[union-attr]
+                    proc.stdin.flush()  # type: ignore[union-attr]
+                except (BrokenPipeError, ValueError):        # the worker died: its reader says so
+                    break
+
+    def _read(self, w: int) -> None:
+        out = self.procs[w].stdout
+        assert out is not None
+        for line in out:                           # one line per archive, as each finishes
+            i, why = json.loads(line)
+            with self.cond:
+                self.results[i] = why
+                self.busy[w].discard(i)
+                self._deal()
+                n, note = len(self.results), self.on_done
+                self.cond.notify_all()
+            if note is not None:
+                note(n)
+        with self.cond:                            # EOF: the worker ended (or died): its own are lost
+            self.alive[w] = False
+            self.waiting.extend((0, i) for i in self.busy[w])
+            heapq.heapify(self.waiting)
+            self.busy[w].clear()
+            self._deal()
+            self.cond.notify_all()
+
+    def _settled(self) -> bool:
+        return len(self.results) == len(self.added) or not any(self.alive)
+
+    def wait(self, on_done: Callable[[int], None]) -> None:
+        """No more archives: wait for every one added; raise for the first that failed."""
+        with self.cond:
+            self.on_done, n = on_done, len(self.results)
+        if not self.procs:
+            _collect(self.settings, self.added, (extract_one(*self._job(a)) for a in self.added), on_done)
+            return
+        if n:
+            on_done(n)
+        with self.cond:
+            self.cond.wait_for(self._settled)
+        self._stop()
+        for i, a in enumerate(self.added):
+            if i not in self.results:
+                raise _extract_error(self.settings, a, "the worker process extracting it died")
+            if self.results[i] is not None:
+                raise _extract_error(self.settings, a, str(self.results[i]))
+
+    def _stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()  # type: ignore[union-attr]
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for t in self.readers:
+            t.join(timeout=30)
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        for t in self.readers:
+            t.join(timeout=30)
+        for proc in self.procs:
+            for pipe in (proc.stdin, proc.stdout):
+                with contextlib.suppress(OSError):
+                    pipe.close()  # type: ignore[union-attr]
 
 
 def _collect(settings: Settings, need: list[Artifact], results: Iterable[str | None],

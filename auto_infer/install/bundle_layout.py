@@ -18,7 +18,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from auto_infer.core.progress import Step
 from auto_infer.core.settings import Settings
-from auto_infer.install import archives, backends, bundle_models, cache, importer
+from auto_infer.install import archives, bundle_models, cache, importer
 from auto_infer.install import bundle_format as fmt
 from auto_infer.install import manifest as manifests
 from auto_infer.install.lockfile import Artifact, LockedEnv
@@ -144,7 +144,7 @@ def commit(settings: Settings, locked: LockedEnv, manifest: manifests.Manifest, 
               for a in locked.artifacts if (members / member_path(a)).is_file()]
     importer.place(settings, [(a, x if a.sha256 else _measured(x)) for a, x in staged], s)
     t0 = time.monotonic()
-    extracted = importer.fill(settings, locked, backends.get("rattler"), s)
+    extracted = importer.fill(settings, locked, s)
     secs = time.monotonic() - t0
     importer.audit_or_refuse(settings, locked, "rattler", "the import")
     placed = bundle_models.place(settings, manifest.data, members)

@@ -90,9 +90,10 @@ def warm(settings: Settings) -> dict[str, Any]:
         plan.check()
         with step(f"warm: {len(locked.conda)} conda + {len(locked.pypi)} PyPI artifacts with {backend.name}") as s, \
                 importer.cache_writes(settings.cache_root):
-            fetched = backend.fetch(settings, locked, s)          # staged, verified and placed by fetch.py
-            downloads = f"{s.detail}; " if fetched and s.detail else ""      # the downloads' summary, kept
-            importer.fill(settings, locked, backend, s)
+            with importer.filling(settings, locked, s) as filling:    # each archive extracted once it is here
+                fetched = backend.fetch(settings, locked, s, filling.ready)  # verified and placed by fetch.py
+                downloads = f"{s.detail}; " if fetched and s.detail else ""  # the downloads' summary, kept
+                filling.finish()
             reason = health_check(settings, locked)
             remove = health.removed_pypi(settings, locked)
             with _installing(settings, "warm"):

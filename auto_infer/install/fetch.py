@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +65,10 @@ def proxy_for(url: str) -> str:
 
 
 class _Run:
-    def __init__(self, jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str, meter: Meter):
+    def __init__(self, jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str, meter: Meter,
+                 ready: Callable[[Job], None] | None = None):
         self.jobs, self.net, self.mirrors, self.step, self.what, self.meter = jobs, net, mirrors, step, what, meter
+        self.ready = ready
         self.deadline = time.monotonic() + net.deadline
         self.lock = threading.Lock()
         self.local = threading.local()
@@ -156,6 +158,9 @@ class _Run:
             self.results[job.key] = self._fetch(job)
         except Fatal as exc:
             self.failures[job.name] = str(exc)
+        else:
+            if self.ready is not None:
+                self.ready(job)
         with self.lock:
             self.done += 1
             self.step.note(f"{self.what}: {self.done}/{len(self.jobs)} done, "
@@ -233,10 +238,13 @@ def _partial(job: Job) -> int:
         return 0
 
 
-def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str) -> dict[str, Fetched]:
+def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, what: str,
+              ready: Callable[[Job], None] | None = None) -> dict[str, Fetched]:
     """Download every job whose file is not already there and verified; raise one UserError if any fail.
 
-    Returns the lock's URL -> Fetched for every job (served_from None: it was already there)."""
+    ``ready(job)`` is called (from a download thread) as soon as a job's file is in place and
+    verified, for those already there first. Returns the lock's URL -> Fetched for every job
+    (served_from None: it was already there)."""
     have: dict[str, Fetched] = {}
     todo = []
     for job in jobs:
@@ -245,6 +253,9 @@ def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, wha
             have[job.key] = Fetched(sha, job.dest.stat().st_size, None)
         else:
             todo.append(job)
+    for job in jobs:
+        if ready is not None and job.key in have:
+            ready(job)
     stores = {id(j.store): j.store for j in jobs if j.store is not None}
     try:
         if todo:
@@ -255,7 +266,7 @@ def fetch_all(jobs: Sequence[Job], net: Net, mirrors: MirrorMap, step: Step, wha
             step.note(f"{what}: fetching {len(todo)} of {len(jobs)} with {net.connections} connections")
             total = sum(j.size or 0 for j in todo)
             with Meter(f"{what}", max(total, kept), kept, net.progress_every, step) as meter:
-                run = _Run(todo, net, mirrors, step, what, meter)
+                run = _Run(todo, net, mirrors, step, what, meter, ready)
                 try:
                     got = run.run()
                 except KeyboardInterrupt:

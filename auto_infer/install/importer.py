@@ -9,7 +9,8 @@ to; this module
    (md5 where that is all the source states);
 2. **places** the verified files into the archive store and the wheel folder;
 3. **fills** the package cache with ONE rule: every entry of the lock that is missing, damaged or
-   of another build is extracted again from its archive, in parallel (the backend's ``fill``);
+   of another build is extracted again from its archive, on every core (:class:`Filling`; warm
+   starts each extraction as soon as its archive is downloaded);
 4. **audits** the whole lock against the cache, and only then
 5. writes the **manifest, last** and atomically: ``install`` trusts nothing half-imported.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import shutil
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +36,6 @@ from auto_infer.core.progress import Step, say
 from auto_infer.core.settings import Settings
 from auto_infer.install import archives, cache
 from auto_infer.install import manifest as manifests
-from auto_infer.install.backends.base import Backend
 from auto_infer.install.lockfile import Artifact, LockedEnv
 
 CHUNK = 1 << 20
@@ -173,23 +174,60 @@ def to_extract(settings: Settings, locked: LockedEnv) -> list[Artifact]:
     return [a for a in locked.conda if cache.conda_entry_problem(settings.conda_pkgs_dir, a)]
 
 
-def fill(settings: Settings, locked: LockedEnv, backend: Backend, s: Step) -> int:
-    """Extract what ``to_extract`` names from the archive store, in parallel; how many were extracted.
+class Filling:
+    """Fill the package cache by THE rule while the archives arrive: ``ready(a)``, called as each
+    archive is in the store (warm: downloaded and verified), starts its extraction at once when
+    ``need`` (``to_extract``) names it; ``finish()`` extracts the others whose archive is in the store, waits,
+    and says how many were extracted. Extraction runs on every core beside the caller.
 
     An entry whose archive is not in the store (pixi downloads while it installs) is removed when
     damaged or of another build, so that the installer downloads it again."""
-    for partial in archives.partial_extractions(settings):     # a fill cut short (warm has no staging)
+
+    def __init__(self, settings: Settings, need: list[Artifact], s: Step, pool: archives.Extractor):
+        self.settings, self.s, self.pool = settings, s, pool
+        self.need = {a.url: a for a in need}
+        self.sent: set[str] = set()
+        self.lock = threading.Lock()
+
+    def ready(self, a: Artifact) -> None:
+        with self.lock:
+            if a.url not in self.need or a.url in self.sent:
+                return
+            self.sent.add(a.url)
+        self.pool.add(a)
+
+    def finish(self) -> int:
+        pkgs = self.settings.conda_pkgs_dir
+        have = [a for a in self.need.values()
+                if a.url in self.sent or archives.archive_path(self.settings, a).is_file()]
+        got = {a.url for a in have}
+        for a in self.need.values():
+            if a.url not in got:
+                shutil.rmtree(pkgs / a.cache_key, ignore_errors=True)
+                (pkgs / f"{a.cache_key}.lock").unlink(missing_ok=True)
+        for a in sorted(have, key=lambda a: -(a.size or 0)):      # the biggest first
+            self.ready(a)
+        if have:
+            self.s.note(f"extracting {len(have)} conda packages into {pkgs}")
+            self.pool.wait(lambda n: self.s.note(f"extracted {n}/{len(have)} conda packages"))
+        return len(have)
+
+
+@contextmanager
+def filling(settings: Settings, locked: LockedEnv, s: Step) -> Iterator[Filling]:
+    """A :class:`Filling` whose worker processes are stopped when the block ends (call ``finish``
+    inside it); what a fill cut short left in the package cache is removed first."""
+    for partial in archives.partial_extractions(settings):     # warm has no staging folder
         _remove(partial)
     need = to_extract(settings, locked)
-    have = [a for a in need if archives.archive_path(settings, a).is_file()]
-    for a in need:
-        if a not in have:
-            shutil.rmtree(settings.conda_pkgs_dir / a.cache_key, ignore_errors=True)
-            (settings.conda_pkgs_dir / f"{a.cache_key}.lock").unlink(missing_ok=True)
-    if have:
-        s.note(f"extracting {len(have)} conda packages into {settings.conda_pkgs_dir}")
-        backend.fill(settings, have, s)
-    return len(have)
+    with archives.Extractor(settings, len(need)) as pool:
+        yield Filling(settings, need, s, pool)
+
+
+def fill(settings: Settings, locked: LockedEnv, s: Step) -> int:
+    """Extract what ``to_extract`` names from the archive store, in parallel; how many were extracted."""
+    with filling(settings, locked, s) as f:
+        return f.finish()
 
 
 def audit_or_refuse(settings: Settings, locked: LockedEnv, installer: str, what: str) -> None:

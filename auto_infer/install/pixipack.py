@@ -261,7 +261,7 @@ def import_pixi_pack(settings: Settings, path: str | Path) -> str:
                 return f"the cache already holds every artifact of pixi.lock ({len(wants)}); nothing to do"
             got = _stage(tf, wants, staging, path, s.note)
             importer.place(settings, [(w.artifact, x) for w, x in got], s)
-            importer.fill(settings, locked, backend, s)
+            importer.fill(settings, locked, s)
             importer.audit_or_refuse(settings, locked, backend.name, "the import")
             fetched = {w.artifact.url: Fetched(x.sha256, x.size, f"pixi-pack {path.name}: {w.member}") for w, x in got}
             importer.commit(settings, manifests.build(settings, locked, backend.name, backend.version(), fetched))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from auto_infer.core.progress import Step
@@ -18,13 +19,13 @@ class Backend(Protocol):
     def version(self) -> str:
         """Installer name and version, recorded in the manifest and the install record."""
 
-    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, Fetched]:
-        """Online, before the environment is touched: download what can be downloaded up front.
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step,
+              ready: Callable[[Artifact], None] | None = None) -> dict[str, Fetched]:
+        """Online, before the environment is touched: download what can be downloaded up front,
+        calling ``ready`` with each conda artifact whose archive is in the store (verified) as soon
+        as it is (the package cache is filled from it meanwhile: install/importer.py).
 
         Returns the lock's URL -> (sha256, size, served_from) of the files it holds (may be empty)."""
-
-    def fill(self, settings: Settings, need: list[Artifact], step: Step) -> None:
-        """Extract the conda archives of ``need`` from the archive store into the package cache."""
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:

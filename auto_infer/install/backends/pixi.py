@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from auto_infer.core.fsutil import atomic_write_text
 from auto_infer.core.progress import Step, say
 from auto_infer.core.runner import run_logged
 from auto_infer.core.settings import Settings
-from auto_infer.install import archives
 from auto_infer.install.fetch import Fetched
 from auto_infer.install.lockfile import Artifact, LockedEnv
 from auto_infer.install.mirrors import load as load_mirrors
@@ -88,12 +88,10 @@ class PixiBackend:
                    step=step, fix="see the log above; `pixi info` shows the cache dir pixi uses",
                    timeout=None if offline else settings.net.deadline, timeout_name="AUTO_INFER_NET_DEADLINE")
 
-    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, Fetched]:
-        return {}   # pixi downloads while it installs
-
-    def fill(self, settings: Settings, need: list[Artifact], step: Step) -> None:
-        # pixi's package cache has rattler's layout (pixi is built on rattler)
-        archives.extract_into_cache(settings, need, lambda n: step.note(f"extracted {n}/{len(need)} conda packages"))
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step,
+              ready: Callable[[Artifact], None] | None = None) -> dict[str, Fetched]:
+        return {}   # pixi downloads while it installs (its package cache has rattler's layout: the
+        #             importer fills it from the archive store, where a bundle put archives)
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:

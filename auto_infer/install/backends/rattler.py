@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +58,7 @@ def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
 
     archived, wheels = WheelStore(settings.conda_archive_dir), WheelStore(settings.wheel_dir)
     jobs = []
-    for a in locked.conda:
+    for a in sorted(locked.conda, key=lambda a: -(a.size or 0)):    # the biggest first: extracted first
         dest = archives.archive_path(settings, a)
         jobs.append(fetch.Job(a.url, f"{dest.parent.name}/{a.filename}", a.url, dest, a.sha256, archived))
     for a in locked.pypi:
@@ -96,11 +97,6 @@ def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, reinstall
                             reinstall_packages=names, show_progress=False, client=_client(settings)))
     except Exception as exc:
         raise _install_error(prefix, exc) from None
-
-
-def fill(settings: Settings, need: list[Artifact], step: Step) -> None:
-    """Both installers read rattler's package cache layout: extract straight into it, every core."""
-    archives.extract_into_cache(settings, need, lambda n: step.note(f"extracted {n}/{len(need)} conda packages"))
 
 
 class RattlerBackend:
@@ -157,15 +153,15 @@ class RattlerBackend:
             raise disk_full(settings.env_prefix, f"uv could not install the wheels: {cause}") from None
 
     # ---- the interface ---------------------------------------------------------------
-    def fetch(self, settings: Settings, locked: LockedEnv, step: Step) -> dict[str, fetch.Fetched]:
+    def fetch(self, settings: Settings, locked: LockedEnv, step: Step,
+              ready: Callable[[Artifact], None] | None = None) -> dict[str, fetch.Fetched]:
         from auto_infer.install import fetch
         from auto_infer.install.mirrors import load as load_mirrors
 
         mirrors = load_mirrors(settings.net.mirrors)
-        return fetch.fetch_all(_jobs(settings, locked), settings.net, mirrors, step, "artifacts")
-
-    def fill(self, settings: Settings, need: list[Artifact], step: Step) -> None:
-        fill(settings, need, step)
+        conda = {a.url: a for a in locked.conda}
+        hook = None if ready is None else lambda job: ready(conda[job.key]) if job.key in conda else None
+        return fetch.fetch_all(_jobs(settings, locked), settings.net, mirrors, step, "artifacts", ready=hook)
 
     def install(self, settings: Settings, locked: LockedEnv, step: Step, *, online: bool, repair: bool,
                 remove_pypi: list[str]) -> None:
