@@ -150,3 +150,15 @@ def test_dry_run_is_one_rule_for_every_engine(bare: dict[str, str], tmp_path: Pa
     strict = run_cli(["serve", "--dry-run", "--strict"], env)
     assert strict.returncode == 1 and "(--strict: an error)" in strict.stderr, strict.stderr
     assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+
+
+def test_help_lists_the_tasks_without_loading_doit_or_the_install_stack(bare: dict[str, str]) -> None:
+    """`--help` is the first thing a newcomer runs: it loads only the task list (issue 22: start-up)."""
+    probe = ("import sys\nfrom auto_infer.cli import main\nmain(['--help'])\n"
+             "heavy = sorted(m for m in sys.modules if m == 'doit' or m.startswith(('doit.', 'rattler', "
+             "'auto_infer.install.', 'auto_infer.serve.', 'requests')))\nprint('HEAVY', heavy)\n")
+    env = {**bare, "AUTO_INFER_INSTALLER": "no-such-installer"}    # a bad variable does not break --help
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "install " in r.stdout and "status " in r.stdout, r.stdout
+    assert "HEAVY []" in r.stdout, r.stdout[-500:]
