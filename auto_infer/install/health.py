@@ -181,7 +181,7 @@ def _record_files(meta: Path, keys: list[str]) -> dict[str, tuple[str, list[str]
         fresh[key] = [stamp, *out[key]]
     if fresh != memo:
         try:
-            atomic_write_text(meta / MEMO, json.dumps(fresh, separators=(",", ":")))
+            atomic_write_text(meta / MEMO, json.dumps(fresh, separators=(",", ":")), sync=False)
         except (OSError, UserError):
             pass            # a read-only prefix: the next check parses the records again
     return out
@@ -201,7 +201,7 @@ def _missing_pypi(prefix: Path, pins: list[str]) -> str | None:
 def begin(settings: Settings, reason: str) -> None:
     """Before the installer touches the prefix: the marker first, then the old record goes."""
     atomic_write_json(settings.installing_marker, {"pid": os.getpid(), "reason": reason,
-                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                                   "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, sync=False)
     settings.install_record.unlink(missing_ok=True)
 
 
@@ -222,13 +222,15 @@ def mark_outcome(settings: Settings, exc: BaseException) -> None:
 
 
 def finish(settings: Settings, locked: lockfile.LockedEnv, installer: str, version: str) -> None:
+    """The record, without fsync: the installers sync none of the environment's files, so a synced
+    record could outlive them; lost or not, the next run checks the environment itself."""
     atomic_write_json(settings.install_record, {
         "lock_sha256": locked.sha256, "environment": locked.environment, "platform": locked.platform,
         "installer": installer, "installer_version": version,
         "conda": [a.cache_key for a in locked.conda],
         "pypi": [f"{a.name}=={a.version}" for a in locked.pypi],
         "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
+    }, sync=False)
     settings.installing_marker.unlink(missing_ok=True)
 
 
