@@ -1,6 +1,6 @@
 """The `auto-infer` console command: the same doit graph as dodo.py, from any folder.
 
-``main`` is the top: it parses the command line one way (tasks/doit_main.parse), runs it, and
+``main`` is the top: it parses the command line one way (tasks/cmdline.parse), runs it, and
 hands whatever error reaches it to the one handler (auto_infer.core.errors.handle)."""
 
 from __future__ import annotations
@@ -89,20 +89,24 @@ def _check_state(db: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Parse, then run: alone (``serve --dry-run``), without doit state (in memory), or under the run lock."""
+    """Parse, then run: alone (``serve --dry-run``), without doit (a task with no state and no
+    dependencies: ``status``, ``logs``...), without doit state (in memory), or under the run lock."""
     from auto_infer.core import settings as settings_mod
-    from auto_infer.core.runlock import exclusive
-    from auto_infer.tasks import doit_main
+    from auto_infer.tasks import cmdline
 
-    if len(argv) > 1 and argv[0] not in doit_main.COMMANDS and {"-h", "--help"} & set(argv[1:]):
+    if len(argv) > 1 and argv[0] not in cmdline.COMMANDS and {"-h", "--help"} & set(argv[1:]):
         argv = ["help", argv[0].split(":")[0]]                  # `serve --help` = `help serve`
     graph = _pipeline()
-    selected, argv = doit_main.parse(argv, graph)
+    selected, argv = cmdline.parse(argv, graph)
     for sel in selected:
         cli = sel.command_line
         if cli.alone and cli.run_alone and sel.values.get(cli.alone):
             return cli.run_alone({**sel.values, "task": sel.word})
-    argv = doit_main.expand(argv, selected)
+    argv = cmdline.expand(argv, selected)
+    if len(selected) == 1 and (act := cmdline.plain_action(selected[0])) is not None:
+        return cmdline.run_plain(selected[0], act)
+    from auto_infer.tasks import doit_main
+
     if selected and all(getattr(s.creator, "no_doit_state", False) for s in selected):
         return doit_main.run(graph, ["run", "--db-file", ":memory:", *argv])
     s = settings_mod.load()
@@ -111,6 +115,8 @@ def run(argv: list[str]) -> int:
     locking = [sel.word.split(":")[0] for sel in selected if getattr(sel.creator, "run_lock", False)]
     if not locking:
         return doit_main.run(graph, argv)
+    from auto_infer.core.runlock import exclusive
+
     with exclusive(s.runlock_path, " ".join(locking), s.runlock_timeout):
         return doit_main.run(graph, argv)
 
@@ -148,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         from auto_infer import __version__
         print(f"auto-infer {__version__}")
         return 0
-    from auto_infer.tasks import doit_main  # noqa: F401 - before the handler: an import is no place for SIGTERM
+    from auto_infer.tasks import cmdline  # noqa: F401 - before the handler: an import is no place for SIGTERM
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     t0 = time.monotonic()

@@ -155,8 +155,13 @@ class Bench:
 
     def bundle_case(self) -> None:
         w = getattr(self, "main", None) or self.warmed(10)
-        self.cases.append(bundle_cases.case_bundle(w, self.cli, self.a.warmup, self.a.repeats,
-                                                   self.work / "bundle", self.progress("8 bundle")))
+        case = bundle_cases.case_bundle(w, self.cli, self.a.warmup, self.a.repeats,
+                                        self.work / "bundle", self.progress("9 bundle"))
+        if "7" in self.a.cases:          # the three sizes of the growth case, warmed already
+            sizes = [self.by_factor[f] for f in (1, 3, 10) if f in self.by_factor]
+            bundle_cases.import_growth(case, sizes, self.cli, self.a.warmup, self.a.repeats,
+                                       self.work / "bundle", self.progress("9 bundle sizes"))
+        self.cases.append(case)
 
     def serving(self) -> serve_cases.Serving:
         w = self.by_factor.get(1) or self.warmed(1)

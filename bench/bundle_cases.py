@@ -129,3 +129,37 @@ def _sizes(c: Case, w: ic.Warmed, cli: list[str], work: Path, bundle: Path, arch
         [f"delta after a one-package bump ({dropped} added; carries {len(carried)} of {n_art} artifacts)",
          f"{delta.stat().st_size / 1e6:.2f} MB", f"{delta.stat().st_size / size:.3f}× of the full bundle"],
     ]))
+
+
+def import_growth(c: Case, warmed: list[ic.Warmed], cli: list[str], warmup: int, repeats: int, work: Path,
+                  progress: Callable[[str], None]) -> None:
+    """``bundle import`` against the all-core extraction floor at each size (×1, ×3, ×10), interleaved
+    per size like the main table; a table row per size, and the target judged at every size."""
+    rows, worst = [], 0.0
+    for w in warmed:
+        label = w.wl.shape.label
+        sub = work / f"growth-{label.strip('×')}"
+        sub.mkdir(parents=True, exist_ok=True)
+        bundle = sub / "full.tar"
+        with mirror.Mirror(w.wl.root, w.wl.port):
+            run([*cli, "bundle", "export", str(bundle)], w.env)
+
+        def import_(w: ic.Warmed = w, sub: Path = sub, bundle: Path = bundle) -> float:
+            ws = _fresh(sub / "import-ws")
+            env = dict(w.env, AUTO_INFER_WORKSPACE_DIR=str(ws), AUTO_INFER_SGLANG_CACHE_ROOT=str(ws / "cache"),
+                       AUTO_INFER_SGLANG_TEMPLATE_DIR=str(ws / "template"),
+                       AUTO_INFER_SGLANG_PROJECT_DIR=str(ws / "project"))
+            return run([*cli, "bundle", "import", str(bundle)], env)[0]
+
+        def floor(w: ic.Warmed = w, sub: Path = sub, bundle: Path = bundle) -> float:
+            return run([sys.executable, str(FLOOR_SCRIPT), str(bundle), str(_fresh(sub / "floor"))], w.env)[0]
+
+        series = interleave({OURS_IMPORT: import_, FLOOR: floor}, warmup=warmup, repeats=repeats,
+                            progress=progress)
+        ours, base = series[OURS_IMPORT].median, series[FLOOR].median
+        worst = max(worst, ours / base)
+        rows.append([label, str(w.wl.shape.packages + 1), f"{bundle.stat().st_size / 1e6:.1f} MB",
+                     f"{ours * 1000:.0f} ms", f"{base * 1000:.0f} ms", f"{ours / base:.2f}×"])
+    c.tables.append((["size", "conda pkgs", "bundle", "bundle import", "all-core floor", "ratio"], rows))
+    c.targets.append(Target("bundle import within 1.5× of the floor at every size (×1, ×3, ×10)",
+                            f"worst {worst:.2f}×", worst <= 1.5))

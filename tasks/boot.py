@@ -11,14 +11,15 @@ for the step before it. The output and logging around it are the entry hook's
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
-
-from doit.task import Task
+from typing import TYPE_CHECKING, Any
 
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
 from auto_infer.tasks import install
 from auto_infer.tasks.wiring import action, settings, takes_run_lock
+
+if TYPE_CHECKING:       # doit is imported when the graph is built, not for `--help`
+    from doit.task import Task
 
 GATES = ("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_REHEARSE_ON_BOOT, "
          "AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT")
@@ -60,6 +61,8 @@ def _report(steps: list[str]) -> None:
 
 def _step(step: str, before: str | None, steps: list[str]) -> Task:
     """``boot:STEP``: the step's task, after ``boot:BEFORE``; its deps on other steps point into the chain."""
+    from doit.task import Task
+
     d = dict(STEP_TASKS[step]())
     d.pop("targets", None)            # the step's own task owns its files; doit allows one owner
     deps = [f"boot:{t}" if t in steps else t for t in d.pop("task_dep", [])]
@@ -70,6 +73,8 @@ def _step(step: str, before: str | None, steps: list[str]) -> Task:
 @takes_run_lock
 def task_boot() -> Iterator[Task]:
     """Container boot hook: warm / install+check / serve, as the AUTO_INFER_SGLANG_*_ON_BOOT gates say."""
+    from doit.task import Task
+
     steps = boot_steps(settings())
     yield Task("boot", [action(_report, steps)], task_dep=[f"boot:{steps[-1]}"] if steps else [],
                has_subtask=bool(steps), verbosity=2, doc=task_boot.__doc__)

@@ -22,7 +22,17 @@ if __name__ != "auto_infer.tasks.dodo":      # `doit TASK` in the repo: the same
     from auto_infer.tasks.doit_main import plain_doit
     plain_doit()
 
-DOIT_CONFIG = doit_config()
+
+def __getattr__(name: str) -> object:
+    """DOIT_CONFIG is made when doit reads it: `auto-infer --help` lists the tasks without loading doit."""
+    if name == "DOIT_CONFIG":
+        return doit_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:           # doit reads the module through inspect.getmembers (dir + getattr)
+    return [*globals(), "DOIT_CONFIG"]
+
 
 # -- install pipeline (issue: template → warm → manifest → frozen install → import check)
 task_template = install.task_template    # copy the mounted template into the project

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from doit.tools import config_changed
-
 from auto_infer import __version__
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
@@ -22,6 +20,8 @@ from auto_infer.tasks.wiring import (
 
 
 def _installer_config() -> Any:
+    from doit.tools import config_changed  # when the graph is built, not for `--help`
+
     s = settings()
     return config_changed({"tool": __version__, "installer": s.installer, "env": s.pixi_env,
                            "platform": s.platform, "prefix": str(s.env_prefix)})

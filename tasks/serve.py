@@ -10,9 +10,7 @@ the other, and the whole point is to start them together.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-from doit.task import Task
+from typing import TYPE_CHECKING, Any
 
 from auto_infer.core.errors import UsageError, UserError
 from auto_infer.tasks.wiring import (
@@ -25,6 +23,9 @@ from auto_infer.tasks.wiring import (
     settings,
     takes_run_lock,
 )
+
+if TYPE_CHECKING:       # doit is imported when the graph is built, not for `--help`
+    from doit.task import Task
 
 
 def _instance_names() -> list[str]:
@@ -87,6 +88,8 @@ SERVE_PARAMS = [*VERIFY,
 @takes_run_lock
 def task_serve() -> Iterator[Task]:
     """Start the model config's servers at once (serve:NAME: one), wait until ready, chat, report."""
+    from doit.task import Task
+
     yield Task("serve", [action(_serve, None)], task_dep=["install"],
                has_subtask=True, verbosity=2, doc=task_serve.__doc__, params=SERVE_PARAMS)
     for name in _instance_names():

@@ -150,3 +150,42 @@ def test_dry_run_is_one_rule_for_every_engine(bare: dict[str, str], tmp_path: Pa
     strict = run_cli(["serve", "--dry-run", "--strict"], env)
     assert strict.returncode == 1 and "(--strict: an error)" in strict.stderr, strict.stderr
     assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+
+
+def test_help_lists_the_tasks_without_loading_doit_or_the_install_stack(bare: dict[str, str]) -> None:
+    """`--help` is the first thing a newcomer runs: it loads only the task list (issue 22: start-up)."""
+    probe = ("import sys\nfrom auto_infer.cli import main\nmain(['--help'])\n"
+             "heavy = sorted(m for m in sys.modules if m == 'doit' or m.startswith(('doit.', 'rattler', "
+             "'auto_infer.install.', 'auto_infer.serve.', 'requests')))\nprint('HEAVY', heavy)\n")
+    env = {**bare, "AUTO_INFER_INSTALLER": "no-such-installer"}    # a bad variable does not break --help
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "install " in r.stdout and "status " in r.stdout, r.stdout
+    assert "HEAVY []" in r.stdout, r.stdout[-500:]
+
+
+def test_doits_command_names_are_known_without_loading_doit() -> None:
+    from doit.doit_cmd import DoitMain
+
+    from auto_infer.tasks import cmdline
+
+    assert cmdline.COMMANDS == {c.get_name() for c in DoitMain.DOIT_CMDS}
+
+
+@pytest.mark.parametrize("argv", [["status"], ["logs"], ["env"], ["stop"]])
+def test_a_task_with_no_state_and_no_dependencies_runs_without_doit(bare: dict[str, str], argv: list[str]) -> None:
+    """`status`, `logs`, `env`, `stop`: doit would only parse and call them (issue 22: start-up)."""
+    probe = (f"import sys\nfrom auto_infer.cli import main\ncode = main({argv!r})\n"
+             "print('DOIT', sorted(m for m in sys.modules if m == 'doit' or m.startswith('doit.')), code)\n")
+    r = subprocess.run([sys.executable, "-c", probe], env=bare, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "DOIT [] 0" in r.stdout, r.stdout[-500:]
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+
+
+def test_the_same_tasks_still_run_through_doit_in_the_repo(bare: dict[str, str]) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "doit", "-f", str(repo / "dodo.py"), "status"], env=bare,
+                       capture_output=True, text=True, timeout=120, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert "no instances (run `auto-infer serve`)" in r.stdout, r.stdout

@@ -112,6 +112,28 @@ def test_damaged_environment_is_rebuilt_and_the_log_says_why(workspace: Workspac
     assert run_cli(["install"], workspace.env).stderr.count("up to date") >= 1
 
 
+def test_the_health_memo_never_hides_damage(workspace: Workspace, online: object) -> None:
+    """The no-op check keeps each conda-meta record's file list keyed by the record's stat: a file
+    removed later is still found, and a record rewritten in place (same name) is parsed again."""
+    warm(workspace)
+    assert run_cli(["install"], workspace.env).returncode == 0
+    assert "up to date" in run_cli(["install"], workspace.env).stderr          # the check ran: memo written
+    meta = workspace.prefix / "conda-meta"
+    assert (meta / "auto-infer-health").is_file()
+    online.stop()  # type: ignore[attr-defined]
+    (workspace.prefix / "bin" / "hello").unlink()
+    r = run_cli(["install"], workspace.env)
+    assert r.returncode == 0 and "file missing from package hello: bin/hello" in r.stderr, r.stderr
+    record = meta / "hello-1.0-0.json"
+    data = json.loads(record.read_text())
+    data["files"].append("share/hello/added-later.txt")
+    with open(record, "r+") as fh:                       # in place: same inode, a new ctime
+        fh.write(json.dumps(data))
+        fh.truncate()
+    r = run_cli(["install"], workspace.env)
+    assert r.returncode == 0 and "file missing from package hello: share/hello/added-later.txt" in r.stderr, r.stderr
+
+
 def test_refuses_without_manifest_and_touches_nothing(workspace: Workspace) -> None:
     r = run_cli(["install"], workspace.env)
     assert r.returncode == 1

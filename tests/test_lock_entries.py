@@ -279,3 +279,22 @@ def test_a_bundle_of_a_lock_with_a_query_string_stays_inside_and_imports(tmp_pat
     far = _env(tmp_path / "far", tmp_path / "far" / "template")
     r = run_cli(["bundle", "import", str(out)], far)
     assert r.returncode == 0, r.stderr                               # the tool's own bundle is accepted
+
+
+def test_a_lock_is_parsed_once_per_process_and_again_once_its_bytes_change(tmp_path: Path) -> None:
+    """`template` and `install` in one run share one parse; a same-size rewrite with the same
+    timestamps is still seen (the memo is keyed by content, not by stat)."""
+    built, _ = _build(tmp_path, [_tool()], [])
+    lock = tmp_path / "copy.lock"
+    text = (built.project / "pixi.lock").read_text()
+    lock.write_text(text)
+    first = lockfile.read(lock, "default", "linux-64")
+    assert lockfile.read(lock, "default", "linux-64") is first
+    st = lock.stat()
+    edited = text.replace("cuda-tool-12.6-0", "cuda-tool-12.7-0")       # same length
+    assert len(edited) == len(text) and edited != text
+    lock.write_text(edited)
+    os.utime(lock, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = lockfile.read(lock, "default", "linux-64")
+    assert again is not first and again.sha256 != first.sha256
+    assert {a.filename for a in again.conda if a.name == "cuda-tool"} == {"cuda-tool-12.7-0.tar.bz2"}

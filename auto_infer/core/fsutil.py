@@ -80,7 +80,7 @@ def is_stdout(path: Path | str) -> bool:
 
 @contextmanager
 def replacing(path: Path, what: str = "the file to write", mode: int = 0o644,
-              dash_is_stdout: bool = False) -> Iterator[BinaryIO]:
+              dash_is_stdout: bool = False, sync: bool = True) -> Iterator[BinaryIO]:
     """A file whose bytes become ``path`` as a whole when the block ends without an error (fsync,
     then os.replace), or nothing at all; with ``dash_is_stdout``, ``-`` is stdout (refused when it
     is a terminal)."""
@@ -99,7 +99,8 @@ def replacing(path: Path, what: str = "the file to write", mode: int = 0o644,
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         check_target(path, what)            # once more: nothing put a device or a link there meanwhile
         os.replace(tmp, path)
@@ -130,19 +131,21 @@ def open_append(path: Path, what: str = "the log") -> BinaryIO:
     return os.fdopen(fd, "ab")
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Write to a temp file beside ``path``, fsync, then os.replace: old or new, never half; only over
-    a regular file or nothing (:func:`check_target`)."""
-    with replacing(path, mode=mode) as fh:
+    a regular file or nothing (:func:`check_target`). ``sync=False``: no fsync, for a record of files
+    nobody syncs either (an installed environment): the rename is still all or nothing, and syncing
+    the record alone would force the journal commit of every link the installer just made."""
+    with replacing(path, mode=mode, sync=sync) as fh:
         fh.write(data)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: Path, text: str, sync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode(), sync=sync)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+def atomic_write_json(path: Path, data: Any, sync: bool = True) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n", sync=sync)
 
 
 def read_json(path: Path) -> Any | None:

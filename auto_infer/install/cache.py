@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
+from auto_infer.core.fanout import fork_map
 from auto_infer.core.fsutil import atomic_write_json, read_json, sha256_file
 from auto_infer.core.settings import Settings
 from auto_infer.install import manifest as manifests
@@ -40,6 +43,11 @@ def conda_entry_problem(pkgs: Path, a: Artifact) -> str | None:
         return "cached under another sha256 (a different build of the same name)"
     damage = extracted_damage(d)
     return f"{DAMAGED}: {damage}" if damage else None
+
+
+def conda_problems(settings: Settings, conda: Sequence[Artifact]) -> list[str | None]:
+    """:func:`conda_entry_problem` of each entry, on every core (every file of every entry is stat-ed)."""
+    return fork_map(functools.partial(conda_entry_problem, settings.conda_pkgs_dir), conda)
 
 
 DAMAGED = "damaged in the conda package cache"
@@ -139,11 +147,8 @@ def pixi_wheel_cached(settings: Settings, a: Artifact) -> bool:
 
 def audit(settings: Settings, locked: LockedEnv, manifest: manifests.Manifest | None,
           installer: str) -> list[Missing]:
-    missing: list[Missing] = []
-    for a in locked.conda:
-        why = conda_entry_problem(settings.conda_pkgs_dir, a)
-        if why:
-            missing.append(Missing(a, why))
+    missing = [Missing(a, why) for a, why in zip(locked.conda, conda_problems(settings, locked.conda), strict=True)
+               if why]
     expected = manifest.pypi_sha256() if manifest else {}
     store = WheelStore(settings.wheel_dir)
     for a in locked.pypi:

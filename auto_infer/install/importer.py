@@ -171,7 +171,7 @@ def place(settings: Settings, pairs: Iterable[tuple[Artifact, Staged]], s: Step)
 
 def to_extract(settings: Settings, locked: LockedEnv) -> list[Artifact]:
     """THE rule: an entry missing, damaged or of another build is extracted again from its archive."""
-    return [a for a in locked.conda if cache.conda_entry_problem(settings.conda_pkgs_dir, a)]
+    return [a for a, why in zip(locked.conda, cache.conda_problems(settings, locked.conda), strict=True) if why]
 
 
 class Filling:

@@ -193,8 +193,25 @@ def _empty(path: Path, platform: str) -> UserError:
                      fix="add dependencies to pixi.toml ([dependencies]) and run `pixi lock`")
 
 
+_READ: dict[tuple[str, str, str, str], LockedEnv] = {}   # per process: template and install both read it
+
+
 def read(path: Path, environment: str, platform: str) -> LockedEnv:
-    """Parse ``path`` and return the artifacts of ``environment`` for ``platform``."""
+    """Parse ``path`` and return the artifacts of ``environment`` for ``platform``.
+
+    Remembered for the process by the file's sha256 (a lock of 300 packages hashes in well under a
+    millisecond; parsing it takes tens): `template` then `install` in one run parse it once, and a
+    lock changed in between, whatever its timestamps, is parsed again."""
+    try:
+        key = (os.path.abspath(path), environment, platform, sha256_file(path))
+    except OSError:
+        return _parse(path, environment, platform)       # it says what is wrong with the file
+    if key not in _READ:
+        _READ[key] = _parse(path, environment, platform, sha256=key[3])
+    return _READ[key]
+
+
+def _parse(path: Path, environment: str, platform: str, sha256: str | None = None) -> LockedEnv:
     from rattler import LockFile  # heavy import, keep it out of CLI start-up
 
     version = _lock_version(path)
@@ -220,7 +237,7 @@ def read(path: Path, environment: str, platform: str) -> LockedEnv:
     pypi = _pypi(env, plat, path)
     if not conda and not pypi:
         raise _empty(path, platform)
-    return LockedEnv(path=path, sha256=sha256_file(path), version=version, environment=environment,
+    return LockedEnv(path=path, sha256=sha256 or sha256_file(path), version=version, environment=environment,
                      platform=platform, conda=conda, pypi=pypi, raw_records=tuple(records))
 
 

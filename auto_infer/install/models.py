@@ -8,15 +8,18 @@ serve several configs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say, step
 from auto_infer.core.settings import Settings
 from auto_infer.core.tomlfile import apply_overrides, read_toml
 from auto_infer.install import manifest as manifests
-from auto_infer.install.fetchplan import Part
-from auto_infer.weights import audit, fetch, spec
+from auto_infer.weights import audit, spec
+
+if TYPE_CHECKING:     # the online side (the Hub client, the fetch plan) loads only for warm
+    from auto_infer.install.fetchplan import Part
+    from auto_infer.weights import fetch
 
 
 def sources(settings: Settings) -> dict[str, spec.Source]:
@@ -34,6 +37,9 @@ def _tables(settings: Settings, found: dict[str, spec.Source], key: str) -> str:
 def plan(settings: Settings) -> list[tuple[str, Part, fetch.Resolved | None]]:
     """Each Hub source as the fetch plan sees it: (key, sizes from the Hub's file list, resolved).
     A Hub that does not answer leaves its size unknown here; its fetch, after the packages', says why."""
+    from auto_infer.install.fetchplan import Part
+    from auto_infer.weights import fetch
+
     try:
         found = sources(settings)
     except UserError:
@@ -56,6 +62,8 @@ def warm(settings: Settings, manifest: dict[str, Any], resolved: dict[str, fetch
          ) -> dict[str, Any]:
     """Fetch every Hub source (record every visible folder); rewrite the manifest with them.
     ``resolved``: the Hub sources the fetch plan resolved already (by key)."""
+    from auto_infer.weights import fetch
+
     found = sources(settings)
     wanted = {s.key: s for s in found.values()}
     if not wanted:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_json
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import probe, procs, registry
-from auto_infer.serve.model import WorkerRank
+from auto_infer.serve import procs, registry
+
+if TYPE_CHECKING:
+    from auto_infer.serve import probe
 
 STATUS_TIMEOUT = 5.0
 
@@ -43,6 +44,8 @@ def _pick(settings: Settings, names: list[str] | None, exact: bool = False) -> d
 
 
 def _target(rec: registry.ServerRecord) -> probe.Target:
+    from auto_infer.serve import probe  # the HTTP side loads only when there is a server to ask
+
     key_env = rec.api_key_env
     key = os.environ.get(key_env) if key_env else None
     return probe.Target(rec.name, rec.base_url or "", rec.model, rec.engine, key)
@@ -50,6 +53,9 @@ def _target(rec: registry.ServerRecord) -> probe.Target:
 
 def _row(rec: registry.ServerRecord) -> dict[str, Any]:
     import requests
+
+    from auto_infer.serve import probe
+    from auto_infer.serve.model import WorkerRank
 
     running = registry.is_running(rec)
     state, detail = rec.state, rec.reason or ""
@@ -76,6 +82,10 @@ def _row(rec: registry.ServerRecord) -> dict[str, Any]:
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
     recs = list(registry.all_records(settings).values())
+    if not recs:
+        return []
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(recs)))) as pool:
         return list(pool.map(_row, recs))
 
@@ -103,7 +113,10 @@ def status(settings: Settings, as_json: bool = False) -> None:
 
 
 def logs(settings: Settings, names: list[str] | None, lines: int = 50) -> None:
-    for name, rec in _pick(settings, names).items():
+    picked = _pick(settings, names)
+    if not picked:
+        print("no instances (run `auto-infer serve`)")
+    for name, rec in picked.items():
         path = rec.log
         print(f"==> {name}: {path} <==")
         print("\n".join(procs.tail(Path(path), lines)) or "(empty)")
@@ -115,6 +128,8 @@ def stop(settings: Settings, names: list[str] | None, exact: bool = False) -> No
     if not picked:
         say("no instances to stop")
         return
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=len(picked)) as pool:
         outcomes = dict(zip(picked, pool.map(lambda rec: registry.stop(settings, rec), picked.values()),
                             strict=True))
@@ -131,6 +146,8 @@ def chat(settings: Settings, names: list[str] | None = None) -> None:
     if not picked:
         raise UserError("no instance is running", where=str(settings.state_dir / "serve"),
                         fix="start them with `auto-infer serve`")
+    from auto_infer.serve import probe
+
     results, failed = {}, []
     for name, rec in picked.items():
         target = _target(rec)

@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from auto_infer.core.fsutil import atomic_write_json, read_json
 from auto_infer.core.settings import Settings
 from auto_infer.serve import procs
@@ -117,6 +115,8 @@ def read_or_empty(settings: Settings, name: str) -> ServerRecord:
 
 @contextmanager
 def _locked(settings: Settings, name: str) -> Iterator[None]:
+    from filelock import FileLock  # writers only: `status` reads records and loads no lock library
+
     settings.serve_state_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path(settings, name)) + ".lock"):
         yield

@@ -1,0 +1,86 @@
+"""fork_map: the cache audit on every core, with the same answers (and errors) as on one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from auto_infer.core.fanout import fork_map
+from auto_infer.install import cache
+from auto_infer.install.lockfile import Artifact
+
+PARENT = os.getpid()
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def _dies_in_a_worker(x: int) -> int:
+    if os.getpid() != PARENT:
+        os._exit(3)                      # a worker killed half way: its share is done again here
+    return x + 1
+
+
+def _fails_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError("item 7 is bad")
+    return x
+
+
+def test_results_are_in_order_and_equal_to_one_core() -> None:
+    items = list(range(500))
+    assert fork_map(_square, items, per_worker=10) == [x * x for x in items]
+
+
+def test_a_worker_that_dies_has_its_share_done_here() -> None:
+    items = list(range(100))
+    assert fork_map(_dies_in_a_worker, items, per_worker=10) == [x + 1 for x in items]
+
+
+def test_an_error_is_raised_here_as_without_workers_and_no_worker_is_left() -> None:
+    with pytest.raises(ValueError, match="item 7 is bad"):
+        fork_map(_fails_on_seven, list(range(100)), per_worker=10)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)       # every worker was reaped
+
+
+def _entry(pkgs: Path, i: int) -> Artifact:
+    a = Artifact(kind="conda", name=f"pkg{i}", version="1.0", url=f"https://x/linux-64/pkg{i}-1.0-0.conda",
+                 filename=f"pkg{i}-1.0-0.conda", sha256=None, size=None, build="0", subdir="linux-64")
+    d = pkgs / a.cache_key
+    (d / "info").mkdir(parents=True)
+    (d / "info" / "index.json").write_text(json.dumps({"name": a.name, "version": "1.0", "build": "0"}))
+    paths = []
+    for j in range(5):
+        rel = f"lib/m{i}/f{j}.py"
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_text("x" * (j + 1))
+        paths.append({"_path": rel, "path_type": "hardlink", "size_in_bytes": j + 1})
+    (d / "info" / "paths.json").write_text(json.dumps({"paths": paths, "paths_version": 1}))
+    return a
+
+
+def test_the_audit_finds_each_damage_wherever_its_entry_falls(tmp_path: Path) -> None:
+    """200 entries: the audit forks; a truncated file, a missing file and a missing entry are each
+    found, whichever worker's share they are in, and named as on one core."""
+    pkgs = tmp_path / "pkgs"
+    entries = [_entry(pkgs, i) for i in range(200)]
+    (pkgs / entries[3].cache_key / "lib/m3/f2.py").write_text("x")             # truncated: 1 byte, not 3
+    (pkgs / entries[150].cache_key / "lib/m150/f0.py").unlink()                # missing
+    (pkgs / entries[199].cache_key / "info" / "index.json").unlink()           # not in the cache
+
+    class S:
+        conda_pkgs_dir = pkgs
+
+    got = cache.conda_problems(S(), entries)  # type: ignore[arg-type]
+    one_core = [cache.conda_entry_problem(pkgs, a) for a in entries]
+    assert got == one_core
+    bad = {i: why for i, why in enumerate(got) if why}
+    assert set(bad) == {3, 150, 199}, bad
+    assert "lib/m3/f2.py has 1 bytes, not 3" in str(bad[3])
+    assert "lib/m150/f0.py is missing" in str(bad[150])
+    assert bad[199] == "not in the conda package cache"
