@@ -101,7 +101,10 @@ def _size(path: Path) -> int:
 
 INLINE = 8      # archives per worker process at least: fewer are extracted in this process
 DEPTH = 2       # archives given to a worker at once: the next one is there when it finishes one
-WORKER = ("import json, sys\nfrom auto_infer.install.archives import extract_one\n"
+# the worker: Ctrl-C in a terminal reaches it too; the parent decides (it stops the workers), so
+# it is ignored here rather than printed as a traceback
+WORKER = ("import json, signal, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+          "from auto_infer.install.archives import extract_one\n"
           "for line in sys.stdin:\n    i, *job = json.loads(line)\n"
           "    print(json.dumps([i, extract_one(*job)]), flush=True)")
 
