@@ -160,3 +160,32 @@ def test_the_package_cache_is_filled_by_worker_processes(workspace: Workspace, b
     r = run_cli(["install"], workspace.env)          # nothing served: from the filled cache only
     assert r.returncode == 0, r.stderr
     assert (workspace.prefix / "bin" / "hello").stat().st_nlink > 1     # hard-linked from pkgs/
+
+
+def test_archives_a_dead_worker_held_are_extracted_by_another(workspace: Workspace, built_channel: Built,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The extractor deals archives as it goes: a worker killed with archives in hand (or before any)
+    has them extracted by a live one; the fill ends complete, and rattler installs from it."""
+    from auto_infer.install.health import locked_env
+
+    monkeypatch.setattr(archives, "INLINE", 1)
+    monkeypatch.setattr(archives.os, "cpu_count", lambda: 2)
+    assert run_cli(["template"], workspace.env).returncode == 0
+    pack = build_pack(built_channel.channel.root / "channel", built_channel.channel.wheel_files,
+                      tmp_path / "environment.tar")
+    settings = load(workspace.env)
+    import_pixi_pack(settings, pack)                     # the archives are in the store now
+    pkgs = workspace.cache_root / "pixi" / "pkgs"
+    shutil.rmtree(pkgs)
+    conda = locked_env(settings).conda
+    done: list[int] = []
+    with archives.Extractor(settings, len(conda)) as pool:
+        assert len(pool.procs) == 2
+        pool.procs[0].kill()
+        for a in conda:
+            pool.add(a)
+        pool.wait(done.append)
+    assert done and done[-1] == len(conda) == 3
+    assert len([p for p in pkgs.glob("*.lock") if (p.parent / p.stem / "info" / "index.json").is_file()]) == 3
+    r = run_cli(["install"], workspace.env)
+    assert r.returncode == 0, r.stderr
