@@ -117,7 +117,8 @@ class Extractor:
     On every core: one worker process per core (the extractor holds the GIL, and rattler's async
     one can crash the interpreter at exit), each given the biggest archive waiting as soon as it has
     fewer than DEPTH to do: time per archive follows its file count more than its bytes, so the
-    work is dealt as it goes, not split up front. With fewer than INLINE archives per worker
+    work is dealt as it goes, not split up front; the workers start with the first archive (a
+    fill with nothing to extract starts none). With fewer than INLINE archives per worker
     expected, they are extracted in this process at ``wait``. ``wait`` ends the intake and raises
     for the first archive that could not be extracted; leaving the block stops the workers (an
     entry is renamed into place in whole: a stopped one leaves a partial folder, removed next time)."""
@@ -131,12 +132,18 @@ class Extractor:
         self.cond = threading.Condition()
         self.on_done: Callable[[int], None] | None = None
         workers = min(os.cpu_count() or 1, expected // INLINE)
+        self.workers = workers if workers > 1 else 0     # started with the first archive (none: no cost)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.busy: list[set[int]] = []                 # archives given to each live worker
+        self.alive: list[bool] = []
+        self.readers: list[threading.Thread] = []
+
+    def _start(self) -> None:
         # cwd: the package cache, so that no auto_infer/ folder of the current directory is imported
         self.procs = [subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, cwd=self.pkgs) for _ in range(workers * (workers > 1))]
-        self.busy: list[set[int]] = [set() for _ in self.procs]     # archives given to each live worker
-        self.alive = [True] * len(self.procs)
-        self.readers = [threading.Thread(target=self._read, args=(w,), daemon=True) for w in range(len(self.procs))]
+                                       stdout=subprocess.PIPE, cwd=self.pkgs) for _ in range(self.workers)]
+        self.busy, self.alive = [set() for _ in self.procs], [True] * self.workers
+        self.readers = [threading.Thread(target=self._read, args=(w,), daemon=True) for w in range(self.workers)]
         for t in self.readers:
             t.start()
 
@@ -145,10 +152,12 @@ class Extractor:
 
     def add(self, a: Artifact) -> None:
         """Extract ``a`` (its archive is in the store) as soon as a worker is free; thread-safe."""
-        size = _size(archive_path(self.settings, a)) if self.procs else 0
+        size = _size(archive_path(self.settings, a)) if self.workers else 0
         with self.cond:
             self.added.append(a)
-            if self.procs:
+            if self.workers:
+                if not self.procs:
+                    self._start()
                 heapq.heappush(self.waiting, (-size, len(self.added) - 1))
                 self._deal()
 
@@ -192,7 +201,7 @@ class Extractor:
         """No more archives: wait for every one added; raise for the first that failed."""
         with self.cond:
             self.on_done, n = on_done, len(self.results)
-        if not self.procs:
+        if not self.workers:
             _collect(self.settings, self.added, (extract_one(*self._job(a)) for a in self.added), on_done)
             return
         if n:
