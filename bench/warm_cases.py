@@ -31,8 +31,9 @@ CONNECTIONS = Net().connections          # warm's default: the floor downloads a
 GOAL = 1.2
 
 WHAT = (
-    "At three sizes, each variant in a fresh process with an empty cache and an empty project (the "
-    "last one removed and `sync` called before the round, untimed), the workload's 127.0.0.1 mirror "
+    "At three sizes, each variant in a fresh process with an empty cache and an empty project (a new "
+    "folder for every run, `sync` called before it, untimed; all removed after the size's last round), "
+    "the workload's 127.0.0.1 mirror "
     "(the demo mirror, Python's http.server in the bench process) serving all of them. "
     "`auto-infer warm` (template copy, the fetch plan with its free-space check, the download of every "
     "conda archive and wheel with the sha256 of every byte checked against the lock, the package cache "
@@ -49,10 +50,16 @@ WHAT = (
 )
 
 
-def _fresh(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
+def _fresh(work: Path, tag: str) -> Path:
+    """A new, empty folder for one run. Nothing is deleted between runs: removing the ~60,000 files
+    of the last run (even followed by `sync`) slowed the next run down on this VM's disk (online
+    discard), so with rounds in alternating order the variant that ran twice in a row was 2× slower
+    in that round. Every run's folder is removed once all rounds of a size are done."""
+    n = 0
+    while (work / f"{tag}-{n}").exists():
+        n += 1
     os.sync()                      # untimed: no run pays for another's write-back
-    return path
+    return work / f"{tag}-{n}"
 
 
 def _cpu() -> float:
@@ -78,7 +85,7 @@ def measure(wl: workload.Workload, cli: list[str], work: Path, warmup: int, repe
     cpu: dict[str, list[float]] = {OURS: [], FLOOR: [], ONLINE: []}
 
     def ours() -> float:
-        ws = _fresh(work / "warm")
+        ws = _fresh(work, "warm")
         env = workload.workspace_env(ws, wl.template)
         secs, proc = run([*cli, "warm"], env)
         if "manifest" not in proc.stderr:
@@ -87,7 +94,8 @@ def measure(wl: workload.Workload, cli: list[str], work: Path, warmup: int, repe
 
     def script(mode: str) -> Callable[[], float]:
         def go() -> float:
-            d = _fresh(work / mode)
+            d = _fresh(work, mode)
+            d.mkdir(parents=True)
             cmd = [sys.executable, SCRIPT, mode, "--lock", lock, "--cache-root", str(d / "cache"),
                    "--prefix", str(d / "project" / ".pixi" / "envs" / "default"), "--connections", str(CONNECTIONS)]
             secs, _ = run(cmd, base)
@@ -100,8 +108,7 @@ def measure(wl: workload.Workload, cli: list[str], work: Path, warmup: int, repe
         series = interleave({OURS: _with_cpu(ours, cpu[OURS]), FLOOR: _with_cpu(script("floor"), cpu[FLOOR]),
                              ONLINE: _with_cpu(script("online"), cpu[ONLINE])},
                             warmup=warmup, repeats=repeats, progress=progress)
-    for name in ("warm", "floor", "online"):
-        shutil.rmtree(work / name, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
     return series, {k: statistics.median(v[warmup:]) for k, v in cpu.items()}
 
 
