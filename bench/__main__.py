@@ -235,8 +235,10 @@ METHOD = [
     "Every run is a fresh child process, timed from spawn to exit (`time.perf_counter`).",
     "A case's variants are interleaved round by round, in alternating order (A B, B A, …), after "
     "warm-up rounds that are thrown away; the table gives median, min and max of the measured rounds.",
-    "Installs go into a new, empty project folder each round; the previous one is removed and "
-    "`sync` is called before the round (both untimed), so no run pays for another's write-back.",
+    "Installs, imports and warms go into a new, empty folder for every run, and `sync` is called "
+    "before each run (untimed), so no run pays for another's write-back; nothing is deleted between "
+    "runs (deleting the last run's files slowed the next run on this disk): all of a case's folders "
+    "are removed after its last round.",
     "Offline: the 127.0.0.1 mirror the lock points at is stopped after `warm` and proxies are cleared: "
     "a download attempt fails the run.",
     "The raw baseline (bench/raw.py) is py-rattler's `install()` and `uv pip install` on the same lock "

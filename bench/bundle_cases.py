@@ -20,7 +20,7 @@ from pathlib import Path
 from auto_infer.demo import mirror
 from bench import install_cases as ic
 from bench.report import Case, Row, Target
-from bench.timing import Failed, interleave, run
+from bench.timing import Failed, Scratch, interleave, run
 
 OURS_EXPORT, TAR_C = "auto-infer bundle export", "tar -cf (the same files)"
 OURS_IMPORT, TAR_X = "auto-infer bundle import", "tar -xf (the same bundle)"
@@ -39,12 +39,6 @@ def tree_bytes(*roots: Path) -> int:
                     seen.add((st.st_dev, st.st_ino))
                     total += st.st_size
     return total
-
-
-def _fresh(path: Path) -> Path:
-    shutil.rmtree(path, ignore_errors=True)
-    os.sync()
-    return path
 
 
 def _drop_one_package(lock: Path, out: Path) -> str:
@@ -67,26 +61,27 @@ def case_bundle(w: ic.Warmed, cli: list[str], warmup: int, repeats: int, work: P
         run([*cli, "bundle", "export", str(bundle)], w.env)
     archives = w.cache_root / "conda" / "archives"
     wheels = w.cache_root / "pypi" / "wheels"
+    scratch = Scratch(work / "runs")
 
     def export() -> float:
-        return run([*cli, "bundle", "export", str(_fresh(work / "ours.tar"))], w.env)[0]
+        return run([*cli, "bundle", "export", str(scratch.new("ours.tar"))], w.env)[0]
 
     def tar_c() -> float:
-        return run(["tar", "-cf", str(_fresh(work / "plain.tar")), "-C", str(w.cache_root),
+        return run(["tar", "-cf", str(scratch.new("plain.tar")), "-C", str(w.cache_root),
                     "--exclude=.verified.json", "conda/archives", "pypi/wheels"], w.env)[0]
 
     def import_() -> float:
-        ws = _fresh(work / "import-ws")
+        ws = scratch.new("import-ws")
         env = dict(w.env, AUTO_INFER_WORKSPACE_DIR=str(ws), AUTO_INFER_SGLANG_CACHE_ROOT=str(ws / "cache"),
                    AUTO_INFER_SGLANG_TEMPLATE_DIR=str(ws / "template"),
                    AUTO_INFER_SGLANG_PROJECT_DIR=str(ws / "project"))
         return run([*cli, "bundle", "import", str(bundle)], env)[0]
 
     def floor() -> float:
-        return run([sys.executable, str(FLOOR_SCRIPT), str(bundle), str(_fresh(work / "floor"))], w.env)[0]
+        return run([sys.executable, str(FLOOR_SCRIPT), str(bundle), str(scratch.new("floor"))], w.env)[0]
 
     def tar_x() -> float:
-        dest = _fresh(work / "untar")
+        dest = scratch.new("untar")
         dest.mkdir()
         return run(["tar", "-xf", str(bundle), "-C", str(dest)], w.env)[0]
 
@@ -97,7 +92,9 @@ def case_bundle(w: ic.Warmed, cli: list[str], warmup: int, repeats: int, work: P
     ratio = c.ratio(OURS_IMPORT)
     c.targets = [Target("bundle import within 1.5× of the all-core extraction floor (issue 22)",
                         "n/a" if ratio is None else f"{ratio:.2f}×", None if ratio is None else ratio <= 1.5)]
-    if (work / "ours.tar").read_bytes() != bundle.read_bytes():
+    same = scratch.last("ours.tar").read_bytes() == bundle.read_bytes()
+    scratch.clear()
+    if not same:
         raise Failed("two exports of the same lock and cache gave different bytes")
     _sizes(c, w, cli, work, bundle, archives, wheels)
     return c
@@ -141,21 +138,23 @@ def import_growth(c: Case, warmed: list[ic.Warmed], cli: list[str], warmup: int,
         sub = work / f"growth-{label.strip('×')}"
         sub.mkdir(parents=True, exist_ok=True)
         bundle = sub / "full.tar"
+        scratch = Scratch(sub / "runs")
         with mirror.Mirror(w.wl.root, w.wl.port):
             run([*cli, "bundle", "export", str(bundle)], w.env)
 
-        def import_(w: ic.Warmed = w, sub: Path = sub, bundle: Path = bundle) -> float:
-            ws = _fresh(sub / "import-ws")
+        def import_(w: ic.Warmed = w, bundle: Path = bundle, scratch: Scratch = scratch) -> float:
+            ws = scratch.new("import-ws")
             env = dict(w.env, AUTO_INFER_WORKSPACE_DIR=str(ws), AUTO_INFER_SGLANG_CACHE_ROOT=str(ws / "cache"),
                        AUTO_INFER_SGLANG_TEMPLATE_DIR=str(ws / "template"),
                        AUTO_INFER_SGLANG_PROJECT_DIR=str(ws / "project"))
             return run([*cli, "bundle", "import", str(bundle)], env)[0]
 
-        def floor(w: ic.Warmed = w, sub: Path = sub, bundle: Path = bundle) -> float:
-            return run([sys.executable, str(FLOOR_SCRIPT), str(bundle), str(_fresh(sub / "floor"))], w.env)[0]
+        def floor(w: ic.Warmed = w, bundle: Path = bundle, scratch: Scratch = scratch) -> float:
+            return run([sys.executable, str(FLOOR_SCRIPT), str(bundle), str(scratch.new("floor"))], w.env)[0]
 
         series = interleave({OURS_IMPORT: import_, FLOOR: floor}, warmup=warmup, repeats=repeats,
                             progress=progress)
+        scratch.clear()
         ours, base = series[OURS_IMPORT].median, series[FLOOR].median
         worst = max(worst, ours / base)
         rows.append([label, str(w.wl.shape.packages + 1), f"{bundle.stat().st_size / 1e6:.1f} MB",

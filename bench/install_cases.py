@@ -8,7 +8,6 @@ points at is stopped, and the proxies are cleared, so any fetch fails the run.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import links, workload
-from bench.timing import Failed, Series, interleave, run
+from bench.timing import Failed, Scratch, Series, interleave, run
 
 RAW = str(Path(__file__).with_name("raw.py"))
 PY = sys.executable
@@ -94,26 +93,19 @@ class InstallResult:
     stderr: str
 
 
-def _fresh(w: Warmed, tag: str) -> Path:
-    path = w.ws / f"fresh-{tag}"
-    if path.exists():
-        shutil.rmtree(path)
-    os.sync()                      # untimed: start every run with no dirty pages of the last one
-    return path
-
-
 def install(w: Warmed, cli: list[str], warmup: int, repeats: int,
             progress: Callable[[str], None]) -> InstallResult:
     last: dict[str, tuple[Path, str]] = {}
+    scratch = Scratch(w.ws / "runs")
 
     def ours() -> float:
-        project = _fresh(w, "ours")
+        project = scratch.new("ours")
         secs, proc = run([*cli, "install"], dict(w.env, AUTO_INFER_SGLANG_PROJECT_DIR=str(project)))
         last["ours"] = (project / ".pixi" / "envs" / "default", proc.stderr)
         return secs
 
     def raw() -> float:
-        prefix = _fresh(w, "raw") / ".pixi" / "envs" / "default"
+        prefix = scratch.new("raw") / ".pixi" / "envs" / "default"
         secs, _ = run(raw_cmd(w, "install", prefix), w.env)
         last["raw"] = (prefix, "")
         return secs
@@ -123,8 +115,7 @@ def install(w: Warmed, cli: list[str], warmup: int, repeats: int,
     inodes = w.inodes()
     stats = {"auto-infer install": links.link_stats(last["ours"][0], inodes),
              "py-rattler + uv": links.link_stats(last["raw"][0], inodes)}
-    for tag in ("ours", "raw"):
-        shutil.rmtree(w.ws / f"fresh-{tag}", ignore_errors=True)
+    scratch.clear()
     err = last["ours"][1]
     return InstallResult(series, stats, WARNING in err, err)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -66,3 +69,38 @@ def interleave(variants: Mapping[str, Callable[[], float]], *, warmup: int, repe
             tag = "warm-up" if rnd < warmup else f"{rnd - warmup + 1}/{repeats}"
             progress(f"{tag}: " + "  ".join(f"{n} {last[n]:.3f}s" for n in names))
     return out
+
+
+class Scratch:
+    """A new, empty path for every run of a case; all of them are removed together at the end.
+
+    Nothing is deleted between runs: removing the ~20,000-60,000 files of the last run (even followed
+    by `sync`) slowed the next run down on this VM's disk (ext4, online discard), so with rounds in
+    alternating order the variant that ran twice in a row paid up to 2x in that round (case 13 found
+    it). ``sync`` before each run (untimed) still keeps one run's write-back out of the next."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: dict[str, Path] = {}
+        self._n = 0
+
+    def new(self, tag: str) -> Path:
+        self._n += 1
+        path = self.root / f"{tag}-{self._n}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.sync()
+        self.made[f"{tag}-{self._n}"] = path
+        return path
+
+    def last(self, tag: str) -> Path:
+        """The path the latest ``new(tag)`` gave."""
+        return max((p for k, p in self.made.items() if k.rsplit("-", 1)[0] == tag),
+                   key=lambda p: int(p.name.rsplit("-", 1)[1]))
+
+    def clear(self) -> None:
+        for path in self.made.values():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.made.clear()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import resource
-import shutil
 import statistics
 import sys
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from auto_infer.core.settings import Net
 from auto_infer.demo import mirror
 from bench import workload
 from bench.report import Case, Row, Target
-from bench.timing import Failed, Series, interleave, run
+from bench.timing import Failed, Scratch, Series, interleave, run
 
 TITLE = "warm into an empty cache vs parallel download + extraction"
 SCRIPT = str(Path(__file__).with_name("warm_floor.py"))
@@ -50,18 +49,6 @@ WHAT = (
 )
 
 
-def _fresh(work: Path, tag: str) -> Path:
-    """A new, empty folder for one run. Nothing is deleted between runs: removing the ~60,000 files
-    of the last run (even followed by `sync`) slowed the next run down on this VM's disk (online
-    discard), so with rounds in alternating order the variant that ran twice in a row was 2× slower
-    in that round. Every run's folder is removed once all rounds of a size are done."""
-    n = 0
-    while (work / f"{tag}-{n}").exists():
-        n += 1
-    os.sync()                      # untimed: no run pays for another's write-back
-    return work / f"{tag}-{n}"
-
-
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -83,9 +70,10 @@ def measure(wl: workload.Workload, cli: list[str], work: Path, warmup: int, repe
     base = workload.clean_env({})
     lock = str(wl.lock)
     cpu: dict[str, list[float]] = {OURS: [], FLOOR: [], ONLINE: []}
+    scratch = Scratch(work)
 
     def ours() -> float:
-        ws = _fresh(work, "warm")
+        ws = scratch.new("warm")
         env = workload.workspace_env(ws, wl.template)
         secs, proc = run([*cli, "warm"], env)
         if "manifest" not in proc.stderr:
@@ -94,7 +82,7 @@ def measure(wl: workload.Workload, cli: list[str], work: Path, warmup: int, repe
 
     def script(mode: str) -> Callable[[], float]:
         def go() -> float:
-            d = _fresh(work, mode)
+            d = scratch.new(mode)
             d.mkdir(parents=True)
             cmd = [sys.executable, SCRIPT, mode, "--lock", lock, "--cache-root", str(d / "cache"),
                    "--prefix", str(d / "project" / ".pixi" / "envs" / "default"), "--connections", str(CONNECTIONS)]
@@ -108,7 +96,7 @@ def measure(wl: workload.Workload, cli: list[str], work: Path, warmup: int, repe
         series = interleave({OURS: _with_cpu(ours, cpu[OURS]), FLOOR: _with_cpu(script("floor"), cpu[FLOOR]),
                              ONLINE: _with_cpu(script("online"), cpu[ONLINE])},
                             warmup=warmup, repeats=repeats, progress=progress)
-    shutil.rmtree(work, ignore_errors=True)
+    scratch.clear()
     return series, {k: statistics.median(v[warmup:]) for k, v in cpu.items()}
 
 
