@@ -189,3 +189,36 @@ def test_the_same_tasks_still_run_through_doit_in_the_repo(bare: dict[str, str])
                        capture_output=True, text=True, timeout=120, cwd=repo)
     assert r.returncode == 0, r.stderr
     assert "no instances (run `auto-infer serve`)" in r.stdout, r.stdout
+
+
+def test_the_graph_loader_gives_doits_tasks_in_doits_order(bare: dict[str, str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """tasks/doit_main.GraphLoader skips doit's source tokenizing (issue 22): the same tasks, names,
+    options and order as doit's own ModuleTaskLoader; a creator it cannot honour is refused."""
+    from doit.cmd_base import ModuleTaskLoader
+    from doit.cmd_run import Run
+    from doit.exceptions import InvalidDodoFile
+    from doit.loader import task_params
+
+    from auto_infer.tasks import dodo
+    from auto_infer.tasks.doit_main import GraphLoader
+
+    for k in [k for k in os.environ if k.startswith("AUTO_INFER_")]:
+        monkeypatch.delenv(k)
+    for k, v in bare.items():
+        monkeypatch.setenv(k, v)
+
+    def tasks(loader: ModuleTaskLoader) -> list[tuple[str, str | None, list[str]]]:
+        loader.setup({})
+        return [(t.name, t.doc, [p["name"] for p in t.params]) for t in loader.load_tasks(Run, [])]
+
+    theirs, ours = tasks(ModuleTaskLoader(dodo)), tasks(GraphLoader(dodo))
+    assert ours == theirs
+    assert len(ours) > 10
+
+    @task_params([{"name": "x", "default": 1}])
+    def task_odd(x: int) -> dict[str, object]:
+        return {"actions": []}
+
+    with pytest.raises(InvalidDodoFile, match="task_odd"):
+        GraphLoader({"task_odd": task_odd}).load_tasks(Run, [])

@@ -16,7 +16,7 @@ from auto_infer.core.fsutil import disk_full_is_a_user_error, on_container_layer
 from auto_infer.core.progress import say, step
 from auto_infer.core.runlock import exclusive
 from auto_infer.core.settings import Settings, current_platform
-from auto_infer.install import backends, cache, fetchplan, health, importer, lockfile, models, template
+from auto_infer.install import backends, cache, health, importer, lockfile, models, template
 from auto_infer.install import manifest as manifests
 from auto_infer.install.health import Kind, Reason, health_check, locked_env
 
@@ -84,6 +84,7 @@ def warm(settings: Settings) -> dict[str, Any]:
         _warn_platform(settings)
         _warn_filesystems(settings, warm=True)
         earlier = manifests.read_or_none(settings)
+        from auto_infer.install import fetchplan  # warm only: an offline install plans no fetch
         plan = fetchplan.make(settings, locked, models.plan(settings))
         for line in plan.lines():
             say(line)
@@ -118,6 +119,7 @@ def warm_dry_run(settings: Settings) -> int:
         source = replace(settings, project_dir=settings.template_dir)
     locked = locked_env(source)
     lockfile.refuse_uncacheable(locked, "warm")
+    from auto_infer.install import fetchplan
     plan = fetchplan.make(settings, locked, models.plan(settings))
     print("\n".join(plan.lines()), flush=True)
     plan.check()
