@@ -77,7 +77,11 @@ class _Handler(SimpleHTTPRequestHandler):
                     block = fh.read(n) if n > 0 else b""
                     if not block:
                         break
-                    self.wfile.write(block)
+                    try:
+                        self.wfile.write(block)
+                    except (BrokenPipeError, ConnectionResetError):   # the client left (a killed download):
+                        self.close_connection = True                  # what it got is counted, no traceback
+                        return
                     pos += len(block)
                     with srv.count_lock:
                         srv.sent += len(block)
