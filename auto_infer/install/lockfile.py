@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -107,10 +109,12 @@ def url_subdir(url: str) -> str:
     return unquote(parts[-2]) if len(parts) >= 2 and parts[-2] else "noarch"
 
 
-def plain_name(filename: str, entry: str, lock: Path) -> str:
-    """``filename`` if it is a plain file name (it becomes a path in the cache), else a UserError."""
+def plain_name(filename: str, entry: str | Callable[[], str], lock: Path) -> str:
+    """``filename`` if it is a plain file name (it becomes a path in the cache), else a UserError that
+    names the entry (``entry``, or made by it: redacting a URL costs more than this check)."""
     if filename in ("", ".", "..") or "/" in filename or "\\" in filename or "\0" in filename \
             or any(ord(c) < 32 for c in filename) or len(filename.encode()) > 255:
+        entry = entry if isinstance(entry, str) else entry()
         raise UserError(f"pixi.lock entry {entry} names the file {filename!r}, which is not a plain file name "
                         "(it would be written outside the cache folder)", where=str(lock),
                         fix="fix that entry's URL, or regenerate the lock with `pixi lock` from a trusted template")
@@ -147,10 +151,14 @@ def _pypi(env: Any, plat: Any, path: Path) -> tuple[Artifact, ...]:
             versions = versions if versions is not None else lock_text.pypi_versions(path.read_text())
             version = versions.get((p.location, p.name)) or version
         if source in ("wheel", "sdist"):
-            plain_name(filename, f"{p.name} ({redact_url(p.location)})", path)
+            plain_name(filename, functools.partial(_entry_name, p.name, p.location), path)
         out.append(Artifact(kind="pypi", name=p.name, version=version, url=url, filename=filename,
                             sha256=sha, size=None, source=source, location=p.location))
     return tuple(out)
+
+
+def _entry_name(name: str, location: str) -> str:
+    return f"{name} ({redact_url(location)})"
 
 
 CONDA_ENDINGS = (".conda", ".tar.bz2")
@@ -159,10 +167,11 @@ CONDA_ENDINGS = (".conda", ".tar.bz2")
 def _conda(r: Any, lock: Path) -> Artifact:
     """A conda entry; its file name and subdir come from its URL's path, each a plain name."""
     url, name = str(r.url), r.name.normalized
-    entry = f"{name} ({redact_url(url)})"
+
+    entry = functools.partial(_entry_name, name, url)   # for a message only: redacting 450 URLs costs ~6 ms
     filename = plain_name(url_file_name(url), entry, lock)
     if filename != r.file_name or not filename.endswith(CONDA_ENDINGS):
-        raise UserError(f"pixi.lock entry {entry} names the file {filename!r}, which is not a conda package "
+        raise UserError(f"pixi.lock entry {entry()} names the file {filename!r}, which is not a conda package "
                         f"file name (…{' or '.join(CONDA_ENDINGS)}, as the entry's own {r.file_name!r})",
                         where=str(lock), fix="fix that entry's URL (the file name is the last part of its path), "
                         "or regenerate the lock with `pixi lock` from a trusted template")
