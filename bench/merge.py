@@ -2,7 +2,9 @@
 
 The report's machine header and workloads stay those of the last full run; each case section
 (`## N. …`) and its rows of "Targets at a glance" are replaced (or inserted in case order), so
-one slow case can be rerun without rerunning, and re-timing, all the others.
+one slow case can be rerun without rerunning, and re-timing, all the others. The header gains a
+line per partial run (its cases, time, commit and rounds), so every section says where it came
+from; a line whose cases were all measured again since is dropped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import re
 
 SECTION = re.compile(r"^## (\w+)\. ")
+PARTIAL = re.compile(r"^- partial run, cases ([\w, ]+): ")
 TARGET_ROW = re.compile(r"^\| (\w+) \| ")
 GLANCE = "### Targets at a glance"
 
@@ -64,6 +67,26 @@ def merge(old: str, new: str, keys: set[str]) -> str:
     for key, lines in sorted(fresh.items(), key=lambda kv: _order(kv[0])):
         at = next((i for i, (k, _) in enumerate(out) if k is None or _order(k) > _order(key)), len(out))
         out.insert(at, (key, lines))
-    head = _merge_glance(old_head, _glance_rows(new_head), keys)
+    head = _provenance(_merge_glance(old_head, _glance_rows(new_head), keys), new_head, keys)
     text = "\n".join(head + [line for _, lines in out for line in lines])
     return text.rstrip() + "\n"
+
+
+def _provenance(head: list[str], new_head: list[str], keys: set[str]) -> list[str]:
+    """``head`` with a line saying which run the cases ``keys`` now come from."""
+    commit = next((m.group(1) for line in new_head if (m := re.search(r"\(commit (\w+)\)", line))), "?")
+    run = next((line[len("- run: "):] for line in new_head if line.startswith("- run: ")), "")
+    when = run.split(";")[0]
+    rounds = next((part.strip() for part in run.split(";") if part.strip().startswith("rounds:")), "")
+    kept = []
+    for line in head:
+        m = PARTIAL.match(line)
+        if m and {k.strip() for k in m.group(1).split(",")} <= keys:
+            continue                                        # all its cases were measured again
+        kept.append(line)
+    at = max((i for i, line in enumerate(kept) if line.startswith("- run: ") or PARTIAL.match(line)),
+             default=None)
+    if at is None:
+        return kept
+    cases = ", ".join(sorted(keys, key=_order))
+    return kept[:at + 1] + [f"- partial run, cases {cases}: {when}, commit {commit}, {rounds}"] + kept[at + 1:]
