@@ -170,3 +170,33 @@ def test_supervise_installs_what_is_missing_offline_then_serves(tmp_path_factory
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and ".  install" in err and "everything stopped" in err, err
+
+
+def _killed_server(tmp_path: Path) -> int:
+    """A server started as serve starts one, its handle dropped (as serve returns), then killed."""
+    h = procs.spawn(["sleep", "60"], env=dict(os.environ), log=tmp_path / "s.log", cwd=tmp_path, secrets=[])
+    pid = h.pid
+    del h
+    os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while procs.is_ours(pid, None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
+
+
+def test_how_a_server_ended_survives_its_dropped_handle(tmp_path: Path) -> None:
+    """The race behind a CI failure: serve's handle of a server is collected just after the server
+    died, and a collected Popen reaps its child; supervise's waitpid then found nothing and said
+    `ended` instead of `killed by signal 9`. The spawned Popen is kept, so the status is still there."""
+    import gc
+
+    from auto_infer.serve import supervise
+
+    pid = _killed_server(tmp_path)
+    gc.collect()                                   # what the end of serve's frame does to its handles
+    assert supervise._how(supervise._reap()[pid]) == "killed by signal 9"
+
+    pid = _killed_server(tmp_path)
+    assert procs.Handle(pid, None, procs._SPAWNED[pid]).ended() == "killed by signal 9"   # a poll reaped it
+    assert pid not in supervise._reap()
+    assert procs.how_it_ended(pid) == "killed by signal 9"

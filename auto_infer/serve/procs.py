@@ -129,7 +129,23 @@ def spawn(argv: list[str], *, env: dict[str, str], log: Path, cwd: Path, secrets
             env = {**env, "_AUTO_INFER_SCRUB": json.dumps(secrets)}
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    _SPAWNED[proc.pid] = proc
     return Handle(proc.pid, start_ticks(proc.pid), proc)
+
+
+# Every server this process started, kept for the process's life: a dropped Popen polls its child
+# once more as it is collected (and reaps it, if it has just ended), so a supervisor's own
+# waitpid() would find nothing and could not say how the server ended (tests/test_supervise.py).
+_SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def how_it_ended(pid: int) -> str | None:
+    """How a server this process started ended, when a poll of its Popen already reaped it."""
+    proc = _SPAWNED.get(pid)
+    code = proc.returncode if proc is not None else None
+    if code is None:
+        return None
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def start_logged(argv: list[str], *, shown: str, env: dict[str, str], log: Path, cwd: Path, secrets: list[str],

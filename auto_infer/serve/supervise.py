@@ -129,8 +129,9 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
     crashes: dict[str, collections.deque[float]] = {n: collections.deque() for n in names}
     say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
         f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
+    exited: dict[int, int] = {}             # reaped, not yet restarted: kept across rounds
     while True:
-        exited = _reap()
+        exited.update(_reap())
         recs = {n: registry.read_or_empty(settings, n) for n in names}
         if all(r.state == "stopped" for r in recs.values()):
             say("supervise: every server was stopped with `auto-infer stop`: nothing left to supervise")
@@ -139,17 +140,19 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
             if rec.state == "stopped" or registry.is_running(rec):
                 continue
             exited.update(_reap())              # it may have ended after this round's first reap
-            _restart(settings, pol, name, rec, crashes[name], exited.get(int(rec.pid or 0)))
+            status = exited.pop(int(rec.pid or 0), None)
+            how = _how(status) if status is not None else procs.how_it_ended(int(rec.pid or 0))
+            _restart(settings, pol, name, rec, crashes[name], how)
         time.sleep(POLL)
 
 
 def _restart(settings: Settings, pol: Restarts, name: str, rec: registry.ServerRecord, times: collections.deque[float],
-             status: int | None) -> None:
+             how: str | None) -> None:
     now = time.monotonic()
     times.append(now)
     while times and times[0] < now - pol.window:
         times.popleft()
-    how = _how(status) if status is not None else (rec.reason or "ended")
+    how = how or rec.reason or "ended"
     if len(times) >= pol.max_crashes:
         tail = "\n".join(f"    {line}" for line in procs.tail(Path(str(rec.log)), 15))
         raise GiveUp(f"{name} crashed {len(times)} times within {pol.window:g} s (last: {how}); giving up\n"
