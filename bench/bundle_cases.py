@@ -92,7 +92,7 @@ def case_bundle(w: ic.Warmed, cli: list[str], warmup: int, repeats: int, work: P
     ratio = c.ratio(OURS_IMPORT)
     c.targets = [Target("bundle import within 1.5× of the all-core extraction floor (issue 22)",
                         "n/a" if ratio is None else f"{ratio:.2f}×", None if ratio is None else ratio <= 1.5)]
-    same = scratch.last("ours.tar").read_bytes() == bundle.read_bytes()
+    same = scratch.latest["ours.tar"].read_bytes() == bundle.read_bytes()
     scratch.clear()
     if not same:
         raise Failed("two exports of the same lock and cache gave different bytes")

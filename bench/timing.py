@@ -81,26 +81,22 @@ class Scratch:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.made: dict[str, Path] = {}
-        self._n = 0
+        self.made: list[Path] = []
+        self.latest: dict[str, Path] = {}        # tag -> the path the last ``new(tag)`` gave
 
     def new(self, tag: str) -> Path:
-        self._n += 1
-        path = self.root / f"{tag}-{self._n}"
+        path = self.root / f"{tag}-{len(self.made) + 1}"
         self.root.mkdir(parents=True, exist_ok=True)
         os.sync()
-        self.made[f"{tag}-{self._n}"] = path
+        self.made.append(path)
+        self.latest[tag] = path
         return path
 
-    def last(self, tag: str) -> Path:
-        """The path the latest ``new(tag)`` gave."""
-        return max((p for k, p in self.made.items() if k.rsplit("-", 1)[0] == tag),
-                   key=lambda p: int(p.name.rsplit("-", 1)[1]))
-
     def clear(self) -> None:
-        for path in self.made.values():
+        for path in self.made:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
         self.made.clear()
+        self.latest.clear()

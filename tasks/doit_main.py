@@ -60,7 +60,10 @@ class GraphLoader(ModuleTaskLoader):  # type: ignore[misc]
                 raise InvalidDodoFile(f"{name}: @task_params / @create_after are not supported by the graph loader")
             if name[5:] in self.cmd_names:
                 raise InvalidDodoFile(f"Task can't be called '{name[5:]}' because this is a command name.")
-            creators.append((ref.__code__.co_firstlineno, name[5:], ref))
+            code = getattr(ref, "__code__", None)
+            if code is None:
+                raise InvalidDodoFile(f"{name}: the graph's task creators are functions, not {type(ref).__name__}")
+            creators.append((code.co_firstlineno, name[5:], ref))
         creators.sort(key=lambda c: c[0])           # doit's order: the line each creator is defined on
         return [t for _, name, ref in creators for t in generate_tasks(name, ref(), ref.__doc__)]
 

@@ -167,7 +167,6 @@ CONDA_ENDINGS = (".conda", ".tar.bz2")
 def _conda(r: Any, lock: Path) -> Artifact:
     """A conda entry; its file name and subdir come from its URL's path, each a plain name."""
     url, name = str(r.url), r.name.normalized
-
     entry = functools.partial(_entry_name, name, url)   # for a message only: redacting 450 URLs costs ~6 ms
     filename = plain_name(url_file_name(url), entry, lock)
     if filename != r.file_name or not filename.endswith(CONDA_ENDINGS):

@@ -109,10 +109,7 @@ class Handle:
     def ended(self) -> str | None:
         """None while the server runs; otherwise how it ended."""
         if self.popen is not None:
-            code = self.popen.poll()
-            if code is None:
-                return None
-            return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            return _ended(self.popen.poll())
         return None if is_ours(self.pid, self.ticks) else "ended (exit code unknown: not our child)"
 
     @property
@@ -140,9 +137,14 @@ _SPAWNED: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def how_it_ended(pid: int) -> str | None:
-    """How a server this process started ended, when a poll of its Popen already reaped it."""
-    proc = _SPAWNED.get(pid)
-    code = proc.returncode if proc is not None else None
+    """How a server this process started ended, when a poll of its Popen already reaped it; the
+    Popen is let go (asked once, by the supervisor that restarts the server)."""
+    proc = _SPAWNED.pop(pid, None)
+    return _ended(proc.returncode) if proc is not None else None
+
+
+def _ended(code: int | None) -> str | None:
+    """A Popen return code in words (None: still running)."""
     if code is None:
         return None
     return f"killed by signal {-code}" if code < 0 else f"exit code {code}"

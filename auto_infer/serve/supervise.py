@@ -133,6 +133,8 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
     while True:
         exited.update(_reap())
         recs = {n: registry.read_or_empty(settings, n) for n in names}
+        watched = {int(r.pid or 0) for r in recs.values()}
+        exited = {pid: st for pid, st in exited.items() if pid in watched}   # orphans reaped: not ours to keep
         if all(r.state == "stopped" for r in recs.values()):
             say("supervise: every server was stopped with `auto-infer stop`: nothing left to supervise")
             return
@@ -141,7 +143,8 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
                 continue
             exited.update(_reap())              # it may have ended after this round's first reap
             status = exited.pop(int(rec.pid or 0), None)
-            how = _how(status) if status is not None else procs.how_it_ended(int(rec.pid or 0))
+            polled = procs.how_it_ended(int(rec.pid or 0))   # and lets its Popen go
+            how = _how(status) if status is not None else polled
             _restart(settings, pol, name, rec, crashes[name], how)
         time.sleep(POLL)
 
