@@ -222,3 +222,32 @@ def test_the_graph_loader_gives_doits_tasks_in_doits_order(bare: dict[str, str],
 
     with pytest.raises(InvalidDodoFile, match="task_odd"):
         GraphLoader({"task_odd": task_odd}).load_tasks(Run, [])
+
+
+def test_doit_plugins_of_other_packages_are_not_loaded_into_auto_infer(bare: dict[str, str], tmp_path: Path) -> None:
+    """doit scans every installed distribution for ``doit.*`` entry points on each run (issue 22:
+    15 ms with 70 distributions); auto-infer's commands are its own and skip that scan, doit's own
+    CLI in the repo still loads them (the control: the same plugin is seen there)."""
+    site = tmp_path / "site"
+    info = site / "fakeplug-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakeplug\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[doit.COMMAND]\nboom = fakeplug_mod:Boom\n")
+    mark = tmp_path / "loaded"
+    (site / "fakeplug_mod.py").write_text(textwrap.dedent(f"""\
+        from doit.cmd_base import Command
+        open({str(mark)!r}, "w").write("loaded")
+        class Boom(Command):
+            name = "boom"
+            doc_purpose = "a third-party doit command"
+            def execute(self, opt_values, pos_args):
+                return 0
+        """))
+    env = dict(bare, PYTHONPATH=str(site))
+    ours = run_cli(["help"], env)
+    assert ours.returncode == 0 and "auto-infer list" in ours.stdout, ours.stderr
+    assert "boom" not in ours.stdout and not mark.exists()
+    repo = Path(__file__).resolve().parents[1]
+    theirs = subprocess.run([sys.executable, "-m", "doit", "help"], cwd=repo, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "boom" in theirs.stdout and mark.exists(), theirs.stdout + theirs.stderr

@@ -1,15 +1,16 @@
-"""fork_map: the cache audit on every core, with the same answers (and errors) as on one."""
+"""fork_map and start: the cache audit on every core, with the same answers (and errors) as on one."""
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from auto_infer.core.fanout import fork_map
+from auto_infer.core.fanout import fork_map, start
 from auto_infer.install import cache
 from auto_infer.install.lockfile import Artifact
 
@@ -61,6 +62,52 @@ def test_an_error_is_raised_here_as_without_workers_and_no_worker_is_left(bad: i
     with pytest.raises(ValueError, match=f"item {bad} is bad"):
         fork_map(_fails_on(bad), list(range(100)), per_worker=10)
     assert _children() - before == set()     # every worker was reaped
+
+
+def _marking(folder: Path) -> Callable[[int], int]:
+    def fn(x: int) -> int:
+        (folder / f"{os.getpid()}-{x}").touch()      # the test's trace; the audit itself only reads
+        return x * 2
+    return fn
+
+
+def _sleeps(x: int) -> int:
+    time.sleep(120)
+    return x
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: start() forks no worker")
+def test_started_workers_do_their_share_before_the_result_is_asked(tmp_path: Path) -> None:
+    """start() forks at once and returns: the workers' share is done while this process does other
+    work (the install loads the installer and reads the manifest meanwhile); result() then does this
+    process's share and gives fork_map's answer."""
+    items = list(range(40))
+    workers = min(os.cpu_count() or 1, len(items) // 10)
+    theirs = len(items) - len(range(0, len(items), workers))
+    here = f"{os.getpid()}-"
+
+    def done_by_workers() -> int:
+        return sum(1 for p in tmp_path.iterdir() if not p.name.startswith(here))
+
+    with start(_marking(tmp_path), items, per_worker=10) as pending:
+        deadline = time.monotonic() + 60
+        while done_by_workers() < theirs and time.monotonic() < deadline:    # a wait, not a timing check
+            time.sleep(0.01)
+        assert done_by_workers() == theirs
+        assert not any(p.name.startswith(here) for p in tmp_path.iterdir())   # none of ours done yet
+        assert pending.result() == [x * 2 for x in items]
+        with pytest.raises(RuntimeError, match="taken once"):
+            pending.result()
+
+
+def test_leaving_the_block_without_the_result_ends_the_workers() -> None:
+    """The install raises between start() and result() (no manifest, another lock): the workers,
+    still busy, are killed and reaped as the block is left."""
+    before = _children()
+    with pytest.raises(LookupError, match="no manifest"):
+        with start(_sleeps, list(range(40)), per_worker=10):
+            raise LookupError("no manifest")
+    assert _children() - before == set()
 
 
 def _entry(pkgs: Path, i: int) -> Artifact:

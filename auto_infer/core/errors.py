@@ -14,10 +14,8 @@ prints it its own way; ``Carried`` takes the error through doit untouched to thi
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,6 +103,9 @@ def quiet_stdout() -> None:
 
 def write_crash_log(state_dir: Path | None, exc: BaseException) -> Path | None:
     """Write traceback + versions; return the path (None if it could not be written)."""
+    import platform  # here, not at the top: only a crash needs them
+    import traceback
+
     from auto_infer import __version__
 
     body = [

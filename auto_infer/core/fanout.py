@@ -20,26 +20,61 @@ def fork_map(fn: Callable[[T], Any], items: Sequence[T], *, per_worker: int = 32
     """``[fn(x) for x in items]``, the items dealt out to up to one forked worker per core (at least
     ``per_worker`` each). ``fn`` must only read, and return JSON values. A worker that fails (killed,
     an error) has its share done again here, so its error is raised here, as without workers."""
+    with start(fn, items, per_worker=per_worker) as pending:
+        return pending.result()
+
+
+class Pending:
+    """:func:`start`'s workers, running while this process does something else; ``result()`` then
+    does this process's share and collects theirs. Leaving the ``with`` block ends any worker
+    whose result was not taken (an error, Ctrl-C): none outlives the block."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: Sequence[Any], own: range,
+                 children: list[tuple[int, int, range]]):
+        self._fn, self._items, self._own, self._children = fn, items, own, children
+        self._taken = False
+
+    def result(self) -> list[Any]:
+        if self._taken:
+            raise RuntimeError("a fan-out's result is taken once")
+        self._taken = True
+        fn, items = self._fn, self._items
+        results: list[Any] = [None] * len(items)
+        for i in self._own:
+            results[i] = fn(items[i])
+        while self._children:
+            pid, fd, share = self._children[0]
+            got = _collect(pid, fd, len(share))      # reads, then reaps: interrupted, it is ended below
+            self._children.pop(0)
+            for i, value in zip(share, got if got is not None else (fn(items[i]) for i in share), strict=True):
+                results[i] = value
+        return results
+
+    def __enter__(self) -> Pending:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        children, self._children = self._children, []
+        for pid, fd, _ in children:
+            _end(pid, fd)
+
+
+def start(fn: Callable[[T], Any], items: Sequence[T], *, per_worker: int = 32) -> Pending:
+    """Fork the workers of :func:`fork_map` now and return at once (use it as a context manager):
+    the work they do overlaps whatever this process does until ``result()``."""
     workers = min(os.cpu_count() or 1, len(items) // per_worker)
     if workers < 2 or not hasattr(os, "fork"):
-        return [fn(x) for x in items]
+        return Pending(fn, items, range(len(items)), [])
     shares = [range(w, len(items), workers) for w in range(workers)]
     children: list[tuple[int, int, range]] = []
-    results: list[Any] = [None] * len(items)
     try:
         for share in shares[1:]:
             children.append((*_spawn(fn, items, share), share))
-        for i in shares[0]:
-            results[i] = fn(items[i])
-        for pid, fd, share in children:
-            got = _collect(pid, fd, len(share))
-            for i, value in zip(share, got if got is not None else (fn(items[i]) for i in share), strict=True):
-                results[i] = value
-        children = []
-    finally:
-        for pid, fd, _ in children:          # an error or Ctrl-C here: no worker outlives the call
+    except BaseException:
+        for pid, fd, _ in children:
             _end(pid, fd)
-    return results
+        raise
+    return Pending(fn, items, shares[0], children)
 
 
 def _spawn(fn: Callable[[T], Any], items: Sequence[T], share: range) -> tuple[int, int]:

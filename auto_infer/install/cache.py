@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fanout import fork_map
+from auto_infer.core.fanout import Pending, fork_map, start
 from auto_infer.core.fsutil import atomic_write_json, read_json, sha256_file
 from auto_infer.core.settings import Settings
 from auto_infer.install import manifest as manifests
@@ -49,6 +49,13 @@ def conda_problems(settings: Settings, conda: Sequence[Artifact]) -> list[str | 
     """:func:`conda_entry_problem` of each entry, on every core (every file of every entry is stat-ed;
     a fork costs ~1 ms, 8 entries are ~0.5-5 ms of work)."""
     return fork_map(functools.partial(conda_entry_problem, settings.conda_pkgs_dir), conda, per_worker=8)
+
+
+def start_audit(settings: Settings, locked: LockedEnv) -> Pending:
+    """:func:`conda_problems` of the lock's conda entries, its workers forked now: they stat the
+    cache while this process goes on (loading the installer, reading the manifest, checking the
+    wheels) until :func:`audit` takes the result. Use it as a context manager."""
+    return start(functools.partial(conda_entry_problem, settings.conda_pkgs_dir), locked.conda, per_worker=8)
 
 
 DAMAGED = "damaged in the conda package cache"
@@ -147,31 +154,34 @@ def pixi_wheel_cached(settings: Settings, a: Artifact) -> bool:
 
 
 def audit(settings: Settings, locked: LockedEnv, manifest: manifests.Manifest | None,
-          installer: str) -> list[Missing]:
-    missing = [Missing(a, why) for a, why in zip(locked.conda, conda_problems(settings, locked.conda), strict=True)
-               if why]
+          installer: str, conda: Pending | None = None) -> list[Missing]:
+    """What the cache lacks for ``locked``; ``conda``: the conda side already started (start_audit)."""
+    pypi: list[Missing] = []
     expected = manifest.pypi_sha256() if manifest else {}
     store = WheelStore(settings.wheel_dir)
     for a in locked.pypi:
         if a.uncacheable:
-            missing.append(Missing(a, f"{a.uncacheable}: it can never be cached"))
+            pypi.append(Missing(a, f"{a.uncacheable}: it can never be cached"))
             continue
         if installer == "pixi":
             if not pixi_wheel_cached(settings, a):
-                missing.append(Missing(a, "not in pixi's uv cache"))
+                pypi.append(Missing(a, "not in pixi's uv cache"))
             continue
         want = a.sha256 or expected.get(a.filename)
         got = store.verified_sha(a.filename)
         if got is None:
-            missing.append(Missing(a, f"wheel not in {settings.wheel_dir}"))
+            pypi.append(Missing(a, f"wheel not in {settings.wheel_dir}"))
         elif want and got != want:
-            missing.append(Missing(a, f"wheel content changed: sha256 {got[:12]}… != {want[:12]}…"))
+            pypi.append(Missing(a, f"wheel content changed: sha256 {got[:12]}… != {want[:12]}…"))
     store.save()
-    return missing
+    whys = conda.result() if conda is not None else conda_problems(settings, locked.conda)
+    return [Missing(a, why) for a, why in zip(locked.conda, whys, strict=True) if why] + pypi
 
 
-def preflight(settings: Settings, locked: LockedEnv, installer: str) -> manifests.Manifest:
-    """Prove the cache can do the install, or raise a UserError that says what to run."""
+def preflight(settings: Settings, locked: LockedEnv, installer: str,
+              conda: Pending | None = None) -> manifests.Manifest:
+    """Prove the cache can do the install, or raise a UserError that says what to run (``conda``:
+    the conda side of the audit, already started by :func:`start_audit`)."""
     manifest = manifests.read(settings, locked.sha256)
     run_warm = ("run `auto-infer warm` (or `doit warm`) where the network is, with the same "
                 "AUTO_INFER_SGLANG_CACHE_ROOT, then install again (air-gapped: `auto-infer bundle import FILE` "
@@ -181,12 +191,12 @@ def preflight(settings: Settings, locked: LockedEnv, installer: str) -> manifest
                         f"({len(locked.artifacts)} artifacts needed)",
                         where="AUTO_INFER_SGLANG_CACHE_ROOT", fix=run_warm)
     if manifest.lock_sha256 != locked.sha256:
-        missing = audit(settings, locked, None, installer)
+        missing = audit(settings, locked, None, installer, conda)
         raise UserError(
             f"the cache was warmed for another pixi.lock: sha256 {manifest.lock_sha256[:12]}… "
             f"!= {locked.sha256[:12]}… ({len(missing)} of {len(locked.artifacts)} artifacts not cached)",
             where=str(settings.manifest_path), fix=run_warm)
-    missing = audit(settings, locked, manifest, installer)
+    missing = audit(settings, locked, manifest, installer, conda)
     if missing:
         shown = "\n".join(f"    - {m.line()}" for m in missing[:8])
         more = f"\n    … and {len(missing) - 8} more" if len(missing) > 8 else ""

@@ -7,7 +7,7 @@ The install record, the installing marker and the health check live in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -97,11 +97,13 @@ def warm(settings: Settings) -> dict[str, Any]:
                 filling.finish()
             reason = health_check(settings, locked)
             remove = health.removed_pypi(settings, locked)
-            with _installing(settings, "warm"):
-                backend.install(settings, locked, s, online=True, repair=bool(reason and reason.repair),
-                                remove_pypi=remove)
-            health.finish(settings, locked, backend.name, backend.version())
-            importer.audit_or_refuse(settings, locked, backend.name, "warm")
+            # filled, the cache is final unless the installer fills it: then audit it while it links
+            with nullcontext() if backend.fills_cache else cache.start_audit(settings, locked) as conda_audit:
+                with _installing(settings, "warm"):
+                    backend.install(settings, locked, s, online=True, repair=bool(reason and reason.repair),
+                                    remove_pypi=remove)
+                health.finish(settings, locked, backend.name, backend.version())
+                importer.audit_or_refuse(settings, locked, backend.name, "warm", conda_audit)
             manifest = manifests.build(settings, locked, backend.name, backend.version(), fetched)
             manifest["models"] = list(earlier.models) if earlier else []
             importer.commit(settings, manifest)
@@ -129,7 +131,7 @@ def warm_dry_run(settings: Settings) -> int:
 def install(settings: Settings, verify: bool = False) -> str:
     """Offline-capable: refuse before touching anything unless the cache can do it all (the
     model weights included: sizes, and sha256 with ``verify``)."""
-    backend = backends.get(settings.installer)
+    backends.check(settings.installer)
     with exclusive(settings.install_runlock_path, "install", settings.runlock_timeout):
         locked = locked_env(settings)
         models.check(settings, verify)
@@ -138,7 +140,9 @@ def install(settings: Settings, verify: bool = False) -> str:
             say(f"✓ install: {settings.env_prefix} already matches pixi.lock; nothing to do")
             return "up to date"
         lockfile.refuse_uncacheable(locked, "install")
-        cache.preflight(settings, locked, backend.name)
+        with cache.start_audit(settings, locked) as conda_audit:    # on the other cores, while the installer loads
+            backend = backends.get(settings.installer)
+            cache.preflight(settings, locked, backend.name, conda_audit)
         _warn_platform(settings)
         _warn_filesystems(settings, warm=False)
         say(f"  install needed: {reason}")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from auto_infer.core.errors import UserError
+from auto_infer.core.fanout import Pending
 from auto_infer.core.fsutil import disk_full
 from auto_infer.core.progress import Step, say
 from auto_infer.core.settings import Settings
@@ -230,8 +231,10 @@ def fill(settings: Settings, locked: LockedEnv, s: Step) -> int:
         return f.finish()
 
 
-def audit_or_refuse(settings: Settings, locked: LockedEnv, installer: str, what: str) -> None:
-    left = cache.audit(settings, locked, None, installer)
+def audit_or_refuse(settings: Settings, locked: LockedEnv, installer: str, what: str,
+                    conda: Pending | None = None) -> None:
+    """The cache serves ``locked`` after ``what``, or a UserError (``conda``: its conda side, started)."""
+    left = cache.audit(settings, locked, None, installer, conda)
     if left:
         raise UserError(f"after {what}, {len(left)} artifacts are still not usable from the cache:"
                         f"{listed([m.line() for m in left])}", where=str(settings.cache_root),

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 class Backend(Protocol):
     name: str
+    #: the installer itself fills the package cache while it installs (pixi downloads what
+    #: ``fetch`` left); False: the cache is complete before ``install`` and it only reads it
+    fills_cache: bool
 
     def version(self) -> str:
         """Installer name and version, recorded in the manifest and the install record."""

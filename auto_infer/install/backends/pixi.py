@@ -72,6 +72,7 @@ def environment(settings: Settings, *, offline: bool) -> dict[str, str]:
 
 class PixiBackend:
     name = "pixi"
+    fills_cache = True
 
     def version(self) -> str:
         if not shutil.which("pixi"):

@@ -44,13 +44,13 @@ def uv_bin() -> str:
 @functools.cache
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
-    parts = []
-    for dist in ("py-rattler", "uv"):
-        try:
-            parts.append(f"{dist} {version(dist)}")
-        except PackageNotFoundError:
-            parts.append(f"{dist} ?")
-    return " + ".join(parts)
+
+    import rattler
+    try:
+        uv = version("uv")       # the uv module has no __version__; a lookup by name scans site-packages
+    except PackageNotFoundError:
+        uv = "?"
+    return f"py-rattler {getattr(rattler, '__version__', '?')} + uv {uv}"
 
 
 def _jobs(settings: Settings, locked: LockedEnv) -> list[fetch.Job]:
@@ -101,6 +101,7 @@ def link_conda(settings: Settings, locked: LockedEnv, prefix: Path, *, reinstall
 
 class RattlerBackend:
     name = "rattler"
+    fills_cache = False
 
     def version(self) -> str:
         return _versions()
