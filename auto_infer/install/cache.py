@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fanout import Pending, fork_map, start
+from auto_infer.core.fanout import Pending, start
 from auto_infer.core.fsutil import atomic_write_json, read_json, sha256_file
 from auto_infer.core.settings import Settings
 from auto_infer.install import manifest as manifests
@@ -48,14 +48,15 @@ def conda_entry_problem(pkgs: Path, a: Artifact) -> str | None:
 def conda_problems(settings: Settings, conda: Sequence[Artifact]) -> list[str | None]:
     """:func:`conda_entry_problem` of each entry, on every core (every file of every entry is stat-ed;
     a fork costs ~1 ms, 8 entries are ~0.5-5 ms of work)."""
-    return fork_map(functools.partial(conda_entry_problem, settings.conda_pkgs_dir), conda, per_worker=8)
+    with start_audit(settings, conda) as pending:
+        return pending.result()
 
 
-def start_audit(settings: Settings, locked: LockedEnv) -> Pending:
-    """:func:`conda_problems` of the lock's conda entries, its workers forked now: they stat the
-    cache while this process goes on (loading the installer, reading the manifest, checking the
-    wheels) until :func:`audit` takes the result. Use it as a context manager."""
-    return start(functools.partial(conda_entry_problem, settings.conda_pkgs_dir), locked.conda, per_worker=8)
+def start_audit(settings: Settings, conda: Sequence[Artifact]) -> Pending:
+    """:func:`conda_problems`, its workers forked now: they stat the cache while this process goes
+    on (loading the installer, reading the manifest, checking the wheels) until :func:`audit` takes
+    the result. Use it as a context manager."""
+    return start(functools.partial(conda_entry_problem, settings.conda_pkgs_dir), conda, per_worker=8)
 
 
 DAMAGED = "damaged in the conda package cache"

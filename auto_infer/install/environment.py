@@ -98,7 +98,7 @@ def warm(settings: Settings) -> dict[str, Any]:
             reason = health_check(settings, locked)
             remove = health.removed_pypi(settings, locked)
             # filled, the cache is final unless the installer fills it: then audit it while it links
-            with nullcontext() if backend.fills_cache else cache.start_audit(settings, locked) as conda_audit:
+            with nullcontext() if backend.fills_cache else cache.start_audit(settings, locked.conda) as conda_audit:
                 with _installing(settings, "warm"):
                     backend.install(settings, locked, s, online=True, repair=bool(reason and reason.repair),
                                     remove_pypi=remove)
@@ -140,7 +140,7 @@ def install(settings: Settings, verify: bool = False) -> str:
             say(f"✓ install: {settings.env_prefix} already matches pixi.lock; nothing to do")
             return "up to date"
         lockfile.refuse_uncacheable(locked, "install")
-        with cache.start_audit(settings, locked) as conda_audit:    # on the other cores, while the installer loads
+        with cache.start_audit(settings, locked.conda) as conda_audit:  # on the other cores while the installer loads
             backend = backends.get(settings.installer)
             cache.preflight(settings, locked, backend.name, conda_audit)
         _warn_platform(settings)
