@@ -45,6 +45,19 @@ def test_read_only_commands_write_nothing(bare: dict[str, str], argv: list[str])
     assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("AUTO_INFER_NET_TIMEOUT", "nan"), ("AUTO_INFER_NET_DEADLINE", "nan"), ("AUTO_INFER_LOCK_TIMEOUT", "inf"),
+    ("AUTO_INFER_SUPERVISE_WINDOW", "nan"), ("AUTO_INFER_PROGRESS_INTERVAL", "nan"),
+    ("AUTO_INFER_NET_CONNECTIONS", "0"), ("AUTO_INFER_NET_RETRIES", "101"),
+    ("AUTO_INFER_LOCK_TIMEOUT", "1e300")])
+def test_a_number_that_is_not_finite_or_out_of_range_is_a_user_error(bare: dict[str, str], name: str,
+                                                                     value: str) -> None:
+    r = run_cli(["env"], {**bare, name: value})
+    assert r.returncode == 1, r.stderr
+    assert f"{name}={value!r} is not a" in r.stderr and f"where: {name}" in r.stderr and "fix:" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+
+
 def test_a_closed_pipe_is_a_quiet_exit(bare: dict[str, str]) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)                      # the reader is gone before the first line is written
