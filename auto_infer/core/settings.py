@@ -215,11 +215,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     installer = value("AUTO_INFER_INSTALLER")
     if installer not in ("auto", "pixi", "rattler"):
-        raise UserError(f"AUTO_INFER_INSTALLER={installer!r} is not a known installer",
+        raise UserError(f"AUTO_INFER_INSTALLER={installer!r} is not a known installer", where="AUTO_INFER_INSTALLER",
                         fix="use one of: auto, pixi, rattler")
     pixi_env = value("AUTO_INFER_SGLANG_PIXI_ENV")
     if "/" in pixi_env or pixi_env.startswith("."):
         raise UserError(f"AUTO_INFER_SGLANG_PIXI_ENV={pixi_env!r} is not an environment name",
+                        where="AUTO_INFER_SGLANG_PIXI_ENV",
                         fix="use the name of an environment in pixi.toml, e.g. default")
     raw_modules = value("AUTO_INFER_CHECK_MODULES")
     modules = () if raw_modules.lower() == "none" else tuple(m.strip() for m in raw_modules.split(",") if m.strip())
