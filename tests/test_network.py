@@ -160,6 +160,18 @@ def test_a_proxy_without_a_scheme_is_masked_in_the_error_and_the_manifest(worksp
             assert SECRET.encode() not in path.read_bytes(), path
 
 
+def test_dry_run_with_sizes_nobody_can_tell_says_at_least(workspace: Workspace) -> None:
+    """Nothing answers at the lock's host: the wheel (pixi.lock has no size for it) is of unknown size,
+    so the totals are lower bounds and the space check says what it cannot judge; it does not refuse."""
+    r = run_cli(["warm", "--dry-run"], {**workspace.env, **FAST})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("warm will fetch at least ") and "; +1 file of unknown size):" in lines[0], r.stdout
+    assert "4 files, at least " in r.stdout and "(+1 of unknown size)" in r.stdout, r.stdout
+    volume = next(ln for ln in lines if ln.strip().startswith("volume "))
+    assert "needs at least " in volume and "cannot judge the 1 file of unknown size" in volume, volume
+
+
 # ---- mirrors ----------------------------------------------------------------------------------
 
 def test_mirror_map_serves_an_unreachable_channel(workspace: Workspace, built_channel: Built) -> None:
