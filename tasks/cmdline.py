@@ -77,9 +77,21 @@ def unknown(word: str, graph: ModuleType) -> UsageError:
                       fix="`auto-infer --help` lists the tasks")
 
 
-def option_message(doit_message: str, task: str) -> UsageError:
+_BAD_VALUE = re.compile(r"^Error parsing parameter '(?P<name>[^']+)' <class '(?P<type>\w+)'>")
+KINDS = {"int": "a whole number", "float": "a number"}
+
+
+def option_message(doit_message: str, task: str, params: list[dict[str, Any]] | None = None) -> UsageError:
     """doit's "Error parsing Task: option --x not recognized (parsing options: [...]). Got: [...]" as
-    one line that says what is wrong and where to look."""
+    one line that says what is wrong and where to look; its "Error parsing parameter 'lines' <class
+    'int'>" as "--lines/-n must be a whole number"."""
+    bad = _BAD_VALUE.match(doit_message)
+    param = next((p for p in params or [] if bad and p["name"] == bad["name"]), None)
+    if bad and param:
+        flags = "/".join([f"--{param['long']}"] * bool(param.get("long"))
+                         + [f"-{param['short']}"] * bool(param.get("short")))
+        return UsageError(f"{flags} must be {KINDS.get(bad['type'], 'a ' + bad['type'])} (`{task}`)", where=flags,
+                          fix=f"`auto-infer help {task}` lists its options")
     text = re.sub(r"^Error parsing \w+: ", "", doit_message.splitlines()[0])
     text = re.sub(r" \(parsing options: .*$", "", text)
     return UsageError(f"{text} (`{task}`)", fix=f"`auto-infer help {task}` lists its options")
@@ -89,6 +101,10 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
     """The tasks ``argv`` names with their options, parsed as doit parses them, and ``argv`` put in
     the order doit reads (a task's options before its positional arguments: ``bundle export F
     --since M``); no tasks for doit's own commands (list, help, info...) and its run options."""
+    if argv[:1] == ["help"] and len(argv) > 1:      # doit prints its generic help for a name it does not know
+        if argv[1].split(":")[0] not in task_names(graph) | COMMANDS | {"task"}:
+            raise unknown(argv[1], graph)
+        return [], ["help", argv[1].split(":")[0], *argv[2:]]       # `help serve:NAME` = `help serve`
     if not argv or argv[0] in COMMANDS or argv[0].startswith("-"):
         return [], argv
     seq, out, ordered = list(argv), [], []
@@ -99,6 +115,9 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
             raise unknown(word, graph)
         cli = getattr(creator, "command_line", None) or CommandLine()
         made = creator()
+        made = made if isinstance(made, dict) else list(made)
+        if ":" in word:
+            _check_subtask(word, made)
         params, pos_arg = declared(made)
         cmdparse = _doit_cmdparse()
         parser = cmdparse.TaskParse([cmdparse.CmdOption(p) for p in params])
@@ -108,7 +127,7 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
             given = [t for o, v in found for t in _tokens(parser, o, v)]
             values = dict(parser.parse(given)[0])
         except (cmdparse.CmdParseError, getopt.GetoptError) as err:
-            raise option_message(str(err), word.split(":")[0]) from None
+            raise option_message(str(err), word.split(":")[0], params) from None
         if pos_arg:
             values[pos_arg], rest = rest, []
         ordered += [word, *given, *values.get(pos_arg or "", [])] if pos_arg else [word, *given]
@@ -117,6 +136,16 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
             cli.check(values)
         out.append(Selected(word, creator, values, made))
     return out, ordered
+
+
+def _check_subtask(word: str, made: Any) -> None:
+    """``serve:NAME`` names one of the sub-tasks its creator made (serve: the model config's enabled
+    instances). None made (serve: a config that does not load): the task itself says why."""
+    base = word.split(":")[0]
+    subs = [t.name for t in made if getattr(t, "subtask_of", None)] if isinstance(made, list) else []
+    if subs and word not in subs:
+        raise UsageError(f"unknown task `{word}`: the sub-tasks of `{base}` are {', '.join(subs)}",
+                         where="the command line", fix=f"name one of them, or `{base}` for all of them")
 
 
 def declared(made: Any) -> tuple[list[dict[str, Any]], str | None]:

@@ -499,7 +499,7 @@ def _syntax(rng: Any, ports: tuple[int, int], model_dir: Path) -> Hostile:
     bad = rng.choice(SYNTAX)
     at = rng.randrange(len(lines) + 1)
     if rng.random() < 0.15:
-        return Hostile("TOML syntax", b"\xff\xfe" + "\n".join(lines).encode(), ("cannot be read",), note="not UTF-8")
+        return Hostile("TOML syntax", b"\xff\xfe" + "\n".join(lines).encode(), ("not UTF-8 text",), note="not UTF-8")
     lines[at:at] = bad.splitlines()
     says = ("instance",) if bad == "[[instance]]" else ("line",)   # may parse: then [instance] is a list
     return Hostile("TOML syntax", ("\n".join(lines) + "\n").encode(), says, note=f"line {at + 1}: {bad!r}")

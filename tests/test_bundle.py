@@ -247,3 +247,9 @@ def test_bad_bundle_arguments_print_the_usage(args: list[str], tmp_path: Path) -
 def test_import_of_a_missing_file_says_so(tmp_path: Path) -> None:
     r = run_cli(["bundle", "import", str(tmp_path / "nope.tar")], fresh(tmp_path, "ws"))
     assert r.returncode == 1 and "no bundle file at" in r.stderr
+
+
+def test_import_of_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
+    r = run_cli(["bundle", "import", str(tmp_path)], fresh(tmp_path, "ws"))
+    assert r.returncode == 1 and f"{tmp_path} is a folder, not a bundle file" in r.stderr, r.stderr
+    assert "fix:" in r.stderr and "Traceback" not in r.stderr

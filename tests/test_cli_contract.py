@@ -37,12 +37,68 @@ def test_info_of_an_unknown_task_is_a_usage_error(bare: dict[str, str]) -> None:
     assert "internal error" not in r.stderr
 
 
+@pytest.mark.parametrize(("name", "says"), [("nosuch", "`nosuch`\n"), ("srve", "`srve`; did you mean `serve`?")])
+def test_help_of_an_unknown_name_is_the_unknown_task_error(bare: dict[str, str], name: str, says: str) -> None:
+    r = run_cli(["help", name], bare)
+    assert r.returncode == 2, r.stderr
+    assert f"unknown task or command {says}" in r.stderr, r.stderr
+    assert r.stderr.startswith("auto-infer: unknown task") and "fix:" in r.stderr and not r.stdout
+
+
+def test_an_unknown_instance_lists_the_configs_instances(bare: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text("".join(f'[instance.{n}.control]\ncommand = ["python", "-m", "srv", "--port", "{p}"]\n'
+                              f"[instance.{n}.server]\nport = {p}\n" for n, p in (("a", 18001), ("b", 18002))))
+    r = run_cli(["serve:nosuch", "--dry-run"], {**bare, "AUTO_INFER_SGLANG_CONFIG": str(config)})
+    assert r.returncode == 2, r.stderr
+    assert "unknown task `serve:nosuch`: the sub-tasks of `serve` are serve:a, serve:b" in r.stderr, r.stderr
+    assert "did you mean" not in r.stderr
+
+
+def test_a_number_option_that_is_not_a_number_names_the_option(bare: dict[str, str]) -> None:
+    r = run_cli(["logs", "-n", "abc"], bare)
+    assert r.returncode == 2, r.stderr
+    assert "--lines/-n must be a whole number" in r.stderr and "<class" not in r.stderr, r.stderr
+
+
+def test_an_unknown_installer_names_the_variable(bare: dict[str, str]) -> None:
+    r = run_cli(["env"], {**bare, "AUTO_INFER_INSTALLER": "conda"})
+    assert r.returncode == 1 and "where: AUTO_INFER_INSTALLER" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(("what", "says"), [("folder", "is a folder, not a file"), ("latin-1", "not UTF-8 text")])
+def test_a_model_config_that_cannot_be_read_says_why_and_what_to_do(bare: dict[str, str], tmp_path: Path,
+                                                                    what: str, says: str) -> None:
+    config = tmp_path / "models.toml"
+    if what == "folder":
+        config.mkdir()
+    else:
+        config.write_bytes('[instance.a.server]\nmodel_path = "/m/caf\xe9"\n'.encode("latin-1"))
+    r = run_cli(["serve", "--dry-run"], {**bare, "AUTO_INFER_SGLANG_CONFIG": str(config)})
+    assert r.returncode == 1, r.stderr
+    assert says in r.stderr and f"where: {config}" in r.stderr and "fix:" in r.stderr, r.stderr
+    assert "Errno" not in r.stderr and "codec" not in r.stderr
+
+
 @pytest.mark.parametrize("argv", [["env"], ["status"], ["status", "--json"], ["logs"], ["stop"], ["--help"],
                                   ["list"], ["help", "serve"]])
 def test_read_only_commands_write_nothing(bare: dict[str, str], argv: list[str]) -> None:
     r = run_cli(argv, bare)
     assert r.returncode == 0, r.stderr
     assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("AUTO_INFER_NET_TIMEOUT", "nan"), ("AUTO_INFER_NET_DEADLINE", "nan"), ("AUTO_INFER_LOCK_TIMEOUT", "inf"),
+    ("AUTO_INFER_SUPERVISE_WINDOW", "nan"), ("AUTO_INFER_PROGRESS_INTERVAL", "nan"),
+    ("AUTO_INFER_NET_CONNECTIONS", "0"), ("AUTO_INFER_NET_RETRIES", "101"),
+    ("AUTO_INFER_LOCK_TIMEOUT", "1e300")])
+def test_a_number_that_is_not_finite_or_out_of_range_is_a_user_error(bare: dict[str, str], name: str,
+                                                                     value: str) -> None:
+    r = run_cli(["env"], {**bare, name: value})
+    assert r.returncode == 1, r.stderr
+    assert f"{name}={value!r} is not a" in r.stderr and f"where: {name}" in r.stderr and "fix:" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_closed_pipe_is_a_quiet_exit(bare: dict[str, str]) -> None:

@@ -142,6 +142,36 @@ def test_stalled_proxy_ends_warm_naming_what_was_not_fetched(workspace: Workspac
     assert no_part_files(workspace.root)
 
 
+def test_a_proxy_without_a_scheme_is_masked_in_the_error_and_the_manifest(workspace: Workspace, built_channel: Built,
+                                                                          online: mirror.Mirror) -> None:
+    """``user:pw@host:port`` (no ``http://``) is still a proxy with a password: masked the same way."""
+    proxy = f"alice:{SECRET}@127.0.0.1:{free_port()}"
+    env = warm_env(workspace, built_channel, HTTP_PROXY=proxy, http_proxy=proxy, HTTPS_PROXY=proxy)
+    bad = run_cli(["warm"], env)                     # requests refuses this form: every fetch fails
+    assert bad.returncode == 1, bad.stderr
+    assert f"proxy: alice:***@127.0.0.1:{proxy.rsplit(':', 1)[1]}" in bad.stderr, bad.stderr
+    good = run_cli(["warm"], dict(env, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1"))
+    assert good.returncode == 0, good.stderr
+    used = json.loads(workspace.manifest.read_text())["proxies_used"]
+    assert used["HTTPS_PROXY"] == proxy.replace(SECRET, "***"), used
+    assert SECRET not in bad.stdout + bad.stderr + good.stdout + good.stderr
+    for path in workspace.root.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_dry_run_with_sizes_nobody_can_tell_says_at_least(workspace: Workspace) -> None:
+    """Nothing answers at the lock's host: the wheel (pixi.lock has no size for it) is of unknown size,
+    so the totals are lower bounds and the space check says what it cannot judge; it does not refuse."""
+    r = run_cli(["warm", "--dry-run"], {**workspace.env, **FAST})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("warm will fetch at least ") and "; +1 file of unknown size):" in lines[0], r.stdout
+    assert "4 files, at least " in r.stdout and "(+1 of unknown size)" in r.stdout, r.stdout
+    volume = next(ln for ln in lines if ln.strip().startswith("volume "))
+    assert "needs at least " in volume and "cannot judge the 1 file of unknown size" in volume, volume
+
+
 # ---- mirrors ----------------------------------------------------------------------------------
 
 def test_mirror_map_serves_an_unreachable_channel(workspace: Workspace, built_channel: Built) -> None:

@@ -78,3 +78,14 @@ def test_secret_values_collects_names_and_url_passwords_for_the_log_filter() -> 
 def test_proxy_urls_keep_host_and_user() -> None:
     assert redact.redact_env({"HTTPS_PROXY": "http://me:pw-0001@proxy:3128,http://h:1"}) == {
         "HTTPS_PROXY": "http://me:***@proxy:3128,http://h:1"}
+
+
+def test_proxy_urls_without_a_scheme_are_masked_too() -> None:
+    """requests and curl take ``user:pw@proxy:3128`` as a proxy: its password is as secret."""
+    assert redact.redact_url("me:pw-0001@proxy:3128") == "me:***@proxy:3128"
+    assert redact.redact_url("tok-0001@proxy:3128") == "***@proxy:3128"
+    assert redact.redact_url("proxy:3128") == "proxy:3128"
+    assert redact.redact_env({"https_proxy": "me:pw-0001@proxy:3128,h:1", "NO_PROXY": "localhost"}) == {
+        "https_proxy": "me:***@proxy:3128,h:1", "NO_PROXY": "localhost"}
+    assert redact.secret_values(env={"HTTP_PROXY": "me:pw-0001@proxy:3128", "ALL_PROXY": "tok-0002@p:1"}) == [
+        "pw-0001", "tok-0002"]

@@ -148,3 +148,17 @@ def test_a_tools_output_and_command_reach_the_log_and_the_error_without_credenti
     assert "https://ci:***@pypi.internal" in written and "GH_TOKEN=***" in written
     for secret in ("Idx-pw-4242", "ghp_" + "A" * 30, "Cmd-secret-77"):
         assert secret not in written, secret
+
+
+def test_a_tool_that_quotes_a_proxy_without_a_scheme_has_its_password_masked(tmp_path: Path) -> None:
+    """``HTTPS_PROXY=user:pw@proxy:3128`` (no scheme) in a tool's environment, and the tool's error quotes it."""
+    from auto_infer.core.errors import SubprocessFailed
+    from auto_infer.core.runner import run_logged
+    log = tmp_path / "install.log"
+    script = "import os, sys; print('invalid proxy URL: ' + os.environ['HTTPS_PROXY']); sys.exit(2)"
+    env = dict(os.environ, HTTPS_PROXY="alice:Proxy-pw-4242@proxy.internal:3128")
+    with pytest.raises(SubprocessFailed) as err:
+        run_logged([sys.executable, "-c", script], env=env, log=log)
+    written = log.read_text() + str(err.value)
+    assert "invalid proxy URL: alice:***@proxy.internal:3128" in written, written
+    assert "Proxy-pw-4242" not in written

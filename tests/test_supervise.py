@@ -126,7 +126,7 @@ def test_restart_policy_from_the_environment() -> None:
     from auto_infer.core.errors import UserError
 
     with pytest.raises(
-        UserError, match=r"AUTO_INFER_SUPERVISE_WINDOW='soon' is not a number of seconds \(more than 0\)"
+        UserError, match=r"AUTO_INFER_SUPERVISE_WINDOW='soon' is not a number of seconds \(more than 0, "
     ):
         load({"AUTO_INFER_SUPERVISE_WINDOW": "soon"})
 

@@ -8,7 +8,8 @@ The one place that decides what a secret looks like, by NAME and by VALUE:
   it ends in ``TOKEN``/``KEY`` (``HFTOKEN``): ``GITHUB_PAT``, ``DB_PASSWORD``, ``X_API_KEY``,
   ``--hf-token``; not ``TOKENIZERS_PARALLELISM``, ``--max-total-tokens``, ``PATH``, ``BYPASS``;
 * a value is secret where it carries credentials: the user-info of any URL
-  (``postgres://u:pw@db``, ``https://ghp_x@github.com``), a query parameter with a secret name
+  (``postgres://u:pw@db``, ``https://ghp_x@github.com``; a proxy's ``u:pw@proxy:3128`` even without
+  a scheme, as requests and curl take it), a query parameter with a secret name
   (``?access_token=…``), ``NAME=value`` with a secret name, ``Bearer …``, and the shapes of the
   well-known tokens (GitHub, GitLab, Hugging Face, OpenAI-style ``sk-``, Slack, AWS key ids).
 """
@@ -57,7 +58,10 @@ def is_secret_flag(flag: str) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``http://user:pw@host:3128`` -> ``http://user:***@host:3128``; other text unchanged."""
+    """``http://user:pw@host:3128`` -> ``http://user:***@host:3128``, ``user:pw@host:3128`` (no scheme)
+    -> ``user:***@host:3128``; other text unchanged."""
+    if "://" not in url:
+        return _schemeless(url)
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -75,6 +79,23 @@ def redact_url(url: str) -> str:
     return scrub(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), ())
 
 
+def _schemeless(url: str) -> str:
+    """A URL without a scheme (``u:pw@proxy:3128``, as a proxy variable may hold one): the
+    user-info before the host is masked like a URL's; text without one is only scrubbed."""
+    info, at, rest = _split_userinfo(url)
+    if not at:
+        return scrub(url, ())
+    user, colon, _pw = info.partition(":")
+    return scrub(f"{user}:{MASK}@{rest}" if colon else f"{MASK}@{rest}", ())
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str]:
+    """``u:pw@host:1/p`` -> (``u:pw``, ``@``, ``host:1/p``): the last ``@`` before the path; none -> ("", "", url)."""
+    netloc, slash, path = url.partition("/")
+    info, at, host = netloc.rpartition("@")
+    return (info, at, host + slash + path) if at else ("", "", url)
+
+
 def has_credentials(text: str) -> bool:
     """True when ``text`` carries a credential by value (what :func:`scrub` would mask)."""
     return scrub(text, ()) != text
@@ -87,6 +108,8 @@ def secret_values(*values: object, env: Mapping[str, str] | None = None) -> list
     for k, v in (env or {}).items():
         if v and is_secret_name(k) and not PROXY_NAME.match(k):
             found.append(v)
+        elif v and PROXY_NAME.match(k):
+            found += [pw for u in v.split(",") for pw in _proxy_password(u)]
         elif v:
             found += _url_passwords(v)
     return list(dict.fromkeys(found))
@@ -98,6 +121,16 @@ def _url_passwords(text: str) -> list[str]:
         _user, colon, pw = m.group("info").partition(":")
         out.append(pw if colon else m.group("info"))
     return [s for s in out if len(s) >= 4]
+
+
+def _proxy_password(url: str) -> list[str]:
+    """The password of a proxy URL, with or without a scheme (the user-info when it has no ``:``)."""
+    if "://" in url:
+        return _url_passwords(url)
+    info, at, _rest = _split_userinfo(url)
+    _user, colon, pw = info.partition(":")
+    secret = pw if colon else info
+    return [secret] if at and len(secret) >= 4 else []
 
 
 def redact_env(env: Mapping[str, str], extra_secrets: Iterable[str] = ()) -> dict[str, str]:

@@ -67,11 +67,15 @@ def run_child(cmd: list[str], *, env: Mapping[str, str], log: Path, on_line: Cal
         raise UserError(f"{cmd[0]} is not installed or not on PATH", fix=fix) from None
     assert proc.stdout is not None
 
+    # a proxy's password, with or without a scheme, as the tool may quote it (not every secret-named
+    # variable's value: PWD is one, and its value is in every other line)
+    hidden = redact.secret_values(env={k: v for k, v in env.items() if redact.PROXY_NAME.match(k)})
+
     def pump() -> None:
         with open(log, "a", buffering=1) as fh:      # line-buffered: a kill loses no line
-            fh.write(f"$ {' '.join(redact.redact_argv(cmd))}\n")
+            fh.write(f"$ {' '.join(redact.redact_argv(cmd, hidden))}\n")
             for raw in proc.stdout:  # type: ignore[union-attr]
-                line = redact.scrub(raw, ())          # a tool's error may quote an index URL with credentials
+                line = redact.scrub(raw, hidden)      # a tool's error may quote an index URL with credentials
                 fh.write(line)
                 on_line(line.rstrip("\n"))
 

@@ -6,6 +6,7 @@ else in the code reads ``AUTO_INFER_*`` variables directly: it asks a :class:`Se
 
 from __future__ import annotations
 
+import math
 import os
 import platform as _platform
 import shutil
@@ -214,11 +215,12 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
 
     installer = value("AUTO_INFER_INSTALLER")
     if installer not in ("auto", "pixi", "rattler"):
-        raise UserError(f"AUTO_INFER_INSTALLER={installer!r} is not a known installer",
+        raise UserError(f"AUTO_INFER_INSTALLER={installer!r} is not a known installer", where="AUTO_INFER_INSTALLER",
                         fix="use one of: auto, pixi, rattler")
     pixi_env = value("AUTO_INFER_SGLANG_PIXI_ENV")
     if "/" in pixi_env or pixi_env.startswith("."):
         raise UserError(f"AUTO_INFER_SGLANG_PIXI_ENV={pixi_env!r} is not an environment name",
+                        where="AUTO_INFER_SGLANG_PIXI_ENV",
                         fix="use the name of an environment in pixi.toml, e.g. default")
     raw_modules = value("AUTO_INFER_CHECK_MODULES")
     modules = () if raw_modules.lower() == "none" else tuple(m.strip() for m in raw_modules.split(",") if m.strip())
@@ -251,33 +253,40 @@ GATES = {"warm": "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT", "rehearse": "AUTO_INFER
          "install": "AUTO_INFER_SGLANG_INSTALL_ON_BOOT", "serve": "AUTO_INFER_SGLANG_ON_BOOT"}
 
 
-def _number(get: Callable[[str], str], name: str, kind: type[float] | type[int], least: float | None = 0) -> Any:
-    """A number (int or float) of at least ``least`` (> 0 when ``least`` is None) from ``name``,
-    its default from the table when unset."""
+YEAR = 365 * 24 * 3600      # the most seconds any setting takes: beyond it a wait is a mistake (or inf)
+
+
+def _number(get: Callable[[str], str], name: str, kind: type[float] | type[int], least: float | None = 0,
+            most: float | None = None) -> Any:
+    """A finite number (int or float) of at least ``least`` (> 0 when ``least`` is None) and at most
+    ``most`` (a float: a year of seconds when None) from ``name``, its default from the table when unset."""
     raw = get(name) or default(name)
+    top = YEAR if most is None and kind is float else most
     try:
         value = kind(raw)
-        if value < (least or 0) or (least is None and value <= 0):
+        if (not math.isfinite(value) or value < (least or 0) or (least is None and value <= 0)
+                or (top is not None and value > top)):
             raise ValueError
     except ValueError:
-        what = ("a whole number" if kind is int else "a number of seconds") + (
-            " (more than 0)" if least is None else " (0 or more)")
+        span = "more than 0" if least is None else f"{least:g} or more"
+        span += "" if top is None else f", at most {top:.0f}"
+        what = ("a whole number" if kind is int else "a number of seconds") + f" ({span})"
         raise UserError(f"{name}={raw!r} is not {what}", where=name, fix=f"set it to e.g. {default(name)}") from None
     return value
 
 
 def _restarts(get: Callable[[str], str]) -> Restarts:
-    return Restarts(max_crashes=_number(get, "AUTO_INFER_SUPERVISE_MAX_CRASHES", int, None),
+    return Restarts(max_crashes=_number(get, "AUTO_INFER_SUPERVISE_MAX_CRASHES", int, None, 1000),
                     window=_number(get, "AUTO_INFER_SUPERVISE_WINDOW", float, None),
                     backoff=_number(get, "AUTO_INFER_SUPERVISE_BACKOFF", float))
 
 
 def _net(get: Callable[[str], str]) -> Net:
     mirrors = get("AUTO_INFER_MIRRORS")
-    return Net(timeout=max(_number(get, "AUTO_INFER_NET_TIMEOUT", float), 0.1),
-               deadline=max(_number(get, "AUTO_INFER_NET_DEADLINE", float), 0.1),
-               connections=max(_number(get, "AUTO_INFER_NET_CONNECTIONS", int), 1),
-               retries=_number(get, "AUTO_INFER_NET_RETRIES", int),
+    return Net(timeout=max(_number(get, "AUTO_INFER_NET_TIMEOUT", float, None), 0.1),
+               deadline=max(_number(get, "AUTO_INFER_NET_DEADLINE", float, None), 0.1),
+               connections=_number(get, "AUTO_INFER_NET_CONNECTIONS", int, None, 256),
+               retries=_number(get, "AUTO_INFER_NET_RETRIES", int, 0, 100),
                retry_delay=_number(get, "AUTO_INFER_NET_RETRY_DELAY", float),
                mirrors=_abs(mirrors) if mirrors else None,
-               progress_every=max(_number(get, "AUTO_INFER_PROGRESS_INTERVAL", float), 0.1))
+               progress_every=max(_number(get, "AUTO_INFER_PROGRESS_INTERVAL", float, None), 0.1))

@@ -22,8 +22,16 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise UserError("the model config does not exist", where=str(path),
                         fix="set AUTO_INFER_SGLANG_CONFIG to your model config "
                             "(model-configs/example.toml shows the format)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"the model config cannot be read: {exc}", where=str(path)) from None
+    except IsADirectoryError:
+        raise UserError("the model config is a folder, not a file", where=str(path),
+                        fix="set AUTO_INFER_SGLANG_CONFIG to the TOML file itself, e.g. "
+                            f"{path / 'sglang.toml'}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"the model config is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                        f"{exc.start})", where=str(path), fix="save it as UTF-8: TOML files are UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"the model config cannot be read: {exc.strerror or type(exc).__name__}", where=str(path),
+                        fix="make it a readable file, or point AUTO_INFER_SGLANG_CONFIG at one") from None
     import tomllib  # the standard library's reader: ~10x tomlkit's speed (10,000 instances)
 
     try:

@@ -143,7 +143,10 @@ def _already(settings: Settings, r: Reader, marker: Path) -> str | None:
 
 def import_bundle(settings: Settings, file: Path) -> dict[str, Any]:
     file = Path(os.path.abspath(file))
-    if not file.exists() or file.is_dir():
+    if file.is_dir():
+        raise UserError(f"{file} is a folder, not a bundle file", where="bundle import FILE",
+                        fix="pass the bundle file inside it (`auto-infer bundle export` writes one file)")
+    if not file.exists():
         raise UserError(f"no bundle file at {file}", where="bundle import FILE",
                         fix="pass the file `auto-infer bundle export` wrote")
     with exclusive(settings.install_runlock_path, "bundle import", settings.runlock_timeout), \

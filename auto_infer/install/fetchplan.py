@@ -4,7 +4,9 @@ Packages are sized by the lock (conda records carry their size; a wheel's size c
 request to the first mirror that answers, as pixi.lock has none for wheels), weights by the Hub's
 file list. A file already in the cache counts as there, a partial file as the bytes it holds.
 Each destination's volume must hold what is missing plus a margin, or warm stops before
-downloading anything, naming the volume, the need and the free space.
+downloading anything, naming the volume, the need and the free space. Files nobody could size make
+every figure a lower bound ("at least"), and the volume line says it cannot judge them; they alone
+never stop warm.
 """
 
 from __future__ import annotations
@@ -50,9 +52,18 @@ class Part:
         return max(self.total - self.have, 0)
 
     def line(self) -> str:
-        unknown = f" (+{self.unknown} of unknown size)" if self.unknown else ""
-        return (f"  {self.what}: {self.files} files, {mb(self.total)}{unknown}; {mb(self.have)} in the cache, "
-                f"{mb(self.missing)} to download → {self.dest}")
+        least, unknown = at_least(self.unknown), f" (+{self.unknown} of unknown size)" if self.unknown else ""
+        return (f"  {self.what}: {self.files} files, {least}{mb(self.total)}{unknown}; {mb(self.have)} in the cache, "
+                f"{least}{mb(self.missing)} to download → {self.dest}")
+
+
+def at_least(unknown: int) -> str:
+    """"at least " before a figure that leaves out ``unknown`` files of unknown size."""
+    return "at least " if unknown else ""
+
+
+def files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 @dataclass(frozen=True)
@@ -60,15 +71,23 @@ class Volume:
     mount: str
     fstype: str
     free: int
-    need: int
+    need: int               # bytes missing, of the files whose size is known
     parts: tuple[Part, ...]
 
     @property
+    def unknown(self) -> int:
+        return sum(p.unknown for p in self.parts)
+
+    @property
     def enough(self) -> bool:
+        """Room for what is known to be missing; files of unknown size cannot be judged (the line says so)."""
         return self.need == 0 or self.free >= self.need + margin(self.need)
 
     def line(self) -> str:
-        need = f"needs {mb(self.need)} + {mb(margin(self.need))} margin" if self.need else "nothing to download"
+        need = (f"needs {at_least(self.unknown)}{mb(self.need)} + {mb(margin(self.need))} margin" if self.need
+                else "nothing of known size to download" if self.unknown else "nothing to download")
+        if self.unknown:
+            need += f"; cannot judge the {files(self.unknown)} of unknown size (not counted)"
         return f"  volume {self.mount} ({self.fstype}): {mb(self.free)} free; {need}"
 
 
@@ -90,7 +109,10 @@ class FetchPlan:
 
     def lines(self) -> list[str]:
         total, missing = sum(p.total for p in self.parts), sum(p.missing for p in self.parts)
-        head = f"warm will fetch {mb(missing)} of {mb(total)} ({mb(total - missing)} already in the cache):"
+        unknown = sum(p.unknown for p in self.parts)
+        least, plus = at_least(unknown), f"; +{files(unknown)} of unknown size" if unknown else ""
+        head = (f"warm will fetch {least}{mb(missing)} of {least}{mb(total)} "
+                f"({mb(total - missing)} already in the cache{plus}):")
         return [head, *(p.line() for p in self.parts), *(v.line() for v in self.volumes())]
 
     def check(self) -> None:
@@ -100,7 +122,8 @@ class FetchPlan:
                 dests = ", ".join(str(p.dest) for p in v.parts)
                 raise UserError(
                     f"not enough free space for warm on the volume mounted at {v.mount} ({v.fstype}): "
-                    f"it needs {mb(v.need)} for the downloads + {mb(margin(v.need))} margin, and has "
+                    f"it needs {at_least(v.unknown)}{mb(v.need)} for the downloads + {mb(margin(v.need))} margin, "
+                    "and has "
                     f"{mb(v.free)} free (for {dests})",
                     where=dests,
                     fix="free space on that volume, or point AUTO_INFER_SGLANG_CACHE_ROOT (weights: HF_HOME) at "
