@@ -22,7 +22,8 @@ if TYPE_CHECKING:       # doit is imported when the graph is built, not for `--h
     from doit.task import Task
 
 GATES = ("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT, AUTO_INFER_SGLANG_REHEARSE_ON_BOOT, "
-         "AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT")
+         "AUTO_INFER_SGLANG_INSTALL_ON_BOOT, AUTO_INFER_SGLANG_ON_BOOT (or infer-dev's AUTO_INFER_VLLM_ON_BOOT, "
+         "AUTO_INFER_LLAMA_CPP_ON_BOOT)")
 
 
 def boot_steps(s: Settings) -> list[str]:

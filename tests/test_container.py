@@ -134,14 +134,14 @@ def test_compose_template_override_validates_and_mounts_what_the_contract_says(t
     assert env["AUTO_INFER_SGLANG_TEMPLATE_DIR"] == "/sglang-template"
     assert env["AUTO_INFER_SGLANG_CACHE_ROOT"] == "/offline-data/.cache/sglang-infer"
     assert env["AUTO_INFER_SGLANG_PROJECT_DIR"] == ""           # empty: the tool derives it from the workspace
-    assert env["AUTO_INFER_CHECK_MODULES"] == "torch,sglang"
+    assert env["AUTO_INFER_CHECK_MODULES"] == ""                  # empty: `check` follows the config's engine
     assert set(VARIABLES) <= set(env)
     assert all(env[p] == "" for p in PROXY_VARS)                 # the host's value; empty (= none) when unset
     # what the tool makes of exactly that environment: the mounted paths, defaults for the rest
     s = settings.load({k: str(v) for k, v in env.items() if v is not None})
     assert (s.workspace, s.template_dir, s.cache_root) == (Path("/offline-data"), Path("/sglang-template"),
                                                           Path("/offline-data/.cache/sglang-infer"))
-    assert s.project_dir == Path("/offline-data/sglang-infer") and s.check_modules == ("torch", "sglang")
+    assert s.project_dir == Path("/offline-data/sglang-infer") and s.check_modules is None
     assert s.config_path == Path("/offline-data/sglang-configs/sglang.toml") and not any(s.gates.values())
 
 

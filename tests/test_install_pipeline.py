@@ -201,3 +201,21 @@ def test_check_names_a_missing_module_and_the_environment(workspace: Workspace, 
     assert r.returncode == 1
     assert "no_such_module_xyz: ModuleNotFoundError" in r.stderr and str(workspace.prefix) in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_check_requires_what_the_configs_engine_needs_when_the_variable_is_unset(
+        workspace: Workspace, online: object) -> None:
+    """AUTO_INFER_CHECK_MODULES unset: a vLLM config requires torch + vllm (not sglang, which a vLLM
+    template lacks), a llama.cpp config requires nothing (llama-server is not a Python module)."""
+    warm(workspace)
+    env = {k: v for k, v in workspace.env.items() if k != "AUTO_INFER_CHECK_MODULES"}
+    configs = Path(__file__).parents[1] / "model-configs"
+    vllm = run_cli(["check"], dict(env, AUTO_INFER_VLLM_CONFIG=str(configs / "vllm-qwen2-vl-7b.toml")))
+    assert vllm.returncode == 1 and "Traceback" not in vllm.stderr
+    assert "vllm: ModuleNotFoundError" in vllm.stderr and "sglang: " not in vllm.stderr
+    assert "AUTO_INFER_CHECK_MODULES=torch,vllm" in vllm.stderr
+    llama = run_cli(["check"], dict(env, AUTO_INFER_LLAMA_CPP_CONFIG=str(configs / "llamacpp-glm-4.7-q2k.toml")))
+    assert llama.returncode == 0, llama.stderr
+    assert json.loads((workspace.root / ".auto-infer" / "check.json").read_text())["required"] == []
+    sglang = run_cli(["check"], env)             # no config at all: the plan's torch,sglang
+    assert sglang.returncode == 1 and "sglang: ModuleNotFoundError" in sglang.stderr

@@ -19,10 +19,18 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.variables import CACHE_VARS, PROXY_VARS, VARIABLES, default  # noqa: F401 - re-exported
 
 TRUE = {"1", "true", "yes", "on", "y", "t"}
+FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 
-def truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in TRUE
+def switch(name: str, raw: str) -> bool:
+    """A yes/no variable: a value that is neither is refused, not read as "no" (a container booted
+    with AUTO_INFER_SGLANG_ON_BOOT=enable must not come up serving nothing)."""
+    if raw.strip().lower() in TRUE:
+        return True
+    if raw.strip().lower() in FALSE:
+        return False
+    raise UserError(f"{name}={raw!r} is neither yes nor no", where=name,
+                    fix="use 1, true, yes or on to turn it on; 0, false, no or off (or unset) to turn it off")
 
 
 def current_platform() -> str:
@@ -88,7 +96,7 @@ class Settings:
     force_recopy: bool
     installer: str
     platform: str
-    check_modules: tuple[str, ...]
+    check_modules: tuple[str, ...] | None    # None: AUTO_INFER_CHECK_MODULES unset, follow the engine (check.py)
     config_path: Path
     overrides: str
     runlock_timeout: float
@@ -98,6 +106,7 @@ class Settings:
     hf_home: Path | None = None                     # the user's HF_HOME, if set: weights go there instead
     llamacpp_venv: Path = Path("/opt/auto-infer-ci/llamacpp-venv")   # demo --engine llama-cpp: the engine's venv
     engine_overrides: Mapping[str, str] = field(default_factory=dict)   # AUTO_INFER_{VLLM,LLAMA_CPP}_OVERRIDES
+    config_var: str = ""        # the variable that named config_path; empty: the default path
 
     # ---- derived paths: the only place they are spelled -------------------------------
     rattler_cache_dir = Derived("cache_root", "conda/rattler", "RATTLER_CACHE_DIR (the plan's contract)")
@@ -222,8 +231,10 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise UserError(f"AUTO_INFER_SGLANG_PIXI_ENV={pixi_env!r} is not an environment name",
                         where="AUTO_INFER_SGLANG_PIXI_ENV",
                         fix="use the name of an environment in pixi.toml, e.g. default")
-    raw_modules = value("AUTO_INFER_CHECK_MODULES")
-    modules = () if raw_modules.lower() == "none" else tuple(m.strip() for m in raw_modules.split(",") if m.strip())
+    raw_modules = get("AUTO_INFER_CHECK_MODULES")
+    modules = (None if not raw_modules else () if raw_modules.lower() == "none"
+               else tuple(m.strip() for m in raw_modules.split(",") if m.strip()))
+    config_var, config_path = _config(get, value)
     optional = {name: _abs(get(name)) if get(name) else None
                 for name in ("AUTO_INFER_SGLANG_TEMPLATE_DIR", "HF_HOME")}
     return Settings(
@@ -232,25 +243,44 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         project_dir=_abs(value("AUTO_INFER_SGLANG_PROJECT_DIR")),
         cache_root=_abs(value("AUTO_INFER_SGLANG_CACHE_ROOT")),
         pixi_env=pixi_env,
-        force_recopy=truthy(value("AUTO_INFER_SGLANG_FORCE_RECOPY")),
+        force_recopy=switch("AUTO_INFER_SGLANG_FORCE_RECOPY", value("AUTO_INFER_SGLANG_FORCE_RECOPY")),
         installer=resolve_installer(installer),
         platform=value("AUTO_INFER_PLATFORM") or current_platform(),
         check_modules=modules,
-        config_path=_abs(value("AUTO_INFER_SGLANG_CONFIG")),
+        config_path=config_path,
         overrides=get("AUTO_INFER_SGLANG_OVERRIDES"),
         runlock_timeout=_number(get, "AUTO_INFER_LOCK_TIMEOUT", float),
         net=_net(get),
         restarts=_restarts(get),
-        gates={gate: truthy(value(name)) for gate, name in GATES.items()},
+        gates={gate: any([switch(name, value(name)) for name in names]) for gate, names in GATES.items()},
         hf_home=optional["HF_HOME"],
         llamacpp_venv=_abs(value("AUTO_INFER_LLAMACPP_VENV")),
         engine_overrides={k: get(k) for k in ("AUTO_INFER_VLLM_OVERRIDES", "AUTO_INFER_LLAMA_CPP_OVERRIDES")
                           if get(k)},
+        config_var=config_var,
     )
 
 
-GATES = {"warm": "AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT", "rehearse": "AUTO_INFER_SGLANG_REHEARSE_ON_BOOT",
-         "install": "AUTO_INFER_SGLANG_INSTALL_ON_BOOT", "serve": "AUTO_INFER_SGLANG_ON_BOOT"}
+# boot's gates; serving also answers to infer-dev's own engine spellings (its vLLM and llama.cpp images)
+GATES = {"warm": ("AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT",), "rehearse": ("AUTO_INFER_SGLANG_REHEARSE_ON_BOOT",),
+         "install": ("AUTO_INFER_SGLANG_INSTALL_ON_BOOT",),
+         "serve": ("AUTO_INFER_SGLANG_ON_BOOT", "AUTO_INFER_VLLM_ON_BOOT", "AUTO_INFER_LLAMA_CPP_ON_BOOT")}
+# the model config: ours, then infer-dev's spellings for its vLLM and llama.cpp configs
+CONFIG_VARS = ("AUTO_INFER_SGLANG_CONFIG", "AUTO_INFER_VLLM_CONFIG", "AUTO_INFER_LLAMA_CPP_CONFIG")
+
+
+def _config(get: Callable[[str], str], value: Callable[[str], str]) -> tuple[str, Path]:
+    """(the variable that names the model config, its path). One config per workspace: two of the
+    variables naming two different files is refused rather than one of them silently ignored."""
+    named = {name: _abs(get(name)) for name in CONFIG_VARS if get(name)}
+    if len(set(named.values())) > 1:
+        both = ", ".join(f"{name}={path}" for name, path in named.items())
+        raise UserError(f"two model configs are named: {both}", where=", ".join(named),
+                        fix="auto-infer serves one model config per workspace: unset all but one of these, "
+                            "or give each config its own AUTO_INFER_WORKSPACE_DIR")
+    if named:
+        return next(iter(named.items()))
+    return "", _abs(value(CONFIG_VARS[0]))
 
 
 YEAR = 365 * 24 * 3600      # the most seconds any setting takes: beyond it a wait is a mistake (or inf)

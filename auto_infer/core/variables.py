@@ -24,12 +24,21 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "AUTO_INFER_INSTALLER": ("auto", "auto | pixi | rattler. auto: pixi if on PATH, else the pixi-free backend."),
     "AUTO_INFER_PLATFORM": ("", "Lock platform to install (default: this machine's, e.g. linux-64)."),
     "AUTO_INFER_CHECK_MODULES": (
-        "torch,sglang",
-        "Modules `check` requires inside the environment (comma list; none: only report).",
+        "",
+        "Modules `check` requires inside the environment (comma list; none: only report). Unset: the model "
+        "config's engine says: torch,sglang (also without a config), torch,vllm; none for llama.cpp or `command =`.",
     ),
     "AUTO_INFER_SGLANG_CONFIG": (
         "${AUTO_INFER_WORKSPACE_DIR}/sglang-configs/sglang.toml",
         "Model config (infer-dev runner TOML) for serve.",
+    ),
+    "AUTO_INFER_VLLM_CONFIG": (
+        "",
+        "infer-dev's spelling for a vLLM model config: used when AUTO_INFER_SGLANG_CONFIG is unset.",
+    ),
+    "AUTO_INFER_LLAMA_CPP_CONFIG": (
+        "",
+        "infer-dev's spelling for a llama.cpp model config: used when AUTO_INFER_SGLANG_CONFIG is unset.",
     ),
     "AUTO_INFER_SGLANG_OVERRIDES": ("", "JSON deep-merged into the model config before validation."),
     "AUTO_INFER_VLLM_OVERRIDES": (
@@ -47,6 +56,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "AUTO_INFER_SGLANG_INSTALL_ON_BOOT": ("0", "boot: install the environment from the caches (works offline)."),
     "AUTO_INFER_SGLANG_ON_BOOT": ("0", "boot: install, then start the servers of the model config."),
+    "AUTO_INFER_VLLM_ON_BOOT": ("0", "infer-dev's spelling of AUTO_INFER_SGLANG_ON_BOOT for its vLLM image."),
+    "AUTO_INFER_LLAMA_CPP_ON_BOOT": ("0", "infer-dev's spelling of AUTO_INFER_SGLANG_ON_BOOT for its llama.cpp image."),
     "AUTO_INFER_LOCK_TIMEOUT": ("3600", "Seconds to wait for another auto-infer run holding the lock."),
     "AUTO_INFER_NET_TIMEOUT": (
         "60",

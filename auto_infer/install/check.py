@@ -39,6 +39,34 @@ print(json.dumps(out))
 """
 
 
+# what `check` requires when AUTO_INFER_CHECK_MODULES is unset, by the model config's engine (its
+# NAME in serve/engines). llama.cpp serves from its own llama-server (or llama-cpp-python) program, not
+# from torch, and a `command =` config runs whatever it names: for those nothing is required, the
+# versions found are only reported.
+ENGINE_MODULES = {"sglang": ("torch", "sglang"), "vllm": ("torch", "vllm"), "llamacpp": (), "command": ()}
+SEED_DEFAULT = ENGINE_MODULES["sglang"]
+
+
+def required(settings: Settings) -> tuple[str, ...]:
+    """AUTO_INFER_CHECK_MODULES if set; else what the model config's engine needs; else (no config, or
+    one that does not load: `serve` says what is wrong with it) the plan's torch,sglang."""
+    if settings.check_modules is not None:
+        return settings.check_modules
+    if not settings.config_path.is_file():
+        return SEED_DEFAULT
+    from auto_infer.serve import config
+
+    try:
+        _, engine, _ = config.merged(settings, settings.config_path)
+    except UserError:
+        return SEED_DEFAULT
+    return ENGINE_MODULES.get(engine, SEED_DEFAULT)
+
+
+def _modules_var(modules: tuple[str, ...]) -> str:
+    return f"AUTO_INFER_CHECK_MODULES={','.join(modules) or 'none'}"
+
+
 NO_PYTHON = ("the environment has no Python (a tools-only lock): imports, torch, CUDA and cuDNN cannot be "
              "checked; checked instead: every file of every locked conda package is in place")
 
@@ -49,8 +77,9 @@ def _without_python(settings: Settings, py: Path) -> dict[str, Any]:
     if reason is not None:
         raise UserError(f"the environment is not ready: {reason}", where=str(settings.env_prefix),
                         fix="run `auto-infer install` first")
-    if settings.check_modules:
-        raise UserError(f"AUTO_INFER_CHECK_MODULES={','.join(settings.check_modules)} asks for Python modules, "
+    modules = required(settings)
+    if modules:
+        raise UserError(f"{_modules_var(modules)} asks for Python modules, "
                         f"but the environment has no Python ({py} does not exist): the lock installs none",
                         where="AUTO_INFER_CHECK_MODULES",
                         fix="set AUTO_INFER_CHECK_MODULES=none for a tools-only environment, or add python "
@@ -70,8 +99,9 @@ def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
                             where=str(settings.env_prefix), fix="run `auto-infer install` first")
         return _without_python(settings, py)
     env = settings.tool_env(online=False)
+    modules = required(settings)
     try:
-        proc = subprocess.run([str(py), "-c", PROBE, ",".join(settings.check_modules)], capture_output=True,
+        proc = subprocess.run([str(py), "-c", PROBE, ",".join(modules)], capture_output=True,
                               text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise UserError(f"the import check did not finish within {timeout:.0f}s", where=str(py)) from None
@@ -82,13 +112,14 @@ def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
         raise UserError(f"the import check crashed (exit {proc.returncode}): {' | '.join(tail)}",
                         where=str(py)) from None
     data["environment"] = str(settings.env_prefix)
-    data["required"] = list(settings.check_modules)
+    data["required"] = list(modules)
     data["checked_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     atomic_write_json(settings.check_path, data)
     if data["missing"]:
         lines = "\n".join(f"    - {k}: {v}" for k, v in data["missing"].items())
-        raise UserError(f"required modules do not import in {settings.env_prefix}:\n{lines}",
-                        where="AUTO_INFER_CHECK_MODULES",
+        why = "" if settings.check_modules is not None else " (AUTO_INFER_CHECK_MODULES unset: the engine's default)"
+        raise UserError(f"required modules do not import in {settings.env_prefix}{why}:\n{lines}",
+                        where=_modules_var(modules),
                         fix="check the template's dependencies, or change AUTO_INFER_CHECK_MODULES")
     return data
 

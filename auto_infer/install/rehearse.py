@@ -24,6 +24,7 @@ from auto_infer.core.netns import can_unshare, offline_command
 from auto_infer.core.progress import fmt_secs, step
 from auto_infer.core.runner import run_logged, self_command
 from auto_infer.core.settings import PROXY_VARS, Settings
+from auto_infer.install import check
 from auto_infer.install import manifest as manifests
 
 
@@ -49,7 +50,7 @@ def _child_env(settings: Settings, scratch: Path) -> dict[str, str]:
                 "AUTO_INFER_SGLANG_PIXI_ENV": settings.pixi_env,
                 "AUTO_INFER_INSTALLER": settings.installer,
                 "AUTO_INFER_PLATFORM": settings.platform,
-                "AUTO_INFER_CHECK_MODULES": ",".join(settings.check_modules) or "none"})
+                "AUTO_INFER_CHECK_MODULES": ",".join(check.required(settings)) or "none"})
     return env
 
 

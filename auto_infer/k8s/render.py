@@ -59,7 +59,8 @@ def render(cfg: ModelConfig, data: Mapping[str, Any], opts: Options, units: list
 
     if not opts.claim:
         put("00-pvc-workspace.yaml", "pvc.yaml.j2", name=claim)
-    put("20-job-install.yaml", "job.yaml.j2", name=f"{plan.PART_OF}-install", env_list=_job_env(opts))
+    put("20-job-install.yaml", "job.yaml.j2", name=f"{plan.PART_OF}-install",
+        env_list=_job_env(opts, cfg.master.engine))
     for unit in units:
         _put_unit(put, unit)
     gw = gateway.plan_gateway(cfg, units, opts)
@@ -68,8 +69,13 @@ def render(cfg: ModelConfig, data: Mapping[str, Any], opts: Options, units: list
     return dict(sorted(files.items()))
 
 
-def _job_env(opts: Options) -> list[dict[str, str]]:
+def _job_env(opts: Options, engine: str) -> list[dict[str, str]]:
+    """The init Job sees no model config (each pod gets its own instance's), so the modules its
+    `check` requires are the engine's, named here (a vLLM template has no sglang)."""
+    from auto_infer.install.check import ENGINE_MODULES, SEED_DEFAULT
+
     env = {k: v for k, v in plan.base_env(opts).items() if k != "AUTO_INFER_SGLANG_CONFIG"}
+    env["AUTO_INFER_CHECK_MODULES"] = ",".join(ENGINE_MODULES.get(engine, SEED_DEFAULT)) or "none"
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from auto_infer.core.errors import UserError
 from auto_infer.core.settings import Settings
 from auto_infer.core.tomlfile import apply_overrides, read_toml
 from auto_infer.serve import gateway, validate
@@ -44,6 +45,13 @@ FLAG_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")
 def merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[str]]:
     """The file with the overrides merged: AUTO_INFER_SGLANG_OVERRIDES (every engine), then the
     engine's own infer-dev spelling (AUTO_INFER_VLLM_OVERRIDES / AUTO_INFER_LLAMA_CPP_OVERRIDES)."""
+    if path == settings.config_path and not path.exists():
+        named = (f"{settings.config_var} names it" if settings.config_var
+                 else "the default path: none of AUTO_INFER_SGLANG_CONFIG, AUTO_INFER_VLLM_CONFIG, "
+                      "AUTO_INFER_LLAMA_CPP_CONFIG is set")
+        raise UserError(f"the model config does not exist ({named})", where=str(path),
+                        fix=f"set {settings.config_var or 'AUTO_INFER_SGLANG_CONFIG'} to your model config "
+                            "(model-configs/ has one per engine)")
     raw = read_toml(path)
     engine = engines.recognise(raw, settings.engine_overrides, str(path))
     applied, data = [], raw

@@ -7,6 +7,8 @@
 #   AUTO_INFER_SGLANG_REHEARSE_ON_BOOT=1    warm, then rehearse the offline install (scratch, no network)
 #   AUTO_INFER_SGLANG_INSTALL_ON_BOOT=1     install the environment from the caches, then check it
 #   AUTO_INFER_SGLANG_ON_BOOT=1             install + check, then serve the model config
+#                                           (infer-dev's AUTO_INFER_VLLM_ON_BOOT / AUTO_INFER_LLAMA_CPP_ON_BOOT too)
+# A gate set to anything but 1/true/yes/on or 0/false/no/off stops boot with an error naming it.
 # Its output is shown and appended to ${AUTO_INFER_WORKSPACE_DIR}/logs/boot.log (/tmp when the
 # workspace is not writable). It never holds the container's start for ever: boot is stopped after
 # AUTO_INFER_BOOT_TIMEOUT seconds (default 7200); steps finished by then are kept and the next boot
@@ -60,7 +62,8 @@ run_boot() {  # $1 = log file; returns auto-infer's exit status
   printf '%s %s start: warm=%s rehearse=%s install=%s serve=%s timeout=%ss workspace=%s\n' "$TAG" "$(date -Is)" \
     "${AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT:-0}" "${AUTO_INFER_SGLANG_REHEARSE_ON_BOOT:-0}" \
     "${AUTO_INFER_SGLANG_INSTALL_ON_BOOT:-0}" \
-    "${AUTO_INFER_SGLANG_ON_BOOT:-0}" "$LIMIT" "$WS" | tee -a "$log" >&2
+    "${AUTO_INFER_SGLANG_ON_BOOT:-0}${AUTO_INFER_VLLM_ON_BOOT:+ vllm=$AUTO_INFER_VLLM_ON_BOOT}${AUTO_INFER_LLAMA_CPP_ON_BOOT:+ llama.cpp=$AUTO_INFER_LLAMA_CPP_ON_BOOT}" \
+    "$LIMIT" "$WS" | tee -a "$log" >&2
   if ! command -v auto-infer >/dev/null 2>&1; then
     status=127
   elif command -v timeout >/dev/null 2>&1; then
