@@ -68,3 +68,18 @@ def test_the_install_jobs_check_requires_what_the_engine_needs(tmp_path: Path) -
         assert r.returncode == 0, r.stderr
         job = (out / "20-job-install.yaml").read_text()
         assert f'{{name: "AUTO_INFER_CHECK_MODULES", value: "{modules}"}}' in job
+
+
+def test_llama_cpp_on_off_options_get_on_or_off_not_a_bare_flag(tmp_path: Path) -> None:
+    """`flash_attn = true` (infer-dev's examples) is `--flash-attn on`: llama-server's -fa takes
+    on|off|auto, and a bare --flash-attn made it read the next flag as the value and refuse to start."""
+    config = tmp_path / "llama.toml"
+    config.write_text('[master]\nllama_cpp_path = "/bin/true"\n\n[instance.a.server]\nmodel = "/m.gguf"\n'
+                      'port = 18080\nflash_attn = true\nmetrics = true\n\n'
+                      '[instance.b.server]\nmodel = "/m.gguf"\nport = 18081\nfa = false\n')
+    r = run_cli(["serve", "--dry-run", "--json"], _env(tmp_path, AUTO_INFER_SGLANG_CONFIG=str(config)))
+    assert r.returncode == 0, r.stderr
+    argv = {i["name"]: i["argv"] for i in json.loads(r.stdout)["instances"]}
+    a, b = argv["a"], argv["b"]
+    assert a[a.index("--flash-attn") + 1] == "on" and "--metrics" in a        # a real switch stays bare
+    assert b[b.index("--flash-attn") + 1] == "off", b           # `fa`: its short spelling

@@ -222,6 +222,7 @@ smoke_prompt = "{QUESTION}"
 [instance.server]
 host = "127.0.0.1"
 ctx_size = 2048
+flash_attn = true          # as infer-dev's examples write it: llama-server takes on|off|auto, not a bare flag
 n_predict = 64
 temp = 0.0
 # plain ChatML, as llama-cpp-python uses: the GGUF's own template adds SmolLM's system prompt, after

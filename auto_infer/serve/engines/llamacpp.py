@@ -36,6 +36,11 @@ ALIASES: Mapping[str, str] = {   # llama-server's short and second spellings -> 
     "a": "alias", "np": "parallel", "b": "batch_size", "ub": "ubatch_size", "fa": "flash_attn",
     "ts": "tensor_split", "sm": "split_mode", "mg": "main_gpu", "ctk": "cache_type_k", "ctv": "cache_type_v",
     "n": "n_predict", "s": "seed", "tb": "threads_batch", "cb": "cont_batching", "v": "verbose"}
+# llama-server's options that take on|off[|auto] rather than being bare switches (its `--help`: -fa,
+# --flash-attn [on|off|auto]; --fit [on|off]; ...): a TOML true/false is their on/off. infer-dev's
+# configs write `flash_attn = true`, which as a bare `--flash-attn` makes llama-server read the next
+# flag as its value and refuse to start.
+ON_OFF = frozenset({"flash_attn", "fit", "log_colors", "reasoning"})
 CANDIDATES = ("/soft/app/llama-cpp/bin/llama-server", "/hard/volume/workspace/llama-cpp/build/bin/llama-server")
 
 
@@ -59,13 +64,22 @@ def executable(master: Master) -> tuple[str, str | None]:
 def program(settings: Settings, master: Master, inst: Instance, multi: frozenset[str],
             api_key: str | None) -> Program:
     wanted, found = executable(master)
-    argv = base.with_api_key([found or wanted, *base.server_flags(inst.server, multi)], inst.server, api_key)
+    argv = base.with_api_key([found or wanted, *base.server_flags(on_off(inst.server), multi)], inst.server, api_key)
     if found is None:
         return Program(argv, missing=f"llama-server not found: {wanted}",
                        fix="set [master] llama_cpp_path to the llama-server binary (or put it on PATH)")
     prev = os.environ.get("LD_LIBRARY_PATH", "")
     lib = os.path.dirname(found)
     return Program(argv, env={"LD_LIBRARY_PATH": f"{lib}:{prev}" if prev else lib})
+
+
+def on_off(server: Mapping[str, Any]) -> dict[str, Any]:
+    """``server`` with true/false of an :data:`ON_OFF` option (any spelling: ``fa``) as "on"/"off"."""
+    def value(key: str, v: Any) -> Any:
+        if isinstance(v, bool) and base.key_of(key, ALIASES) in ON_OFF:
+            return "on" if v else "off"
+        return v
+    return {k: value(k, v) for k, v in server.items()}
 
 
 def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],
