@@ -25,8 +25,14 @@ from auto_infer.tasks.cmdline import option_message, task_names, unknown
 def _guarded(cls: type, graph: ModuleType) -> type:
     class Guarded(cls):  # type: ignore[misc, valid-type]
         def parse_execute(self, in_args: list[str]) -> int:
+            if self.name == "dumpdb":
+                raise Carried(UsageError(
+                    "`dumpdb` reads doit's dbm files; auto-infer keeps doit's state in SQLite",
+                    fix="read it with: sqlite3 \"$AUTO_INFER_WORKSPACE_DIR/.auto-infer/doit.sqlite\" "
+                        "'select task_id, task_data from doit'"))
             try:
-                return int(super().parse_execute(in_args))
+                code = super().parse_execute(in_args)
+                return 0 if code is None else int(code)      # clean, forget, ignore return None
             except InvalidCommand as err:
                 word = err.not_found or (in_args[0] if in_args else "")
                 raise Carried(unknown(word, graph)) from None

@@ -307,3 +307,16 @@ def test_doit_plugins_of_other_packages_are_not_loaded_into_auto_infer(bare: dic
     theirs = subprocess.run([sys.executable, "-m", "doit", "help"], cwd=repo, env=env, capture_output=True,
                             text=True, timeout=120)
     assert "boom" in theirs.stdout and mark.exists(), theirs.stdout + theirs.stderr
+
+
+def test_doits_state_commands_work_and_dumpdb_is_refused_with_the_way_to_read_the_state(tmp_path: Path) -> None:
+    """clean / forget / ignore return None from doit: that is success, not an internal error (forget
+    used to change the state and then report a crash). dumpdb reads dbm files, ours is SQLite."""
+    env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws")})
+    for args in (["clean"], ["clean", "install"], ["forget"], ["forget", "install"], ["ignore", "install"]):
+        r = run_cli(args, env)
+        assert r.returncode == 0 and "internal error" not in r.stderr, (args, r.stderr)
+    assert "forgetting install" in run_cli(["forget", "install"], env).stdout
+    r = run_cli(["dumpdb"], env)
+    assert r.returncode == 2 and "internal error" not in r.stderr
+    assert "SQLite" in r.stderr and "doit.sqlite" in r.stderr

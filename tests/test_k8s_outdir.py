@@ -109,3 +109,31 @@ def test_options_kubernetes_would_refuse_are_refused_first(tmp_path: Path, args:
     rc, _, err = cli(tmp_path, QWEN, "--out", str(out), *args)
     assert rc == 1 and said in err and "fix:" in err and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_an_edited_render_or_a_users_own_file_of_our_name_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(out))
+    assert rc == 0, err
+    job = out / "20-job-install.yaml"
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(out))             # unedited: rendered again, silently
+    assert rc == 0, err
+    job.write_text(job.read_text() + "# my edit\n")
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(out))
+    assert rc == 1 and "Traceback" not in err
+    assert f"{job} would be replaced, but it was edited since" in err
+    assert job.read_text().endswith("# my edit\n")                   # nothing written
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "20-job-install.yaml").write_text("kind: Job  # mine\n")
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(other))
+    assert rc == 1 and "auto-infer k8s did not write it" in err
+    assert (other / "20-job-install.yaml").read_text() == "kind: Job  # mine\n"
+    assert not (other / "30-deployment-qwen2_vl_7b.yaml").exists()   # refused before writing anything
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    rc, _, err = cli(tmp_path, QWEN, "--out", str(tmp_path / "afile" / "sub"))
+    assert rc == 1 and "Traceback" not in err and "internal error" not in err
+    assert "a part of its path is a file" in err

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import atomic_write_text, kind_of
+from auto_infer.core.fsutil import atomic_write_text, check_folder, kind_of
 from auto_infer.core.progress import say
 
 LIST = ".auto-infer-k8s.list"
@@ -95,14 +95,20 @@ def _previous(out: Path) -> dict[str, str]:
 def write(files: Mapping[str, str], out: Path) -> list[str]:
     """Write every file atomically, then the list; remove what only the last render wrote.
     Returns the names of the stale files that were kept (changed since we wrote them)."""
-    if out.exists() and not out.is_dir():
-        raise UserError("the output path is not a folder", where=str(out), fix="give --out a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    check_folder(out, "the output folder (--out)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     _check(out, files)
     before = _previous(out)
+    _refuse_replacing_edits(out, files, before)
     kept = []
-    for name, text in files.items():
-        atomic_write_text(out / name, text)
+    try:
+        for name, text in files.items():
+            atomic_write_text(out / name, text)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     for name, digest in sorted(before.items()):
         path = out / name
         if name in files or not path.is_file() or path.is_symlink():
@@ -113,5 +119,30 @@ def write(files: Mapping[str, str], out: Path) -> list[str]:
             continue
         path.unlink()
     listing = "".join(f"{name} {_digest(text.encode())}\n" for name, text in sorted(files.items()))
-    atomic_write_text(out / LIST, HEAD + listing)
+    try:
+        atomic_write_text(out / LIST, HEAD + listing)
+    except OSError as exc:
+        raise _unwritable(out, exc) from None
     return kept
+
+
+def _unwritable(out: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot write the manifests into {out}: {exc.strerror or exc}", where=str(out),
+                     fix="give --out a folder you can write (a read-only mount? a full disk?)")
+
+
+def _refuse_replacing_edits(out: Path, files: Mapping[str, str], before: Mapping[str, str]) -> None:
+    """A file of a name we render is replaced only when it holds what we wrote last time (or what we
+    write now): an edited render, or a file of the user's own, is never overwritten."""
+    for name, text in sorted(files.items()):
+        path = out / name
+        try:
+            data = _read_regular(path)
+        except FileNotFoundError:
+            continue
+        if data is None or data == text.encode() or before.get(name) == _digest(data):
+            continue
+        why = "it was edited since auto-infer k8s wrote it" if name in before else "auto-infer k8s did not write it"
+        raise UserError(f"{path} would be replaced, but {why}", where=str(path),
+                        fix="move it out of the output folder (render again to get ours), or give --out another "
+                            "folder; edit the model config rather than the rendered files")
