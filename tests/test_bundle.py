@@ -253,3 +253,19 @@ def test_import_of_a_folder_says_it_is_a_folder(tmp_path: Path) -> None:
     r = run_cli(["bundle", "import", str(tmp_path)], fresh(tmp_path, "ws"))
     assert r.returncode == 1 and f"{tmp_path} is a folder, not a bundle file" in r.stderr, r.stderr
     assert "fix:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_replaces_an_earlier_bundle_but_never_a_users_other_file(
+        built_channel: Built, bundle_file: Path, tmp_path: Path) -> None:
+    env = fresh(tmp_path, "again", template=built_channel.template)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    with mirror.Mirror(built_channel.channel.root, built_channel.port):
+        r = run_cli(["bundle", "export", str(notes)], env)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "is not an auto-infer bundle: export would replace it" in r.stderr
+        assert notes.read_text() == "my notes\n"
+        earlier = tmp_path / "earlier.tar"
+        shutil.copy(bundle_file, earlier)
+        export(env, earlier)                           # an earlier bundle: replaced, as before
+    assert members(earlier)[0] == "auto-infer-bundle.json"

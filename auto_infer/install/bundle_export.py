@@ -201,6 +201,24 @@ class _Counting:
         return self.fh.write(data)
 
 
+def _refuse_replacing_a_non_bundle(out: Path) -> None:
+    """An existing file is replaced only when it is a bundle (an earlier export, an empty file):
+    `bundle export notes.txt` must not turn the user's file into a tar."""
+    try:
+        if out.stat().st_size == 0:
+            return
+        with tarfile.open(out, "r|") as tf:
+            first = tf.next()
+        if first is not None and first.name == fmt.INDEX:
+            return
+    except FileNotFoundError:
+        return
+    except (OSError, tarfile.TarError):
+        pass
+    raise UserError(f"{out} exists and is not an auto-infer bundle: export would replace it", where=str(out),
+                    fix="name a new file (or an earlier bundle to replace), or move that file away first")
+
+
 def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bool = False) -> dict[str, Any]:
     p = plan(settings, since)
     if dry_run:
@@ -210,6 +228,7 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
     if not is_stdout(out):
         out = Path(os.path.abspath(out))
         check_target(out, "the bundle file")
+        _refuse_replacing_a_non_bundle(out)
     what = f"{len(p.carry)} of {len(p.locked.artifacts)} artifacts" + (" (delta)" if p.since else "")
     t0 = time.monotonic()
     where = Path.cwd() if is_stdout(out) else out.parent

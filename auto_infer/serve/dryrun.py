@@ -29,8 +29,11 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     chosen = select(cfg, names) if cfg.master.enable else ()
     launches = build_launches(settings, cfg, chosen, dry_run=True)
     shown: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
-    return {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
-            "instances": [_instance(cfg, launch, _ours(launch, shown)) for launch in launches]}
+    plan = {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
+            "instances": [_instance(settings, cfg, launch, _ours(launch, shown)) for launch in launches]}
+    if cfg.master.enable and not launches:
+        plan["nothing"] = f"no enabled instance in {cfg.path}: serve would launch nothing"
+    return plan
 
 
 def _ours(launch: Launch, shown: dict[tuple[int, tuple[str, ...]], dict[str, str]]) -> dict[str, str]:
@@ -41,13 +44,16 @@ def _ours(launch: Launch, shown: dict[tuple[int, tuple[str, ...]], dict[str, str
     return shown[key]
 
 
-def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str]) -> dict[str, Any]:
+def _instance(settings: Settings, cfg: ModelConfig, launch: Launch, ours: dict[str, str]) -> dict[str, Any]:
     inst, rules = launch.inst, engines.get(launch.inst.engine).READY
     problems = [launch.missing] if launch.missing else []
     try:
         validate.check_paths(cfg, (inst,))
     except UserError as exc:
         problems.append(exc.what)
+    if inst.worker is None and not _port_ok(settings, launch):
+        problems.append(f"port {inst.port} is already in use (serve would refuse: stop what listens there, "
+                        f"ss -ltnp 'sport = :{inst.port}', or choose another port)")
     health = list(rules.health)
     order = [*health, "/v1/models"] if rules.health_first else ["/v1/models", *health]
     worker = inst.worker
@@ -60,6 +66,19 @@ def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str]) -> dict[st
             "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}
 
 
+def _port_ok(settings: Settings, launch: Launch) -> bool:
+    """serve's own rule: the port is free, or this instance, started earlier by auto-infer, holds it
+    (serve keeps or restarts it there)."""
+    from auto_infer.core.net import port_is_free
+    from auto_infer.serve import registry
+
+    inst = launch.inst
+    if port_is_free(inst.host, inst.port):
+        return True
+    rec = registry.read_or_empty(settings, launch.key)
+    return rec.port == inst.port and registry.is_running(rec)
+
+
 def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False,
             strict: bool = False) -> int:
     """Print the plan: 0 when it is valid, whatever this host still lacks (listed as warnings);
@@ -69,7 +88,7 @@ def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = 
         print(json.dumps(plan, indent=2))
     else:
         _print(plan)
-    lacking = any(i["problems"] for i in plan["instances"])
+    lacking = any(i["problems"] for i in plan["instances"]) or "nothing" in plan
     if lacking and not as_json:
         say("⚠ this host lacks what is marked ⚠ above" + (" (--strict: an error)" if strict else
             "; serve here would refuse to start (--strict makes this an error)"))
@@ -80,6 +99,8 @@ def _print(plan: dict[str, Any]) -> None:
     say(f"dry run of {plan['config']} (engine {plan['engine']}): nothing is started")
     if not plan["enable"]:
         say("master.enable = false: no server would be launched")
+    if "nothing" in plan:
+        say(f"⚠ {plan['nothing']}")
     for i in plan["instances"]:
         gpus = ",".join(map(str, i["gpus"])) if isinstance(i["gpus"], list) else i["gpus"]
         print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {gpus}  model {i['model']}")
