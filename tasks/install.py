@@ -132,8 +132,9 @@ def _healthy() -> bool:
 
 def _do_check() -> None:
     from auto_infer.install import check
+    from auto_infer.serve import config
 
-    data = check.run(settings())
+    data = check.run(settings(), config.check_modules(settings()))
     print(check.summary(data), flush=True)
 
 
@@ -156,7 +157,9 @@ def _shell_quote(value: str) -> str:
 
 def _do_rehearse() -> None:
     from auto_infer.install import rehearse
-    say(rehearse.run(settings()).line())
+    from auto_infer.serve import config
+
+    say(rehearse.run(settings(), config.check_modules(settings())).line())
 
 
 @takes_run_lock

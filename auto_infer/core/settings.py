@@ -6,31 +6,16 @@ else in the code reads ``AUTO_INFER_*`` variables directly: it asks a :class:`Se
 
 from __future__ import annotations
 
-import math
 import os
 import platform as _platform
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from auto_infer.core.envvalues import number, switch
 from auto_infer.core.errors import UserError
 from auto_infer.core.variables import CACHE_VARS, PROXY_VARS, VARIABLES, default  # noqa: F401 - re-exported
-
-TRUE = {"1", "true", "yes", "on", "y", "t"}
-FALSE = {"0", "false", "no", "off", "n", "f", ""}
-
-
-def switch(name: str, raw: str) -> bool:
-    """A yes/no variable: a value that is neither is refused, not read as "no" (a container booted
-    with AUTO_INFER_SGLANG_ON_BOOT=enable must not come up serving nothing)."""
-    if raw.strip().lower() in TRUE:
-        return True
-    if raw.strip().lower() in FALSE:
-        return False
-    raise UserError(f"{name}={raw!r} is neither yes nor no", where=name,
-                    fix="use 1, true, yes or on to turn it on; 0, false, no or off (or unset) to turn it off")
 
 
 def current_platform() -> str:
@@ -249,7 +234,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         check_modules=modules,
         config_path=config_path,
         overrides=get("AUTO_INFER_SGLANG_OVERRIDES"),
-        runlock_timeout=_number(get, "AUTO_INFER_LOCK_TIMEOUT", float),
+        runlock_timeout=number(get, "AUTO_INFER_LOCK_TIMEOUT", float),
         net=_net(get),
         restarts=_restarts(get),
         gates={gate: any([switch(name, value(name)) for name in names]) for gate, names in GATES.items()},
@@ -283,40 +268,18 @@ def _config(get: Callable[[str], str], value: Callable[[str], str]) -> tuple[str
     return "", _abs(value(CONFIG_VARS[0]))
 
 
-YEAR = 365 * 24 * 3600      # the most seconds any setting takes: beyond it a wait is a mistake (or inf)
-
-
-def _number(get: Callable[[str], str], name: str, kind: type[float] | type[int], least: float | None = 0,
-            most: float | None = None) -> Any:
-    """A finite number (int or float) of at least ``least`` (> 0 when ``least`` is None) and at most
-    ``most`` (a float: a year of seconds when None) from ``name``, its default from the table when unset."""
-    raw = get(name) or default(name)
-    top = YEAR if most is None and kind is float else most
-    try:
-        value = kind(raw)
-        if (not math.isfinite(value) or value < (least or 0) or (least is None and value <= 0)
-                or (top is not None and value > top)):
-            raise ValueError
-    except ValueError:
-        span = "more than 0" if least is None else f"{least:g} or more"
-        span += "" if top is None else f", at most {top:.0f}"
-        what = ("a whole number" if kind is int else "a number of seconds") + f" ({span})"
-        raise UserError(f"{name}={raw!r} is not {what}", where=name, fix=f"set it to e.g. {default(name)}") from None
-    return value
-
-
 def _restarts(get: Callable[[str], str]) -> Restarts:
-    return Restarts(max_crashes=_number(get, "AUTO_INFER_SUPERVISE_MAX_CRASHES", int, None, 1000),
-                    window=_number(get, "AUTO_INFER_SUPERVISE_WINDOW", float, None),
-                    backoff=_number(get, "AUTO_INFER_SUPERVISE_BACKOFF", float))
+    return Restarts(max_crashes=number(get, "AUTO_INFER_SUPERVISE_MAX_CRASHES", int, None, 1000),
+                    window=number(get, "AUTO_INFER_SUPERVISE_WINDOW", float, None),
+                    backoff=number(get, "AUTO_INFER_SUPERVISE_BACKOFF", float))
 
 
 def _net(get: Callable[[str], str]) -> Net:
     mirrors = get("AUTO_INFER_MIRRORS")
-    return Net(timeout=max(_number(get, "AUTO_INFER_NET_TIMEOUT", float, None), 0.1),
-               deadline=max(_number(get, "AUTO_INFER_NET_DEADLINE", float, None), 0.1),
-               connections=_number(get, "AUTO_INFER_NET_CONNECTIONS", int, None, 256),
-               retries=_number(get, "AUTO_INFER_NET_RETRIES", int, 0, 100),
-               retry_delay=_number(get, "AUTO_INFER_NET_RETRY_DELAY", float),
+    return Net(timeout=max(number(get, "AUTO_INFER_NET_TIMEOUT", float, None), 0.1),
+               deadline=max(number(get, "AUTO_INFER_NET_DEADLINE", float, None), 0.1),
+               connections=number(get, "AUTO_INFER_NET_CONNECTIONS", int, None, 256),
+               retries=number(get, "AUTO_INFER_NET_RETRIES", int, 0, 100),
+               retry_delay=number(get, "AUTO_INFER_NET_RETRY_DELAY", float),
                mirrors=_abs(mirrors) if mirrors else None,
-               progress_every=max(_number(get, "AUTO_INFER_PROGRESS_INTERVAL", float, None), 0.1))
+               progress_every=max(number(get, "AUTO_INFER_PROGRESS_INTERVAL", float, None), 0.1))

@@ -39,28 +39,7 @@ print(json.dumps(out))
 """
 
 
-# what `check` requires when AUTO_INFER_CHECK_MODULES is unset, by the model config's engine (its
-# NAME in serve/engines). llama.cpp serves from its own llama-server (or llama-cpp-python) program, not
-# from torch, and a `command =` config runs whatever it names: for those nothing is required, the
-# versions found are only reported.
-ENGINE_MODULES = {"sglang": ("torch", "sglang"), "vllm": ("torch", "vllm"), "llamacpp": (), "command": ()}
-SEED_DEFAULT = ENGINE_MODULES["sglang"]
-
-
-def required(settings: Settings) -> tuple[str, ...]:
-    """AUTO_INFER_CHECK_MODULES if set; else what the model config's engine needs; else (no config, or
-    one that does not load: `serve` says what is wrong with it) the plan's torch,sglang."""
-    if settings.check_modules is not None:
-        return settings.check_modules
-    if not settings.config_path.is_file():
-        return SEED_DEFAULT
-    from auto_infer.serve import config
-
-    try:
-        _, engine, _ = config.merged(settings, settings.config_path)
-    except UserError:
-        return SEED_DEFAULT
-    return ENGINE_MODULES.get(engine, SEED_DEFAULT)
+DEFAULT = ("torch", "sglang")      # the plan's; the tasks pass the config's engine's (serve/config.check_modules)
 
 
 def _modules_var(modules: tuple[str, ...]) -> str:
@@ -71,13 +50,12 @@ NO_PYTHON = ("the environment has no Python (a tools-only lock): imports, torch,
              "checked; checked instead: every file of every locked conda package is in place")
 
 
-def _without_python(settings: Settings, py: Path) -> dict[str, Any]:
+def _without_python(settings: Settings, py: Path, modules: tuple[str, ...]) -> dict[str, Any]:
     """A conda-only environment without python: say what can and cannot be checked."""
     reason = health_check(settings)
     if reason is not None:
         raise UserError(f"the environment is not ready: {reason}", where=str(settings.env_prefix),
                         fix="run `auto-infer install` first")
-    modules = required(settings)
     if modules:
         raise UserError(f"{_modules_var(modules)} asks for Python modules, "
                         f"but the environment has no Python ({py} does not exist): the lock installs none",
@@ -91,15 +69,17 @@ def _without_python(settings: Settings, py: Path) -> dict[str, Any]:
     return data
 
 
-def run(settings: Settings, timeout: float = 600) -> dict[str, Any]:
+def run(settings: Settings, modules: tuple[str, ...] | None = None, timeout: float = 600) -> dict[str, Any]:
+    """The import check; ``modules``: what is required (default: AUTO_INFER_CHECK_MODULES, else the plan's)."""
+    if modules is None:
+        modules = settings.check_modules if settings.check_modules is not None else DEFAULT
     py = settings.env_python
     if not py.exists():
         if not settings.env_prefix.is_dir():
             raise UserError(f"the environment is not installed: {settings.env_prefix}",
                             where=str(settings.env_prefix), fix="run `auto-infer install` first")
-        return _without_python(settings, py)
+        return _without_python(settings, py, modules)
     env = settings.tool_env(online=False)
-    modules = required(settings)
     try:
         proc = subprocess.run([str(py), "-c", PROBE, ",".join(modules)], capture_output=True,
                               text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)

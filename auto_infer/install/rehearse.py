@@ -24,7 +24,6 @@ from auto_infer.core.netns import can_unshare, offline_command
 from auto_infer.core.progress import fmt_secs, step
 from auto_infer.core.runner import run_logged, self_command
 from auto_infer.core.settings import PROXY_VARS, Settings
-from auto_infer.install import check
 from auto_infer.install import manifest as manifests
 
 
@@ -42,7 +41,7 @@ class Rehearsal:
                 f"({self.files} files) installed from the cache alone with no network; imports: {mods or 'none'}")
 
 
-def _child_env(settings: Settings, scratch: Path) -> dict[str, str]:
+def _child_env(settings: Settings, scratch: Path, modules: tuple[str, ...]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTO_INFER_") and k not in PROXY_VARS}
     env.update({"AUTO_INFER_WORKSPACE_DIR": str(scratch / "ws"),
                 "AUTO_INFER_SGLANG_PROJECT_DIR": str(scratch / "project"),
@@ -50,7 +49,7 @@ def _child_env(settings: Settings, scratch: Path) -> dict[str, str]:
                 "AUTO_INFER_SGLANG_PIXI_ENV": settings.pixi_env,
                 "AUTO_INFER_INSTALLER": settings.installer,
                 "AUTO_INFER_PLATFORM": settings.platform,
-                "AUTO_INFER_CHECK_MODULES": ",".join(check.required(settings)) or "none"})
+                "AUTO_INFER_CHECK_MODULES": ",".join(modules) or "none"})
     return env
 
 
@@ -58,7 +57,7 @@ def _files(prefix: Path) -> int:
     return sum(len(names) for _, _, names in os.walk(prefix))
 
 
-def run(settings: Settings) -> Rehearsal:
+def run(settings: Settings, modules: tuple[str, ...] = ("torch", "sglang")) -> Rehearsal:
     """Install + check a scratch copy of the project offline from the cache; raise UserError on failure."""
     lock = settings.lock_file
     if not lock.is_file():
@@ -77,7 +76,7 @@ def run(settings: Settings) -> Rehearsal:
         (scratch / "project").mkdir()
         for source in (settings.pixi_toml, settings.lock_file):
             shutil.copyfile(source, scratch / "project" / source.name)
-        env, t0 = _child_env(settings, scratch), time.monotonic()
+        env, t0 = _child_env(settings, scratch, modules), time.monotonic()
         with step("rehearse: install + check a scratch project from the cache alone, no network") as s:
             for task in ("install", "check"):
                 s.note(task)

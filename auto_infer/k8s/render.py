@@ -72,10 +72,10 @@ def render(cfg: ModelConfig, data: Mapping[str, Any], opts: Options, units: list
 def _job_env(opts: Options, engine: str) -> list[dict[str, str]]:
     """The init Job sees no model config (each pod gets its own instance's), so the modules its
     `check` requires are the engine's, named here (a vLLM template has no sglang)."""
-    from auto_infer.install.check import ENGINE_MODULES, SEED_DEFAULT
+    from auto_infer.serve.engines import known as engines
 
     env = {k: v for k, v in plan.base_env(opts).items() if k != "AUTO_INFER_SGLANG_CONFIG"}
-    env["AUTO_INFER_CHECK_MODULES"] = ",".join(ENGINE_MODULES.get(engine, SEED_DEFAULT)) or "none"
+    env["AUTO_INFER_CHECK_MODULES"] = ",".join(engines.get(engine).CHECK_MODULES) or "none"
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
 

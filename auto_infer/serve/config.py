@@ -73,6 +73,22 @@ def merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[st
     return data, engine, applied
 
 
+def check_modules(settings: Settings) -> tuple[str, ...]:
+    """What `check` requires: AUTO_INFER_CHECK_MODULES if set; else the model config's engine's
+    (a vLLM template has no sglang); else (no config, or one that does not load: `serve` says what is
+    wrong with it) SGLang's, the plan's torch,sglang."""
+    if settings.check_modules is not None:
+        return settings.check_modules
+    fallback = engines.get("sglang").CHECK_MODULES
+    if not settings.config_path.is_file():
+        return fallback
+    try:
+        _, engine, _ = merged(settings, settings.config_path)
+    except UserError:
+        return fallback
+    return tuple(engines.get(engine).CHECK_MODULES)
+
+
 def load(settings: Settings, path: Path | None = None) -> ModelConfig:
     """Read, merge and check the model config; nothing on the host (paths, ports) is looked at."""
     path = path or settings.config_path

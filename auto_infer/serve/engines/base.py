@@ -67,6 +67,7 @@ class Engine(Protocol):
     MEMORY_KEY: str                      # the server key for its share of each GPU ("" when none)
     MASTER_KEYS: Mapping[str, Any]       # [master] keys of this engine (they also recognise it)
     OVERRIDES_VAR: str                   # AUTO_INFER_<X>_OVERRIDES, infer-dev's spelling
+    CHECK_MODULES: tuple[str, ...]       # what `check` requires for it when AUTO_INFER_CHECK_MODULES is unset
     READY: ReadyRules
     ALIASES: Mapping[str, str]           # another spelling of one of its flags -> the key we use
 

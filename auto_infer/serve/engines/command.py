@@ -24,6 +24,7 @@ MEMORY_KEY = ""   # the share of each GPU it takes (checked when instances share
 NAME_KEYS: tuple[str, ...] = ("served_model_name",)
 MASTER_KEYS: Mapping[str, Any] = {}
 OVERRIDES_VAR = ""
+CHECK_MODULES: tuple[str, ...] = ()   # whatever `command` runs: only report (or set the variable)
 READY = ReadyRules(health=("/health",), health_first=False, health_optional=True)
 ALIASES: Mapping[str, str] = {}
 

@@ -30,6 +30,7 @@ MEMORY_KEY = ""   # the share of each GPU it takes (checked when instances share
 NAME_KEYS: tuple[str, ...] = ("alias",)
 MASTER_KEYS: Mapping[str, Any] = {"llama_cpp_path": str}
 OVERRIDES_VAR = "AUTO_INFER_LLAMA_CPP_OVERRIDES"
+CHECK_MODULES: tuple[str, ...] = ()   # llama-server is a program, not a module: only report
 READY = ReadyRules(health=("/health",), health_first=True)
 ALIASES: Mapping[str, str] = {   # llama-server's short and second spellings -> its long flag
     "m": "model", "c": "ctx_size", "ngl": "n_gpu_layers", "gpu_layers": "n_gpu_layers", "t": "threads",

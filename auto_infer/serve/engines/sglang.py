@@ -29,6 +29,7 @@ MEMORY_KEY = "mem_fraction_static"   # the share of each GPU it takes (checked w
 NAME_KEYS: tuple[str, ...] = ("served_model_name", "model_path")   # SGLang lists the path without a name
 MASTER_KEYS: Mapping[str, Any] = {"server_module": str, "project_dir": str}
 OVERRIDES_VAR = "AUTO_INFER_SGLANG_OVERRIDES"
+CHECK_MODULES: tuple[str, ...] = ("torch", "sglang")   # what `check` requires (unset AUTO_INFER_CHECK_MODULES)
 READY = ReadyRules(health=("/health_generate", "/health"), health_first=False)
 ALIASES: Mapping[str, str] = {"tensor_parallel_size": "tp_size", "data_parallel_size": "dp_size",
                               "pipeline_parallel_size": "pp_size", "expert_parallel_size": "ep_size",

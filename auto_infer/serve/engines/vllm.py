@@ -32,6 +32,7 @@ MEMORY_KEY = "gpu_memory_utilization"   # the share of each GPU it takes (checke
 NAME_KEYS: tuple[str, ...] = ("served_model_name", "model")
 MASTER_KEYS: Mapping[str, Any] = {"pixi_project_dir": str, "pixi_environment": str, "api_server_module": str}
 OVERRIDES_VAR = "AUTO_INFER_VLLM_OVERRIDES"
+CHECK_MODULES: tuple[str, ...] = ("torch", "vllm")   # a vLLM template has no sglang
 READY = ReadyRules(health=("/health",), health_first=True)
 ALIASES: Mapping[str, str] = {"tp": "tensor_parallel_size", "pp": "pipeline_parallel_size",
                               "dp": "data_parallel_size"}                # vLLM's short flags (-tp 2)
