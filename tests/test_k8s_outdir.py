@@ -137,3 +137,14 @@ def test_an_output_folder_that_cannot_be_made_is_a_user_error(tmp_path: Path) ->
     rc, _, err = cli(tmp_path, QWEN, "--out", str(tmp_path / "afile" / "sub"))
     assert rc == 1 and "Traceback" not in err and "internal error" not in err
     assert "a part of its path is a file" in err
+
+
+def test_a_model_path_on_no_mounted_volume_is_warned_about(tmp_path: Path) -> None:
+    config = tmp_path / "models.toml"
+    config.write_text('[instance.a.server]\nmodel_path = "/hard/volume/data/llm-models/x"\nport = 30000\n'
+                      '[instance.b.server]\nmodel_path = "/llm-models/y"\nport = 30001\n'
+                      '[instance.c.server]\nmodel_path = "Qwen/Qwen2-0.5B"\nport = 30002\n')
+    rc, _, err = cli(tmp_path, config, "--out", str(tmp_path / "out"))
+    assert rc == 0, err
+    assert "instance a: its model_path /hard/volume/data/llm-models/x is on no volume the pods mount" in err
+    assert "instance b:" not in err and "instance c:" not in err      # under /llm-models; a Hub id

@@ -109,6 +109,24 @@ def notes(units: list[Unit], opts: Options) -> list[str]:
             for name, k in keys.items()]
 
 
+def unmounted_models(cfg: ModelConfig) -> list[str]:
+    """Warnings: an instance whose model is a path no pod volume holds (a host path such as
+    /hard/volume/...) would crash-loop once installed; a Hub id (no leading /) is fetched, not mounted."""
+    from auto_infer.serve.engines import known as engines
+
+    mounts = (plan.WORKSPACE, plan.MODELS, plan.TEMPLATE, plan.CONFIG_DIR)
+    out = []
+    for inst in cfg.enabled():
+        key = engines.get(inst.engine).MODEL_KEY
+        path = inst.server.get(key) if key else None
+        if isinstance(path, str) and path.startswith("/") and not any(
+                path == m or path.startswith(m + "/") for m in mounts):
+            out.append(f"⚠ instance {inst.name}: its {key} {path} is on no volume the pods mount "
+                       f"({', '.join(mounts)}): put the model under {plan.MODELS} (the models claim) and set "
+                       f"[instance.{inst.name}.server] {key} there, or the pod fails once installed")
+    return out
+
+
 def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | None = None) -> None:
     """The `k8s` task: render, check (with a version), then write to ``out`` or print to stdout."""
     plan.check_options(opts)
@@ -119,7 +137,7 @@ def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | N
         from auto_infer.k8s.check import validate
         say(f"k8s: {validate(files, k8s_version)} objects valid for Kubernetes {k8s_version} "
             "(kubernetes-validate, strict)")
-    for line in notes(units, opts):
+    for line in [*unmounted_models(cfg), *notes(units, opts)]:
         say(f"k8s: {line}")
     if not out or out == "-":                 # `-` is stdout, as for every output path
         print("\n---\n".join(text.rstrip("\n") for text in files.values()))
