@@ -143,6 +143,30 @@ def test_a_bug_in_an_up_to_date_check_goes_through_the_crash_handler(bare: dict[
     assert len(logs) == 1 and "Traceback" in logs[0].read_text()
 
 
+def test_a_crash_quoting_a_proxy_or_a_key_keeps_them_out_of_stderr_and_the_crash_log(bare: dict[str, str],
+                                                                                    tmp_path: Path) -> None:
+    """A bug's message may quote a proxy (no scheme: ``user:pw@proxy:3128``) or argv a key: masked in both."""
+    script = tmp_path / "crash.py"
+    script.write_text(textwrap.dedent('''
+        import os, sys, time
+        from auto_infer.core import errors, settings
+        sys.argv = ["auto-infer", "serve", "--api-key", "Key-val-7777"]
+        try:
+            raise RuntimeError("cannot reach " + os.environ["HTTPS_PROXY"] + " or https://u:Url-pw-9999@h/")
+        except BaseException as exc:
+            sys.exit(errors.handle(exc, time.monotonic(), lambda: settings.load().state_dir))
+    '''))
+    env = dict(bare, HTTPS_PROXY="alice:Proxy-pw/4242@proxy.internal:3128")
+    r = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert "internal error: RuntimeError: cannot reach alice:***@proxy.internal:3128" in r.stderr, r.stderr
+    logs = list((Path(bare["AUTO_INFER_WORKSPACE_DIR"]) / ".auto-infer").glob("crash-*.log"))
+    assert len(logs) == 1 and "alice:***@proxy.internal:3128" in logs[0].read_text()
+    for secret in ("Proxy-pw", "Url-pw-9999", "Key-val-7777"):
+        assert secret not in r.stderr + logs[0].read_text(), secret
+
+
 def test_a_user_error_in_an_up_to_date_check_runs_the_task_which_says_why(bare: dict[str, str]) -> None:
     """No template, no project: install's up-to-date check cannot read a lock; the task then says so."""
     r = run_cli(["install"], bare)

@@ -350,6 +350,19 @@ def test_hook_warm_gate_online(workspace: Workspace, online: object, tmp_path: P
     assert "boot: done: warm" in boot_log(workspace)
 
 
+def test_hook_boot_log_masks_a_proxy_password_without_a_scheme(workspace: Workspace, tmp_path: Path) -> None:
+    """``HTTPS_PROXY=user:pw@proxy:3128`` (no scheme): warm fails through it, and neither the output
+    nor logs/boot.log (nor any file of the workspace) holds the password."""
+    proxy = f"alice:Boot-pw-4242@127.0.0.1:{free_port()}"
+    env = hook_env(workspace, tmp_path, AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT="1", AUTO_INFER_NET_RETRIES="0",
+                   HTTP_PROXY=proxy, HTTPS_PROXY=proxy, http_proxy=proxy, https_proxy=proxy)
+    r = run_hook(env)
+    assert r.returncode == 1, r.stderr + r.stdout
+    assert f"proxy: {proxy.replace('Boot-pw-4242', '***')}" in boot_log(workspace), boot_log(workspace)
+    assert "Boot-pw-4242" not in r.stdout + r.stderr
+    assert not [p for p in workspace.root.rglob("*") if p.is_file() and b"Boot-pw-4242" in p.read_bytes()]
+
+
 def test_hook_warm_and_install_gates_run_in_order(workspace: Workspace, online: object, tmp_path: Path) -> None:
     env = hook_env(workspace, tmp_path, AUTO_INFER_SGLANG_CACHE_WARM_ON_BOOT="1", AUTO_INFER_SGLANG_INSTALL_ON_BOOT="1")
     r = run_hook(env)

@@ -89,3 +89,13 @@ def test_proxy_urls_without_a_scheme_are_masked_too() -> None:
         "https_proxy": "me:***@proxy:3128,h:1", "NO_PROXY": "localhost"}
     assert redact.secret_values(env={"HTTP_PROXY": "me:pw-0001@proxy:3128", "ALL_PROXY": "tok-0002@p:1"}) == [
         "pw-0001", "tok-0002"]
+
+
+def test_a_proxy_password_with_a_slash_or_a_hash_is_masked_whole() -> None:
+    """A proxy has no path: all before its last ``@`` is user-info, even an unencoded ``/`` or ``#``
+    (``urlsplit`` would end the host at the ``/`` and show the password as a path)."""
+    for value in ("http://me:pw/0001@proxy:3128", "me:pw/0001@proxy:3128", "socks5h://me:pw#0001@proxy:1080"):
+        shown = redact.redact_env({"HTTPS_PROXY": value})["HTTPS_PROXY"]
+        assert "pw" not in shown and shown.endswith(":***@" + value.rsplit("@", 1)[1]), shown
+        assert value.split(":")[-2].split("@")[0] in redact.secret_values(env={"HTTPS_PROXY": value})
+    assert redact.redact_proxy("localhost,.corp") == "localhost,.corp"

@@ -87,7 +87,7 @@ def handle(exc: BaseException, started: float, state_dir: Callable[[], Path | No
     except Exception:   # noqa: BLE001 - a broken environment must not hide the crash
         where = None
     path = write_crash_log(where, exc)
-    print(f"auto-infer: internal error: {type(exc).__name__}: {exc} (traceback and versions in {path})",
+    print(hide_secrets(f"auto-infer: internal error: {type(exc).__name__}: {exc} (traceback and versions in {path})"),
           file=sys.stderr)
     return 3
 
@@ -101,17 +101,27 @@ def quiet_stdout() -> None:
         pass
 
 
+def hide_secrets(text: str) -> str:
+    """A crash's text without credentials: the proxy variables' passwords by value (with or without a
+    scheme, as an exception may quote them), the others by their shape (URL user-info, tokens...)."""
+    from auto_infer.core import redact
+
+    proxies = {k: v for k, v in os.environ.items() if redact.PROXY_NAME.match(k)}
+    return redact.scrub(text, redact.secret_values(env=proxies))
+
+
 def write_crash_log(state_dir: Path | None, exc: BaseException) -> Path | None:
     """Write traceback + versions; return the path (None if it could not be written)."""
     import platform  # here, not at the top: only a crash needs them
     import traceback
 
     from auto_infer import __version__
+    from auto_infer.core import redact
 
     body = [
         f"auto-infer {__version__} crashed at {time.strftime('%Y-%m-%dT%H:%M:%S')}",
         f"python {sys.version.split()[0]} on {platform.platform()}",
-        f"argv: {sys.argv}",
+        f"argv: {redact.redact_argv(sys.argv)}",
         "",
         "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     ]
@@ -121,7 +131,7 @@ def write_crash_log(state_dir: Path | None, exc: BaseException) -> Path | None:
         try:
             base.mkdir(parents=True, exist_ok=True)
             path = base / f"crash-{int(time.time())}.log"
-            path.write_text("\n".join(body))
+            path.write_text(hide_secrets("\n".join(body)))
             return path
         except OSError:
             continue

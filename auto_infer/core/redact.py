@@ -34,6 +34,7 @@ SECRET_FLAGS = {"--api-key", "--admin-api-key", "--hf-token", "--token"}
 
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<info>[^\s/?#\"'<>@]*(?:@[^\s/?#\"'<>@]*)*)@",
                            re.IGNORECASE)
+_SCHEME = re.compile(r"\s*[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _ASSIGN = re.compile(r"(?P<name>(?<![A-Za-z0-9_])[A-Za-z_][A-Za-z0-9_.-]*)(?P<eq>=|\":\s*\")(?P<value>[^\s&;,'\"]+)")
 _BEARER = re.compile(
     r"(?P<kind>\bbearer\s+|\bauthorization:\s*(?:basic|bearer|token)\s+)(?P<value>[A-Za-z0-9._~+/=-]{8,})",
@@ -109,7 +110,7 @@ def secret_values(*values: object, env: Mapping[str, str] | None = None) -> list
         if v and is_secret_name(k) and not PROXY_NAME.match(k):
             found.append(v)
         elif v and PROXY_NAME.match(k):
-            found += [pw for u in v.split(",") for pw in _proxy_password(u)]
+            found += [pw for u in (v, *v.split(",")) for pw in _proxy_password(u)]
         elif v:
             found += _url_passwords(v)
     return list(dict.fromkeys(found))
@@ -125,12 +126,30 @@ def _url_passwords(text: str) -> list[str]:
 
 def _proxy_password(url: str) -> list[str]:
     """The password of a proxy URL, with or without a scheme (the user-info when it has no ``:``)."""
-    if "://" in url:
-        return _url_passwords(url)
-    info, at, _rest = _split_userinfo(url)
+    _scheme, info, at, _host = _proxy_parts(url)
     _user, colon, pw = info.partition(":")
     secret = pw if colon else info
     return [secret] if at and len(secret) >= 4 else []
+
+
+def _proxy_parts(url: str) -> tuple[str, str, str, str]:
+    """``http://u:p/w@proxy:3128`` -> (``http://``, ``u:p/w``, ``@``, ``proxy:3128``): a proxy has no
+    path, so its user-info is all before the LAST ``@`` (a ``/`` or ``#`` in an unencoded password
+    included); the scheme is optional; no ``@`` -> (scheme, "", "", rest)."""
+    m = _SCHEME.match(url)
+    scheme = m.group(0) if m else ""
+    info, at, host = url[len(scheme):].rpartition("@")
+    return (scheme, info, at, host) if at else (scheme, "", "", url[len(scheme):])
+
+
+def redact_proxy(value: str) -> str:
+    """A proxy variable's value, with or without a scheme: ``u:pw@proxy:3128`` -> ``u:***@proxy:3128``,
+    ``http://tok@proxy`` -> ``http://***@proxy``; a value without user-info (NO_PROXY) unchanged."""
+    scheme, info, at, host = _proxy_parts(value)
+    if not at:
+        return scrub(value, ())
+    user, colon, _pw = info.partition(":")
+    return f"{scheme}{user}:{MASK}@{host}" if colon else f"{scheme}{MASK}@{host}"
 
 
 def redact_env(env: Mapping[str, str], extra_secrets: Iterable[str] = ()) -> dict[str, str]:
@@ -138,7 +157,7 @@ def redact_env(env: Mapping[str, str], extra_secrets: Iterable[str] = ()) -> dic
     out = {}
     for key, value in env.items():
         if PROXY_NAME.match(key):
-            out[key] = ",".join(redact_url(v) for v in value.split(","))
+            out[key] = redact_proxy(value)
         elif is_secret_name(key):
             out[key] = MASK
         else:

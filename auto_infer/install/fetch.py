@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from auto_infer.core.errors import UserError
 from auto_infer.core.meter import Meter, mb
 from auto_infer.core.progress import Step, fmt_secs, say
-from auto_infer.core.redact import redact_url
+from auto_infer.core.redact import redact_proxy, redact_url
 from auto_infer.core.settings import Net
 from auto_infer.install.cache import WheelStore
 from auto_infer.install.download import Attempt, Fatal, Permanent, Transient, is_local, part_path, reason
@@ -61,7 +61,7 @@ def proxy_for(url: str) -> str:
     proxies = get_environ_proxies(url)
     scheme = urlparse(url).scheme
     proxy = proxies.get(scheme) or proxies.get("all")
-    return redact_url(proxy) if proxy else "none"
+    return redact_proxy(proxy) if proxy else "none"
 
 
 class _Run:
