@@ -320,3 +320,15 @@ def test_doits_state_commands_work_and_dumpdb_is_refused_with_the_way_to_read_th
     r = run_cli(["dumpdb"], env)
     assert r.returncode == 2 and "internal error" not in r.stderr
     assert "SQLite" in r.stderr and "doit.sqlite" in r.stderr
+
+
+def test_commands_without_doit_state_write_nothing_in_the_working_folder(tmp_path: Path) -> None:
+    """env, status and both at once (doit runs them with `--db-file :memory:`): a dbm backend would
+    leave :memory:.dat/.dir/.bak in the working folder, as once committed at the repo root."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws")})
+    for args in (["env"], ["status"], ["env", "status"], ["forget", "install"], ["list"]):
+        r = run_cli(args, env, cwd=cwd)
+        assert r.returncode == 0 and "internal error" not in r.stderr, (args, r.stderr)
+        assert sorted(p.name for p in cwd.iterdir()) == [], args
