@@ -4,6 +4,7 @@ into exit codes here: they travel (``Carried``) to the one handler, auto_infer.c
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from doit.exceptions import InvalidCommand, InvalidDodoFile, InvalidTask
 from doit.loader import generate_tasks
 
 from auto_infer.core import errors
-from auto_infer.core.errors import Carried, UsageError
+from auto_infer.core.errors import Carried, UsageError, UserError
 from auto_infer.tasks.cmdline import option_message, task_names, unknown
 
 
@@ -26,10 +27,7 @@ def _guarded(cls: type, graph: ModuleType) -> type:
     class Guarded(cls):  # type: ignore[misc, valid-type]
         def parse_execute(self, in_args: list[str]) -> int:
             if self.name == "dumpdb":
-                raise Carried(UsageError(
-                    "`dumpdb` reads doit's dbm files; auto-infer keeps doit's state in SQLite",
-                    fix="read it with: sqlite3 \"$AUTO_INFER_WORKSPACE_DIR/.auto-infer/doit.sqlite\" "
-                        "'select task_id, task_data from doit'"))
+                raise Carried(_no_dumpdb())
             try:
                 code = super().parse_execute(in_args)
                 return 0 if code is None else int(code)      # clean, forget, ignore return None
@@ -37,7 +35,8 @@ def _guarded(cls: type, graph: ModuleType) -> type:
                 word = err.not_found or (in_args[0] if in_args else "")
                 raise Carried(unknown(word, graph)) from None
             except CmdParseError as err:
-                task = next((a.split(":")[0] for a in in_args if a.split(":")[0] in task_names(graph)), "TASK")
+                task = self.name if self.name != "run" else next(     # clean -x: an option of clean
+                    (a.split(":")[0] for a in in_args if a.split(":")[0] in task_names(graph)), "TASK")
                 raise Carried(option_message(str(err), task)) from None
             except (InvalidTask, InvalidDodoFile) as err:
                 raise Carried(UsageError(str(err))) from None
@@ -51,6 +50,18 @@ def _guarded(cls: type, graph: ModuleType) -> type:
     Guarded.__name__ = cls.__name__
     Guarded.name = cls.get_name()  # type: ignore[attr-defined]
     return Guarded
+
+
+def _no_dumpdb() -> BaseException:
+    """doit's dumpdb reads dbm files only; ours is SQLite: say how to read it, at its real path."""
+    from auto_infer.core.settings import load
+    try:
+        db = load().doit_db
+    except UserError as exc:
+        return exc
+    return UsageError("`dumpdb` reads doit's dbm files; auto-infer keeps doit's state in SQLite",
+                      where=str(db), fix=f"read it with: sqlite3 {shlex.quote(str(db))} "
+                                         "'select task_id, task_data from doit'")
 
 
 class GraphLoader(ModuleTaskLoader):  # type: ignore[misc]

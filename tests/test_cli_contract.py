@@ -319,7 +319,16 @@ def test_doits_state_commands_work_and_dumpdb_is_refused_with_the_way_to_read_th
     assert "forgetting install" in run_cli(["forget", "install"], env).stdout
     r = run_cli(["dumpdb"], env)
     assert r.returncode == 2 and "internal error" not in r.stderr
-    assert "SQLite" in r.stderr and "doit.sqlite" in r.stderr
+    db = tmp_path / "ws" / ".auto-infer" / "doit.sqlite"        # the real path, not $AUTO_INFER_WORKSPACE_DIR
+    assert "SQLite" in r.stderr and f"fix:   read it with: sqlite3 {db} 'select" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args", [["clean", "--frob"], ["forget", "--frob", "install"], ["list", "--help"]])
+def test_an_option_a_doit_command_lacks_names_that_command(bare: dict[str, str], args: list[str]) -> None:
+    """`clean --frob install`: --frob is clean's option, not install's (was "(`TASK`)" or `install`)."""
+    r = run_cli(args, bare)
+    assert r.returncode == 2 and f"not recognized (`{args[0]}`)" in r.stderr, r.stderr
+    assert f"`auto-infer help {args[0]}` lists its options" in r.stderr
 
 
 def test_commands_without_doit_state_write_nothing_in_the_working_folder(tmp_path: Path) -> None:
