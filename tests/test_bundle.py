@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from auto_infer.core.netns import can_unshare
 from auto_infer.demo import mirror
 from auto_infer.install import bundle_layout, lockfile
 from tests.conftest import Built, Workspace, needs_netns
@@ -269,3 +270,19 @@ def test_export_replaces_an_earlier_bundle_but_never_a_users_other_file(
         shutil.copy(bundle_file, earlier)
         export(env, earlier)                           # an earlier bundle: replaced, as before
     assert members(earlier)[0] == "auto-infer-bundle.json"
+
+
+@pytest.mark.skipif(not can_unshare() or not shutil.which("unshare"), reason="needs root and unshare -m")
+def test_export_onto_a_read_only_mount_is_a_user_error(built_channel: Built, tmp_path: Path) -> None:
+    """FILE on a read-only mount, or in a new folder there: exit 1 naming the folder (was exit 3, EROFS)."""
+    env = fresh(tmp_path, "again", template=built_channel.template)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = f'mount -t tmpfs -o ro tmpfs "{ro}" && for f in "$@"; do {" ".join(CLI)} bundle export "$f"; done'
+    with mirror.Mirror(built_channel.channel.root, built_channel.port):
+        r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(ro / "x.tar"), str(ro / "new" / "x.tar")],
+                           env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 1 and r.stderr.count("fix:   name a place you can write") == 2, r.stderr
+    for folder in (ro, ro / "new"):
+        assert f"cannot write the bundle file in {folder}: Read-only file system\n  where: {folder}\n" in r.stderr

@@ -25,7 +25,8 @@ def test_a_port_something_listens_on_is_flagged(tmp_path: Path) -> None:
         plain = run_cli(["serve", "--dry-run"], _env(tmp_path, config))
         strict = run_cli(["serve", "--dry-run", "--strict"], _env(tmp_path, config))
         as_json = run_cli(["serve", "--dry-run", "--json"], _env(tmp_path, config))
-    assert plain.returncode == 0 and f"⚠ port {port} is already in use" in plain.stdout
+    said = f"⚠ instance a: port {port} is already in use (serve would refuse: stop what listens there"
+    assert plain.returncode == 0 and said in plain.stdout, plain.stdout      # serve's own words (check_ports)
     assert strict.returncode == 1 and "Traceback" not in strict.stderr
     [inst] = json.loads(as_json.stdout)["instances"]
     assert any(f"port {port} is already in use" in p for p in inst["problems"])
@@ -38,3 +39,4 @@ def test_a_config_with_no_enabled_instance_is_flagged(tmp_path: Path) -> None:
     assert plain.returncode == 0 and "no enabled instance" in plain.stderr
     strict = run_cli(["serve", "--dry-run", "--strict"], _env(tmp_path, config))
     assert strict.returncode == 1 and "no enabled instance" in strict.stderr
+    assert "[instance.NAME.control] enabled = true" in strict.stderr and "this host lacks" not in strict.stderr

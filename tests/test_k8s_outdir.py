@@ -5,12 +5,16 @@ a credential in control.env becomes a Secret reference, never a ConfigMap value.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from auto_infer.core.netns import can_unshare
 from auto_infer.k8s import outdir, podconfig
 from tests import k8s_checks as checks
+from tests.helpers import CLI, clean_env
 from tests.test_k8s_semantics import SHIPPED, TWO_NODE, cli, kind
 
 QWEN = SHIPPED / "sglang-qwen2-vl-7b-tp2.toml"
@@ -148,3 +152,19 @@ def test_a_model_path_on_no_mounted_volume_is_warned_about(tmp_path: Path) -> No
     assert rc == 0, err
     assert "instance a: its model_path /hard/volume/data/llm-models/x is on no volume the pods mount" in err
     assert "instance b:" not in err and "instance c:" not in err      # under /llm-models; a Hub id
+
+
+@pytest.mark.skipif(not can_unshare() or not shutil.which("unshare"), reason="needs root and unshare -m")
+@pytest.mark.parametrize("under", ["", "new"])
+def test_a_read_only_output_folder_is_a_user_error(tmp_path: Path, under: str) -> None:
+    """--out on a read-only mount, or a new folder inside one: exit 1 naming it (was exit 3, EROFS)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    out = ro / under if under else ro
+    script = f'mount -t tmpfs -o ro tmpfs "{ro}" && exec "$@"'
+    env = clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(QWEN)})
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *CLI, "k8s", "--out", str(out)], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1 and "internal error" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert f"cannot write the manifests into {out}: Read-only file system" in r.stderr
+    assert f"where: {out}" in r.stderr and "fix:" in r.stderr

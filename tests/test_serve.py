@@ -170,6 +170,26 @@ def test_rerun_leaves_healthy_alone_and_restarts_only_the_changed_one(serve: Ser
     assert [i["name"] for i in serve.report()["instances"]] == ["change"]
 
 
+def test_a_port_another_instance_holds_is_refused_by_serve_and_by_its_dry_run_alike(serve: Serve) -> None:
+    """One port rule for both (orchestrator.port_refusal): an instance's own port is fine, another
+    auto-infer instance on it is named with how to stop it."""
+    port = free_port()
+    serve.write(responder_config({"holder": {"port": port}}))
+    serve.ok("serve")
+    own = serve.ok("serve", "--dry-run", "--strict")                 # its own process holds the port
+    assert "already in use" not in own.stdout, own.stdout
+    serve.write(responder_config({"holder": {"port": port, "control": "enabled = false"},
+                                  "other": {"port": port}}))
+    said = (f"instance other: port {port} is already in use",
+            "instance holder, started earlier by auto-infer, listens there: `auto-infer stop holder`")
+    dry = serve.cli("serve", "--dry-run", "--strict")
+    real = serve.cli("serve")
+    serve.ok("stop", "holder")
+    assert dry.returncode == 1 and all(s in dry.stdout for s in said), dry.stdout + dry.stderr
+    assert real.returncode == 1 and all(s in real.stderr for s in said), real.stderr
+    assert "Traceback" not in real.stderr + dry.stderr
+
+
 def test_overrides_are_deep_merged_before_anything_else(serve: Serve) -> None:
     file_port, real_port = free_port(), free_port()
     serve.write(responder_config({"ov": {"port": file_port}}))

@@ -199,6 +199,7 @@ def on_container_layer(path: Path, mountinfo: str | None = None) -> bool:
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def disk_full(path: Path, detail: str) -> UserError:
@@ -233,3 +234,19 @@ def disk_full_is_a_user_error(path: Path) -> Iterator[None]:
             raise
         written = exc.filename2 or exc.filename      # a copy names (source, destination)
         raise disk_full(Path(written) if written else path, exc.strerror or str(exc)) from None
+
+
+@contextmanager
+def unwritable_is_a_user_error(folder: Path, what: str) -> Iterator[None]:
+    """A read-only mount or a folder we may not write, where we write ``what`` (in ``folder``, made
+    if missing), is the user's to fix: one clear message, exit 1, not a crash log. Errors on other
+    paths (reading a cache, say) pass through."""
+    try:
+        yield
+    except OSError as exc:
+        failed = Path(exc.filename) if isinstance(exc.filename, str) else None
+        if exc.errno not in READ_ONLY or failed is None or not (folder.is_relative_to(failed)
+                                                               or failed.parent == folder):
+            raise
+        raise UserError(f"cannot write {what} in {folder}: {exc.strerror}", where=str(folder),
+                        fix="name a place you can write (not a read-only mount, nor another user's folder)") from None

@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from auto_infer.core.errors import UserError
-from auto_infer.core.fsutil import check_target, disk_full_is_a_user_error, is_stdout, replacing, sha256_file
+from auto_infer.core.fsutil import (
+    check_target,
+    disk_full_is_a_user_error,
+    is_stdout,
+    replacing,
+    sha256_file,
+    unwritable_is_a_user_error,
+)
 from auto_infer.core.meter import Meter
 from auto_infer.core.progress import Step, fmt_secs, step
 from auto_infer.core.settings import Settings
@@ -232,7 +239,8 @@ def export(settings: Settings, out: Path, since: Path | None = None, dry_run: bo
     what = f"{len(p.carry)} of {len(p.locked.artifacts)} artifacts" + (" (delta)" if p.since else "")
     t0 = time.monotonic()
     where = Path.cwd() if is_stdout(out) else out.parent
-    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(where):
+    with step(f"bundle export: {what}") as s, disk_full_is_a_user_error(where), \
+            unwritable_is_a_user_error(where, "the bundle file"):
         members = _members(p, s)
         index = fmt.index_bytes(_head(p), members)
         size = _write(out, index, members, s, settings.net.progress_every)

@@ -32,7 +32,8 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     plan = {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
             "instances": [_instance(settings, cfg, launch, _ours(launch, shown)) for launch in launches]}
     if cfg.master.enable and not launches:
-        plan["nothing"] = f"no enabled instance in {cfg.path}: serve would launch nothing"
+        plan["nothing"] = (f"no enabled instance in {cfg.path}: serve would launch nothing (enable one: "
+                           "[instance.NAME.control] enabled = true)")
     return plan
 
 
@@ -51,9 +52,8 @@ def _instance(settings: Settings, cfg: ModelConfig, launch: Launch, ours: dict[s
         validate.check_paths(cfg, (inst,))
     except UserError as exc:
         problems.append(exc.what)
-    if inst.worker is None and not _port_ok(settings, launch):
-        problems.append(f"port {inst.port} is already in use (serve would refuse: stop what listens there, "
-                        f"ss -ltnp 'sport = :{inst.port}', or choose another port)")
+    if (busy := _port_refusal(settings, cfg, launch)) is not None:
+        problems.append(f"{busy.what} (serve would refuse: {busy.fix})")
     health = list(rules.health)
     order = [*health, "/v1/models"] if rules.health_first else ["/v1/models", *health]
     worker = inst.worker
@@ -66,33 +66,27 @@ def _instance(settings: Settings, cfg: ModelConfig, launch: Launch, ours: dict[s
             "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}
 
 
-def _port_ok(settings: Settings, launch: Launch) -> bool:
-    """serve's own rule: the port is free, or this instance, started earlier by auto-infer, holds it
-    (serve keeps or restarts it there)."""
-    from auto_infer.core.net import port_is_free
+def _port_refusal(settings: Settings, cfg: ModelConfig, launch: Launch) -> UserError | None:
     from auto_infer.serve import registry
+    from auto_infer.serve.orchestrator import port_refusal
 
-    inst = launch.inst
-    if port_is_free(inst.host, inst.port):
-        return True
-    rec = registry.read_or_empty(settings, launch.key)
-    return rec.port == inst.port and registry.is_running(rec)
+    return port_refusal(cfg, launch.inst, registry.all_records(settings))
 
 
 def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False,
             strict: bool = False) -> int:
     """Print the plan: 0 when it is valid, whatever this host still lacks (listed as warnings);
-    with ``strict``, 1 when this host lacks something an instance needs."""
+    with ``strict``, 1 when this host lacks something an instance needs, or nothing would be launched."""
     plan = describe(settings, names)
     if as_json:
         print(json.dumps(plan, indent=2))
     else:
         _print(plan)
-    lacking = any(i["problems"] for i in plan["instances"]) or "nothing" in plan
+    lacking = any(i["problems"] for i in plan["instances"])
     if lacking and not as_json:
         say("⚠ this host lacks what is marked ⚠ above" + (" (--strict: an error)" if strict else
             "; serve here would refuse to start (--strict makes this an error)"))
-    return 1 if strict and lacking else 0
+    return 1 if strict and (lacking or "nothing" in plan) else 0
 
 
 def _print(plan: dict[str, Any]) -> None:

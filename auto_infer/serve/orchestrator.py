@@ -114,21 +114,24 @@ def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> No
     """Ports of instances to start must be free (a restarted one's own old process frees it first)."""
     recs = registry.all_records(settings)
     for r in plans:
-        inst = r.launch.inst
-        old_port = recs[inst.key].port if inst.key in recs else None
-        if (
-            inst.worker is not None
-            or r.action == "keep"
-            or (r.action == "restart" and old_port == inst.port)
-            or port_is_free(inst.host, inst.port)
-        ):
-            continue
-        holder = next((n for n, rec in recs.items() if rec.port == inst.port and registry.is_running(rec)),
-                      None)
-        fix = (f"instance {holder}, started earlier by auto-infer, listens there: `auto-infer stop {holder}`"
-               if holder else f"stop what listens there (ss -ltnp 'sport = :{inst.port}'), or choose another port")
-        raise UserError(f"instance {inst.name}: port {inst.port} is already in use",
-                        where=f"{cfg.path}: [instance.{inst.name}.server] port", fix=fix)
+        refusal = port_refusal(cfg, r.launch.inst, recs)
+        if refusal is not None:
+            raise refusal
+
+
+def port_refusal(cfg: ModelConfig, inst: Instance, recs: dict[str, registry.ServerRecord]) -> UserError | None:
+    """serve's port rule (``serve --dry-run`` shows it too): the port is free, or this instance's own
+    process, started earlier by auto-infer, holds it (kept, or restarted there); a worker rank has none."""
+    if inst.worker is not None or port_is_free(inst.host, inst.port):
+        return None
+    own = recs.get(inst.key)
+    if own is not None and own.port == inst.port and registry.is_running(own):
+        return None
+    holder = next((n for n, rec in recs.items() if rec.port == inst.port and registry.is_running(rec)), None)
+    fix = (f"instance {holder}, started earlier by auto-infer, listens there: `auto-infer stop {holder}`"
+           if holder else f"stop what listens there (ss -ltnp 'sport = :{inst.port}'), or choose another port")
+    return UserError(f"instance {inst.name}: port {inst.port} is already in use",
+                     where=f"{cfg.path}: [instance.{inst.name}.server] port", fix=fix)
 
 
 def run(settings: Settings, plans: list[Result], spawned: Callable[[], object] | None = None) -> list[Result]:
