@@ -16,7 +16,7 @@ from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, validate
+from auto_infer.serve import config, registry, validate
 from auto_infer.serve.engines import known as engines
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import ModelConfig
@@ -29,8 +29,9 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     chosen = select(cfg, names) if cfg.master.enable else ()
     launches = build_launches(settings, cfg, chosen, dry_run=True)
     shown: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
+    recs = registry.all_records(settings)          # once: serve's port rule asks them of every instance
     plan = {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
-            "instances": [_instance(settings, cfg, launch, _ours(launch, shown)) for launch in launches]}
+            "instances": [_instance(cfg, launch, _ours(launch, shown), recs) for launch in launches]}
     if cfg.master.enable and not launches:
         plan["nothing"] = (f"no enabled instance in {cfg.path}: serve would launch nothing (enable one: "
                            "[instance.NAME.control] enabled = true)")
@@ -45,14 +46,17 @@ def _ours(launch: Launch, shown: dict[tuple[int, tuple[str, ...]], dict[str, str
     return shown[key]
 
 
-def _instance(settings: Settings, cfg: ModelConfig, launch: Launch, ours: dict[str, str]) -> dict[str, Any]:
+def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str],
+              recs: dict[str, registry.ServerRecord]) -> dict[str, Any]:
     inst, rules = launch.inst, engines.get(launch.inst.engine).READY
     problems = [launch.missing] if launch.missing else []
     try:
         validate.check_paths(cfg, (inst,))
     except UserError as exc:
         problems.append(exc.what)
-    if (busy := _port_refusal(settings, cfg, launch)) is not None:
+    from auto_infer.serve.orchestrator import port_refusal
+
+    if (busy := port_refusal(cfg, inst, recs)) is not None:
         problems.append(f"{busy.what} (serve would refuse: {busy.fix})")
     health = list(rules.health)
     order = [*health, "/v1/models"] if rules.health_first else ["/v1/models", *health]
@@ -64,13 +68,6 @@ def _instance(settings: Settings, cfg: ModelConfig, launch: Launch, ours: dict[s
             "gpus": list(inst.control.gpu_ids) if inst.control.gpu_ids is not None else "all",
             "host": inst.host, "port": inst.port, "url": launch.target.base_url, "model": inst.served_name,
             "ready": order, "log": str(launch.log), "cwd": str(launch.cwd), "problems": problems}
-
-
-def _port_refusal(settings: Settings, cfg: ModelConfig, launch: Launch) -> UserError | None:
-    from auto_infer.serve import registry
-    from auto_infer.serve.orchestrator import port_refusal
-
-    return port_refusal(cfg, launch.inst, registry.all_records(settings))
 
 
 def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = False,
