@@ -3,7 +3,9 @@ serve the lock's URLs, transient failures are retried, a wrong hash is never acc
 
 from __future__ import annotations
 
+import base64
 import functools
+import http.client
 import json
 import shutil
 import socket
@@ -11,8 +13,9 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import tomlkit
@@ -147,7 +150,7 @@ def test_a_proxy_without_a_scheme_is_masked_in_the_error_and_the_manifest(worksp
     """``user:pw@host:port`` (no ``http://``) is still a proxy with a password: masked the same way."""
     proxy = f"alice:{SECRET}@127.0.0.1:{free_port()}"
     env = warm_env(workspace, built_channel, HTTP_PROXY=proxy, http_proxy=proxy, HTTPS_PROXY=proxy)
-    bad = run_cli(["warm"], env)                     # requests refuses this form: every fetch fails
+    bad = run_cli(["warm"], env)                     # nothing listens at that proxy: every fetch fails
     assert bad.returncode == 1, bad.stderr
     assert f"proxy: alice:***@127.0.0.1:{proxy.rsplit(':', 1)[1]}" in bad.stderr, bad.stderr
     good = run_cli(["warm"], dict(env, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1"))
@@ -158,6 +161,64 @@ def test_a_proxy_without_a_scheme_is_masked_in_the_error_and_the_manifest(worksp
     for path in workspace.root.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+class _Forwarding(BaseHTTPRequestHandler):
+    """A plain HTTP forward proxy (absolute-URI requests): forwards GET and HEAD, and records each
+    request's URL and Proxy-Authorization header on the server."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _forward(self) -> None:
+        url = urlsplit(self.path)
+        self.server.seen.append((self.path, self.headers.get("Proxy-Authorization")))  # type: ignore[attr-defined]
+        conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "accept-encoding")}
+        conn.request(self.command, url.path + (f"?{url.query}" if url.query else ""), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding"):
+                self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        conn.close()
+
+    do_GET = do_HEAD = _forward
+
+
+@contextmanager
+def forwarding_proxy() -> Iterator[tuple[int, list[tuple[str, str | None]]]]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Forwarding)
+    srv.seen = []  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv.server_address[1], srv.seen  # type: ignore[attr-defined]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.parametrize("user", ["", f"alice:{SECRET}@"], ids=["host-port", "user-password"])
+def test_a_proxy_without_a_scheme_is_used_as_curl_and_pixi_use_it(workspace: Workspace, built_channel: Built,
+                                                                 online: mirror.Mirror, user: str) -> None:
+    """``HTTP_PROXY=host:port`` (no ``http://``, as many Dockerfiles write it) is an http:// proxy for
+    curl, pixi and uv; requests alone refuses it. warm downloads through it, with the credentials."""
+    with forwarding_proxy() as (port, seen):
+        proxy = f"{user}localhost:{port}"        # a host name: requests would read "localhost" as a scheme
+        env = warm_env(workspace, built_channel, HTTP_PROXY=proxy, http_proxy=proxy, NO_PROXY="", no_proxy="")
+        r = run_cli(["warm"], env)
+    assert r.returncode == 0, r.stderr
+    lock_host = f"http://127.0.0.1:{built_channel.port}/"
+    fetched = [url for url, _ in seen]
+    assert any(url.startswith(lock_host) and url.endswith(".tar.bz2") for url in fetched), fetched
+    assert any(url.endswith(".whl") for url in fetched), fetched
+    want = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode() if user else None
+    assert {auth for _, auth in seen} == {want}, seen
+    assert SECRET not in r.stdout + r.stderr
 
 
 def test_dry_run_with_sizes_nobody_can_tell_says_at_least(workspace: Workspace) -> None:

@@ -35,6 +35,32 @@ class Fatal(Exception):
     """Stop trying this artifact: a sha256 mismatch, or the deadline."""
 
 
+def with_scheme(proxy: str) -> str:
+    """A proxy variable's value as curl, pixi and uv read it: ``host:port`` (or ``user:pw@host:port``)
+    without a scheme is an http:// proxy. requests alone refuses that form (InvalidProxyURL)."""
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+_SESSION: Any = None
+
+
+def session() -> Any:
+    """A requests session that honours the proxy variables (and NO_PROXY) as curl and pixi do."""
+    global _SESSION
+    if _SESSION is None:
+        import requests
+
+        class ProxySession(requests.Session):
+            def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+                merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+                merged["proxies"] = {k: with_scheme(v) if isinstance(v, str) else v
+                                     for k, v in merged["proxies"].items()}
+                return merged
+
+        _SESSION = ProxySession
+    return _SESSION()
+
+
 def part_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.part")
 

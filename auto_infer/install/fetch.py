@@ -29,6 +29,7 @@ from auto_infer.core.meter import Meter, mb
 from auto_infer.core.progress import Step, fmt_secs, say
 from auto_infer.core.redact import redact_proxy, redact_url
 from auto_infer.core.settings import Net
+from auto_infer.install import download
 from auto_infer.install.cache import WheelStore
 from auto_infer.install.download import Attempt, Fatal, Permanent, Transient, is_local, part_path, reason
 from auto_infer.install.mirrors import MirrorMap
@@ -92,10 +93,8 @@ class _Run:
         return left
 
     def _session(self):  # type: ignore[no-untyped-def]
-        import requests
-
         if not hasattr(self.local, "session"):
-            self.local.session = requests.Session()
+            self.local.session = download.session()
         return self.local.session
 
     def _restarted(self, base: str, job: Job, had: int, why: str) -> None:

@@ -24,7 +24,7 @@ from auto_infer.core.fsutil import existing_parent, mount_of
 from auto_infer.core.meter import mb
 from auto_infer.core.settings import Net, Settings
 from auto_infer.install import archives, cache
-from auto_infer.install.download import is_local, part_path
+from auto_infer.install.download import is_local, part_path, session
 from auto_infer.install.lockfile import Artifact, LockedEnv
 from auto_infer.install.mirrors import MirrorMap
 from auto_infer.install.mirrors import load as load_mirrors
@@ -153,18 +153,19 @@ def _head_size(url: str, net: Net, mirrors: MirrorMap) -> int | None:
     """The size a mirror announces for ``url`` (HEAD, redirects followed); None when none says."""
     import requests
 
-    for _, candidate in mirrors.routes(url):
-        local = is_local(candidate)
-        try:
-            if local is not None:
-                return os.stat(local).st_size
-            wait = min(net.timeout, net.deadline, HEAD_TIMEOUT)
-            resp = requests.head(candidate, allow_redirects=True, timeout=(wait, wait))
-        except (OSError, requests.exceptions.RequestException):
-            continue
-        length = resp.headers.get("Content-Length", "")
-        if resp.status_code == 200 and length.isdigit():
-            return int(length)
+    with session() as http:
+        for _, candidate in mirrors.routes(url):
+            local = is_local(candidate)
+            try:
+                if local is not None:
+                    return os.stat(local).st_size
+                wait = min(net.timeout, net.deadline, HEAD_TIMEOUT)
+                resp = http.head(candidate, allow_redirects=True, timeout=(wait, wait))
+            except (OSError, requests.exceptions.RequestException):
+                continue
+            length = resp.headers.get("Content-Length", "")
+            if resp.status_code == 200 and length.isdigit():
+                return int(length)
     return None
 
 
