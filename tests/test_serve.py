@@ -270,3 +270,17 @@ def test_realworld_config_is_read_unchanged(serve: Serve) -> None:
     assert "instance glm_4_7_tp8: model_path does not exist: /llm-models/GLM-4.7" in r.stderr
     assert f"{real}: [instance.glm_4_7_tp8.server] model_path" in r.stderr
     assert registry.read(load(serve.env), "glm_4_7_tp8") is None
+
+
+def test_the_dry_run_says_what_serve_ignores(serve: Serve) -> None:
+    """infer-dev keys auto-infer accepts and does not follow are said by the dry run as by serve."""
+    port = free_port()
+    text = responder_config({"fg": {"port": port, "control": "background = false"}})
+    serve.write(text.replace("[master]", '[master]\nproject_dir = "/bundles/x"', 1))
+    for args in (["serve", "--dry-run"], ["serve"]):
+        r = serve.ok(*args)
+        assert "master.project_dir (/bundles/x) is ignored" in r.stderr, r.stderr
+        assert "fg: background = false (infer-dev's foreground mode) is ignored" in r.stderr, r.stderr
+    plan = json.loads(serve.ok("serve", "--dry-run", "--json").stdout)
+    assert plan["ignored"][0].startswith("master.project_dir (/bundles/x) is ignored"), plan
+    serve.ok("stop")

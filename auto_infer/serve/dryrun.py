@@ -23,7 +23,7 @@ from auto_infer.serve.model import ModelConfig
 
 
 def describe(settings: Settings, names: list[str] | None = None) -> dict[str, Any]:
-    from auto_infer.serve.orchestrator import select
+    from auto_infer.serve.orchestrator import ignored, select
 
     cfg = config.load(settings)
     chosen = select(cfg, names) if cfg.master.enable else ()
@@ -31,7 +31,8 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     shown: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
     recs = registry.all_records(settings)          # once: serve's port rule asks them of every instance
     plan = {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
-            "instances": [_instance(cfg, launch, _ours(launch, shown), recs) for launch in launches]}
+            "instances": [_instance(cfg, launch, _ours(launch, shown), recs) for launch in launches],
+            "ignored": ignored(settings, cfg, chosen)}
     if cfg.master.enable and not launches:
         plan["nothing"] = (f"no enabled instance in {cfg.path}: serve would launch nothing (enable one: "
                            "[instance.NAME.control] enabled = true)")
@@ -92,6 +93,8 @@ def _print(plan: dict[str, Any]) -> None:
         say("master.enable = false: no server would be launched")
     if "nothing" in plan:
         say(f"⚠ {plan['nothing']}")
+    for note in plan["ignored"]:
+        say(f"  {note}")
     for i in plan["instances"]:
         gpus = ",".join(map(str, i["gpus"])) if isinstance(i["gpus"], list) else i["gpus"]
         print(f"\n[{i['name']}] {i['engine']}  port {i['port']}  gpus {gpus}  model {i['model']}")

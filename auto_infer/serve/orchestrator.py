@@ -43,6 +43,18 @@ def select(cfg: ModelConfig, names: list[str] | None) -> tuple[Instance, ...]:
     return chosen
 
 
+def ignored(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance, ...]) -> list[str]:
+    """infer-dev keys auto-infer accepts and does not follow, said by serve and by its dry run."""
+    notes = []
+    if cfg.master.project_dir:
+        notes.append(f"master.project_dir ({cfg.master.project_dir}) is ignored: the environment installed by "
+                     f"`install` is used ({settings.env_prefix})")
+    notes += [f"{inst.name}: background = false (infer-dev's foreground mode) is ignored: auto-infer always runs "
+              "servers detached; `auto-infer status`, `logs` and `stop` manage them"
+              for inst in chosen if not inst.control.background]
+    return notes
+
+
 def serve(settings: Settings, names: list[str] | None = None, verify: bool = False, *,
           strict: bool = True, spawned: Callable[[], object] | None = None) -> list[Result]:
     """Validate everything (weights: sizes, sha256 too with ``verify``), then start what needs
@@ -55,17 +67,12 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
         say(f"master.enable = false in {cfg.path}: no server is launched")
         return []
     say(f"  engine: {engines.get(cfg.master.engine).TITLE} ({cfg.path})")
-    if cfg.master.project_dir:
-        say(f"  master.project_dir ({cfg.master.project_dir}) is ignored: the environment installed by "
-            f"`install` is used ({settings.env_prefix})")
     chosen = select(cfg, names)
+    for note in ignored(settings, cfg, chosen):
+        say(f"  {note}")
     if not chosen:
         say(f"no enabled instance in {cfg.path}: nothing to launch")
         return []
-    for inst in chosen:
-        if not inst.control.background:
-            say(f"  {inst.name}: background = false (infer-dev's foreground mode) is ignored: auto-infer always "
-                "runs servers detached; `auto-infer status`, `logs` and `stop` manage them")
     chosen = weightcheck.resolve(settings, cfg, chosen, verify)
     validate.check_paths(cfg, chosen)
     plans = plan(settings, build_launches(settings, cfg, chosen))
