@@ -16,7 +16,7 @@ from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, registry, validate
+from auto_infer.serve import config, gpus, registry, validate
 from auto_infer.serve.engines import known as engines
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import ModelConfig
@@ -30,8 +30,9 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     launches = build_launches(settings, cfg, chosen, dry_run=True)
     shown: dict[tuple[int, tuple[str, ...]], dict[str, str]] = {}
     recs = registry.all_records(settings)          # once: serve's port rule asks them of every instance
+    host_gpus = gpus.present()                     # once: nvidia-smi, where there is one
     plan = {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
-            "instances": [_instance(cfg, launch, _ours(launch, shown), recs) for launch in launches],
+            "instances": [_instance(cfg, launch, _ours(launch, shown), recs, host_gpus) for launch in launches],
             "ignored": ignored(settings, cfg, chosen)}
     if cfg.master.enable and not launches:
         plan["nothing"] = (f"no enabled instance in {cfg.path}: serve would launch nothing (enable one: "
@@ -48,7 +49,7 @@ def _ours(launch: Launch, shown: dict[tuple[int, tuple[str, ...]], dict[str, str
 
 
 def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str],
-              recs: dict[str, registry.ServerRecord]) -> dict[str, Any]:
+              recs: dict[str, registry.ServerRecord], host_gpus: gpus.Gpus | None) -> dict[str, Any]:
     inst, rules = launch.inst, engines.get(launch.inst.engine).READY
     problems = [launch.missing] if launch.missing else []
     try:
@@ -59,6 +60,8 @@ def _instance(cfg: ModelConfig, launch: Launch, ours: dict[str, str],
 
     if (busy := port_refusal(cfg, inst, recs)) is not None:
         problems.append(f"{busy.what} (serve would refuse: {busy.fix})")
+    if (lacking := gpus.refusal(cfg, inst, host_gpus)) is not None:
+        problems.append(f"{lacking.what} ({lacking.fix})")
     health = list(rules.health)
     order = [*health, "/v1/models"] if rules.health_first else ["/v1/models", *health]
     worker = inst.worker

@@ -23,7 +23,7 @@ from auto_infer.core.errors import UserError
 from auto_infer.core.net import port_is_free
 from auto_infer.core.progress import fmt_secs, say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, gateway_run, probe, procs, registry, report, validate, weightcheck
+from auto_infer.serve import config, gateway_run, gpus, probe, procs, registry, report, validate, weightcheck
 from auto_infer.serve.engines import known as engines
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import Instance, ModelConfig
@@ -75,6 +75,10 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
         return []
     chosen = weightcheck.resolve(settings, cfg, chosen, verify)
     validate.check_paths(cfg, chosen)
+    host_gpus = gpus.present()
+    for inst in chosen:
+        if (bad := gpus.refusal(cfg, inst, host_gpus)) is not None:
+            raise bad
     plans = plan(settings, build_launches(settings, cfg, chosen))
     check_ports(settings, cfg, plans)
     gw = gateway_run.prepare(settings, cfg) if names is None else None
