@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,26 @@ def test_an_environment_without_the_gateway_is_refused_before_anything_starts(se
     assert "the environment has no gateway" in r.stderr and "sglang_router.launch_router" in r.stderr, r.stderr
     assert "[router]" in r.stderr and "sglang-router to the template" in r.stderr
     assert registry.read(load(serve.env), "eps") is None
+
+
+def test_the_dry_run_shows_the_gateway_and_flags_its_busy_port(serve: Serve) -> None:
+    """The gateway serve would start: its argv (the real parser judged its flags) and a port something
+    else listens on, which serve refuses: a ⚠ here, exit 1 with --strict."""
+    pa, gport, mport = free_port(), free_port(), free_port()
+    serve.write(responder_config({"zeta": {"port": pa}}) + router_table(gport, mport))
+    plan = json.loads(serve.ok("serve", "--dry-run", "--json").stdout)
+    gw = plan["gateway"]
+    assert gw["fronts"] == ["zeta"] and gw["problems"] == [], gw
+    assert gw["argv"][gw["argv"].index("--worker-urls") + 1] == f"http://127.0.0.1:{pa}"
+    assert gw["url"] == f"http://127.0.0.1:{gport}"
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", mport))
+        held.listen()
+        r = serve.cli("serve", "--dry-run")
+        assert r.returncode == 0, r.stderr
+        text = r.stdout + r.stderr
+        assert "[router] gateway" in text and f"⚠ the gateway's prometheus_port {mport} is already in use" in text
+        assert serve.cli("serve", "--dry-run", "--strict").returncode == 1
+        refused = serve.cli("serve")
+    assert refused.returncode == 1 and f"the gateway's prometheus_port {mport} is already in use" in refused.stderr
+    assert registry.read(load(serve.env), "zeta") is None

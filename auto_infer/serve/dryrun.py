@@ -16,7 +16,7 @@ from auto_infer.core import redact
 from auto_infer.core.errors import UserError
 from auto_infer.core.progress import say
 from auto_infer.core.settings import Settings
-from auto_infer.serve import config, gpus, registry, validate
+from auto_infer.serve import config, gateway_run, gpus, registry, validate
 from auto_infer.serve.engines import known as engines
 from auto_infer.serve.launch import Launch, build_launches
 from auto_infer.serve.model import ModelConfig
@@ -33,7 +33,8 @@ def describe(settings: Settings, names: list[str] | None = None) -> dict[str, An
     host_gpus = gpus.present()                     # once: nvidia-smi, where there is one
     plan = {"config": str(cfg.path), "engine": cfg.master.engine, "enable": cfg.master.enable,
             "instances": [_instance(cfg, launch, _ours(launch, shown), recs, host_gpus) for launch in launches],
-            "ignored": ignored(settings, cfg, chosen)}
+            "ignored": ignored(settings, cfg, chosen),
+            "gateway": gateway_run.describe(settings, cfg) if cfg.master.enable and names is None else None}
     if cfg.master.enable and not launches:
         plan["nothing"] = (f"no enabled instance in {cfg.path}: serve would launch nothing (enable one: "
                            "[instance.NAME.control] enabled = true)")
@@ -83,7 +84,7 @@ def dry_run(settings: Settings, names: list[str] | None = None, as_json: bool = 
         print(json.dumps(plan, indent=2))
     else:
         _print(plan)
-    lacking = any(i["problems"] for i in plan["instances"])
+    lacking = any(i["problems"] for i in [*plan["instances"], *([plan["gateway"]] if plan["gateway"] else [])])
     if lacking and not as_json:
         say("⚠ this host lacks what is marked ⚠ above" + (" (--strict: an error)" if strict else
             "; serve here would refuse to start (--strict makes this an error)"))
@@ -111,4 +112,11 @@ def _print(plan: dict[str, Any]) -> None:
             print(f"  ready: {' then '.join(i['ready'])} at {i['url']}")
         print(f"  log:  {i['log']}")
         for problem in i["problems"]:
+            print(f"  ⚠ {problem}")
+    if gw := plan["gateway"]:
+        print(f"\n[{gw['name']}] gateway  {gw['url']}  metrics port {gw['prometheus_port']}  fronts "
+              f"{', '.join(gw['fronts'])}")
+        print(f"  argv: {shlex.join(gw['argv'])}")
+        print(f"  log:  {gw['log']}")
+        for problem in gw["problems"]:
             print(f"  ⚠ {problem}")

@@ -73,15 +73,45 @@ def prepare(settings: Settings, cfg: ModelConfig) -> GatewayRun | None:
     fronts = gateway.serving_here(cfg)
     urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
     say(f"  {gateway.preflight(cfg, router, python, env, urls)}")
+    for busy in port_refusals(settings, cfg, router):
+        raise busy
+    return GatewayRun(router, gateway.program(router, python), env, log_path(settings, router), cfg.path.parent,
+                      fronts)
+
+
+def port_refusals(settings: Settings, cfg: ModelConfig, router: Router) -> list[UserError]:
+    """The gateway's ports something else listens on (its own running gateway's are not)."""
     rec = registry.read_or_empty(settings, ROUTER_NAME)
     ours = registry.is_running(rec)
+    refusals = []
     for key in ("port", "prometheus_port"):
         port = getattr(router, key)
         if not (ours and getattr(rec, key) == port) and not port_is_free(router.host, port):
-            raise UserError(f"the gateway's {key} {port} is already in use", where=f"{cfg.path}: [router] {key}",
-                            fix=f"stop what listens there (ss -ltnp 'sport = :{port}'), or choose another port")
-    return GatewayRun(router, gateway.program(router, python), env, log_path(settings, router), cfg.path.parent,
-                      fronts)
+            refusals.append(UserError(f"the gateway's {key} {port} is already in use",
+                                      where=f"{cfg.path}: [router] {key}",
+                                      fix=f"stop what listens there (ss -ltnp 'sport = :{port}'), or choose "
+                                          "another port"))
+    return refusals
+
+
+def describe(settings: Settings, cfg: ModelConfig) -> dict[str, Any] | None:
+    """The dry run's view of the gateway serve would start here (None: none), its flags through
+    its own parser where the environment has it; what this host lacks is listed, not raised."""
+    router = gateway.runs_here(cfg)
+    if router is None:
+        return None
+    python = python_of(settings, cfg.master)
+    fronts = gateway.serving_here(cfg)
+    urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
+    problems = [f"{busy.what} (serve would refuse: {busy.fix})" for busy in port_refusals(settings, cfg, router)]
+    checker = gateway.checker_python(router, python)
+    if not router.command and (checker is None or not checker.exists()):
+        problems.insert(0, f"no Python to run the gateway with: {python} (run `auto-infer install` first)")
+    else:
+        say(f"  {gateway.preflight(cfg, router, python, launch.base_env(settings), urls)}")
+    return {"name": ROUTER_NAME, "argv": [*gateway.program(router, python), *gateway.flags(router, urls)],
+            "url": probe.base_url(router.host, router.port), "prometheus_port": router.prometheus_port,
+            "fronts": list(fronts), "log": str(log_path(settings, router)), "problems": problems}
 
 
 def run(settings: Settings, gw: GatewayRun, ready: dict[str, str | None]) -> GatewayRun:
