@@ -34,20 +34,26 @@ class Gpus:
         return f"{n} GPU{'s' if n != 1 else ''}" + (f" (index {', '.join(self.indexes)})" if n else "")
 
 
-def present() -> Gpus | None:
-    """What ``nvidia-smi`` lists; None where it is not on PATH or does not answer."""
+def smi(*args: str) -> tuple[bool, str]:
+    """``nvidia-smi ARGS``: (True, its output), or (False, why it is not available)."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        return None
+        return False, "not available (nvidia-smi is not on PATH)"
     try:
-        proc = subprocess.run([exe, *QUERY], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"not available ({exc})"
     if proc.returncode != 0:
-        return None
-    rows = [[c.strip() for c in line.split(",")] for line in proc.stdout.splitlines() if line.strip()]
-    if not all(len(r) == 2 and r[0].isdigit() for r in rows):
-        return None                  # not the CSV asked for: judge nothing
+        return False, f"not available (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[:500]}"
+    return True, proc.stdout
+
+
+def present() -> Gpus | None:
+    """What ``nvidia-smi`` lists; None where it is not on PATH or does not answer."""
+    ok, out = smi(*QUERY)
+    rows = [[c.strip() for c in line.split(",")] for line in out.splitlines() if line.strip()]
+    if not ok or not all(len(r) == 2 and r[0].isdigit() for r in rows):
+        return None                  # no answer, or not the CSV asked for: judge nothing
     return Gpus(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
 
 

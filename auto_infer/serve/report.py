@@ -9,9 +9,7 @@ scrubbed of every known secret.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from auto_infer import __version__
 from auto_infer.core import redact
 from auto_infer.core.fsutil import atomic_write_text, read_json
 from auto_infer.core.settings import Settings
+from auto_infer.serve import gpus
 
 if TYPE_CHECKING:
     from auto_infer.serve.model import ModelConfig
@@ -40,16 +39,7 @@ SMI_QUERIES = {
 
 
 def nvidia_smi(*args: str) -> str:
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return "not available (nvidia-smi is not on PATH)"
-    try:
-        proc = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"not available ({exc})"
-    if proc.returncode != 0:
-        return f"not available (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()[:500]}"
-    return proc.stdout
+    return gpus.smi(*args)[1]
 
 
 def instance_data(r: Result) -> dict[str, Any]:
