@@ -71,3 +71,39 @@ def test_pixi_backend_end_to_end(workspace: Workspace, online: object) -> None: 
     out = subprocess.run(["pixi", "info", "--manifest-path", str(workspace.project / "pixi.toml")],
                          env=load(env).tool_env(online=False), capture_output=True, text=True)
     assert str(workspace.cache_root / "pixi") in out.stdout
+
+
+@pytest.mark.parametrize(("toml", "user", "want"), [
+    ('[system-requirements]\ncuda = "12"\n', None, "12"),
+    ('[environments]\ndefault = { features = ["gpu"] }\n[feature.gpu.system-requirements]\ncuda = "12.4"\n',
+     None, "12.4"),
+    ('[environments]\ndefault = ["gpu"]\n[system-requirements]\ncuda = "11.8"\n'
+     '[feature.gpu.system-requirements]\ncuda = "12.1"\n', None, "12.1"),
+    ('[system-requirements]\ncuda = "12"\n', "11.8", "11.8"),              # the user's own value wins
+    ('[system-requirements]\nlinux = "4.18"\n', None, None),               # no CUDA asked: none told
+    ('[environments]\nother = { features = ["gpu"] }\n[feature.gpu.system-requirements]\ncuda = "12"\n',
+     None, None),                                                          # another environment's feature
+], ids=["workspace", "feature", "highest", "user-set", "no-cuda", "other-env"])
+def test_pixi_is_told_the_required_cuda_on_a_machine_without_a_driver(tmp_path, monkeypatch, toml, user,  # type: ignore[no-untyped-def]
+                                                                     want) -> None:
+    """`pixi install` refuses a lock whose pixi.toml requires CUDA on a machine without a driver
+    (pixi's "Virtual package '__cuda' does not match"): warming on a CPU host for a GPU one failed."""
+    if pixi.cuda_driver():
+        pytest.skip("this machine has a CUDA driver: nothing is overridden")
+    monkeypatch.delenv("CONDA_OVERRIDE_CUDA", raising=False)
+    if user is not None:
+        monkeypatch.setenv("CONDA_OVERRIDE_CUDA", user)         # pixi's environment starts from ours
+    s = load(clean_env({"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws")}))
+    s.pixi_toml.parent.mkdir(parents=True)
+    s.pixi_toml.write_text('[workspace]\nname = "t"\nchannels = ["conda-forge"]\nplatforms = ["linux-64"]\n' + toml)
+    env = pixi.environment(s, offline=True)
+    assert env.get("CONDA_OVERRIDE_CUDA") == want, env.get("CONDA_OVERRIDE_CUDA")
+
+
+def test_the_realworld_template_asks_for_cuda_12() -> None:
+    from tests.helpers import realworld
+
+    manifest = realworld("sglang-infer") / "pixi.toml"
+    if not manifest.exists():
+        pytest.skip("shared/realworld not present")
+    assert pixi.cuda_required(manifest, "default") == "12"

@@ -61,12 +61,46 @@ def write_config(settings: Settings) -> Path | None:
     return path
 
 
+def cuda_required(pixi_toml: Path, env_name: str) -> str | None:
+    """The CUDA version pixi.toml's ``[system-requirements]`` asks of the machine for ``env_name``
+    (the workspace's table, or one of the environment's features'); None when none asks."""
+    import tomllib
+
+    try:
+        doc = tomllib.loads(pixi_toml.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None                  # the install itself says what is wrong with the manifest
+    spec = doc.get("environments", {}).get(env_name)
+    features = spec if isinstance(spec, list) else spec.get("features", []) if isinstance(spec, dict) else []
+    tables = [doc, *(doc.get("feature", {}).get(f, {}) for f in features if isinstance(f, str))]
+    found = [t.get("system-requirements", {}).get("cuda") for t in tables if isinstance(t, dict)]
+    versions = [str(v) for v in found if isinstance(v, str | int | float) and not isinstance(v, bool)]
+    return max(versions, key=lambda v: [int(p) if p.isdigit() else 0 for p in v.split(".")], default=None)
+
+
+def cuda_driver() -> bool:
+    """Whether this machine has a CUDA driver: the ``__cuda`` virtual package, detected as pixi does
+    (rattler's detection, without CONDA_OVERRIDE_* applied)."""
+    from rattler import VirtualPackage
+
+    return any(v.into_generic().name.normalized == "__cuda" for v in VirtualPackage.detect())
+
+
 def environment(settings: Settings, *, offline: bool) -> dict[str, str]:
-    """pixi's environment: the cache variables, uv's timeout/retries/connections from ours."""
+    """pixi's environment: the cache variables, uv's timeout/retries/connections from ours; and on
+    a machine without a CUDA driver, the CUDA that pixi.toml requires (CONDA_OVERRIDE_CUDA, unless
+    set): `pixi install` checks [system-requirements] against the machine and refuses otherwise, so a
+    CPU host (an online machine warming for a GPU one, a Kubernetes install Job) could not warm."""
     env = settings.tool_env(online=not offline)
     env.update({"UV_HTTP_TIMEOUT": str(max(1, round(settings.net.timeout))),
                 "UV_HTTP_RETRIES": str(settings.net.retries),
                 "UV_CONCURRENT_DOWNLOADS": str(settings.net.connections)})
+    if "CONDA_OVERRIDE_CUDA" not in env and (cuda := cuda_required(settings.pixi_toml, settings.pixi_env)) \
+            and not cuda_driver():
+        env["CONDA_OVERRIDE_CUDA"] = cuda
+        say(f"  no CUDA driver on this machine: pixi is told CUDA {cuda} (CONDA_OVERRIDE_CUDA={cuda}, from "
+            f"{settings.pixi_toml} [system-requirements] cuda); the environment is for a GPU host, where "
+            "`check` judges the real driver (set CONDA_OVERRIDE_CUDA yourself to choose)")
     return env
 
 
