@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from auto_infer.core import settings as settings_mod
 from auto_infer.k8s import plan
+from auto_infer.serve import config
 from auto_infer.serve.model import Router
 from tests import k8s_checks as checks
+from tests.helpers import realworld
 from tests.test_k8s_semantics import NNODES_2, REPO, SHIPPED, TWO_NODE, cli, kind
 
 INSTALL_AND_LOCK_MIN = 600      # s: the least a pod may spend installing and waiting for the lock
@@ -117,3 +120,50 @@ def test_10_two_nodes_need_only_nnodes(tmp_path: Path) -> None:
     lws = kind(all_docs, "LeaderWorkerSet")
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == 2
     assert checks.servers_listen_where_probed(all_docs, tmp_path) == []      # ranks 0, 1; the leader's address
+
+
+RELATIVE_LOGS = """[instance.control]
+log_dir = "logs"
+[instance.a.server]
+model_path = "/llm-models/a"
+[instance.b.control]
+log_file = "b/server.log"
+[instance.b.server]
+model_path = "/llm-models/b"
+"""
+
+
+def _pod_logs(all_docs: list[dict], tmp: Path) -> dict[str, Path]:
+    """Each server pod's log path as `serve` resolves it there: the config file in its own folder
+    (the ConfigMap mount), the pod's env (overrides included) as Kubernetes gives it."""
+    maps = {d["metadata"]["name"]: d["data"][plan.CONFIG_FILE] for d in all_docs if d["kind"] == "ConfigMap"}
+    out = {}
+    for doc, _, _, tpl in checks.pods(all_docs):
+        if doc["kind"] != "Deployment":
+            continue
+        (volume,) = [v for v in tpl["spec"]["volumes"] if "configMap" in v]
+        folder = tmp / "maps" / volume["configMap"]["name"]
+        folder.mkdir(parents=True)
+        (folder / plan.CONFIG_FILE).write_text(maps[volume["configMap"]["name"]])
+        env = checks._env(tpl["spec"]["containers"][0], {})
+        s = settings_mod.load({**env, "AUTO_INFER_SGLANG_CONFIG": str(folder / plan.CONFIG_FILE)})
+        (inst,) = config.load(s).enabled()
+        log = inst.control.log_file or inst.control.log_dir
+        assert log is not None
+        out[inst.name] = log if inst.control.log_file else log / inst.name / "server.log"
+    return out
+
+
+def test_a_relative_log_path_is_on_the_workspace_not_beside_the_read_only_config(tmp_path: Path) -> None:
+    """control.log_dir / log_file are relative to the config's folder; in a pod that folder is the
+    ConfigMap's read-only mount, where `serve` cannot make the log: the pod would crash-loop."""
+    rc, all_docs, err = cli(tmp_path, RELATIVE_LOGS)
+    assert rc == 0, err
+    logs = _pod_logs(all_docs, tmp_path)
+    assert logs == {"a": Path(plan.WORKSPACE, "logs", "a", "server.log"), "b": Path(plan.WORKSPACE, "b", "server.log")}
+    assert "instance a: control.log_dir is relative to the config's folder" in err and plan.CONFIG_DIR in err
+    # infer-dev's real config logs to an absolute /tmp: left as it is
+    (tmp_path / "real").mkdir()
+    rc, all_docs, err = cli(tmp_path / "real", realworld("sglang-glm-4.7-tp8.toml"))
+    assert rc == 0, err
+    assert _pod_logs(all_docs, tmp_path / "real") == {"glm_4_7_tp8": Path("/tmp/glm_4_7_tp8/server.log")}

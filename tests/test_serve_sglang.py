@@ -82,3 +82,22 @@ def test_serve_refuses_a_flag_sglang_does_not_know(tmp_path_factory: pytest.Temp
     assert f"{path}: [instance.q.server] mem_fraction_statc" in r.stderr and "Traceback" not in r.stderr
     assert not (ws.root / ".auto-infer" / "serve").exists()
     assert json.loads(run_cli(["status", "--json"], ws.env).stdout) == []
+
+
+def test_false_for_a_negatable_flag_reaches_sglang_as_its_no_form(tmp_path: Path) -> None:
+    """`key = false` for a flag SGLang can negate (BooleanOptionalAction, default on or "auto") is its
+    --no- form: left out, the server would keep the default the config turned off. Other false flags
+    stay out, as infer-dev's runners leave them."""
+    path = tmp_path / "models.toml"
+    path.write_text(f'[master]\npython_path = "{PYTHON}"\n[instance.q.server]\nmodel_path = "/m"\nport = 31235\n'
+                    'dllm_fdfo = false\nenable_tf32_matmul = false\nenable_lora = false\n')
+    r = run_cli(["serve", "--dry-run", "--json"],
+                {"AUTO_INFER_WORKSPACE_DIR": str(tmp_path / "ws"), "AUTO_INFER_SGLANG_CONFIG": str(path),
+                 "PATH": os.environ["PATH"]})
+    assert r.returncode == 0, r.stderr
+    flags = json.loads(r.stdout)["instances"][0]["argv"][3:]
+    assert flags == ["--model-path", "/m", "--port", "31235", "--no-dllm-fdfo", "--no-enable-tf32-matmul"]
+    code = ("import argparse, sys; from sglang.srt.server_args import ServerArgs; p = argparse.ArgumentParser(); "
+            "ServerArgs.add_cli_args(p); a = p.parse_args(sys.argv[1:]); print(a.dllm_fdfo, a.enable_tf32_matmul)")
+    out = subprocess.run([str(PYTHON), "-c", code, *flags], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "False False", out.stderr[-2000:]

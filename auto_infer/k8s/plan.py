@@ -146,9 +146,10 @@ def _env(values: Mapping[str, str]) -> list[dict[str, Any]]:
     return [{"name": k, "value": v} for k, v in sorted(values.items())]
 
 
-def _overrides(inst: Instance, role: str, secrets: list[str]) -> str:
-    """This pod's overrides: its own instance only (constant size, whatever the config holds)."""
-    mine: dict[str, Any] = {"control": {"gpu_ids": "all"}, "server": {"host": "0.0.0.0"}}
+def _overrides(inst: Instance, role: str, secrets: list[str], logs: Mapping[str, str]) -> str:
+    """This pod's overrides: its own instance only (constant size, whatever the config holds); a
+    relative log path is put on the workspace (``logs``: podconfig.relative_logs)."""
+    mine: dict[str, Any] = {"control": {"gpu_ids": "all", **logs}, "server": {"host": "0.0.0.0"}}
     proxies = {k: f"$({k})" for k in secrets if redact.PROXY_NAME.match(k)}
     if proxies:                 # serve keeps no proxy it inherits (offline): hand them over explicitly
         mine["control"]["env"] = proxies
@@ -165,10 +166,12 @@ def _overrides(inst: Instance, role: str, secrets: list[str]) -> str:
     return text.replace(f'"{RANK}"', "$(LWS_WORKER_INDEX)")
 
 
-def _pod(inst: Instance, opts: Options, role: str, secrets: list[str], fronted: bool) -> Pod:
+def _pod(inst: Instance, opts: Options, role: str, secrets: list[str], fronted: bool,
+         logs: Mapping[str, str]) -> Pod:
     # secretKeyRefs first: Kubernetes expands $(NAME) only from variables defined earlier in the list
     env: list[dict[str, Any]] = [{"name": k, "secret": podconfig.ENV_SECRET, "key": k} for k in secrets]
-    env += _env({**base_env(opts), **BOOT_GATES, "AUTO_INFER_SGLANG_OVERRIDES": _overrides(inst, role, secrets)})
+    overrides = _overrides(inst, role, secrets, logs)
+    env += _env({**base_env(opts), **BOOT_GATES, "AUTO_INFER_SGLANG_OVERRIDES": overrides})
     if inst.control.api_key_env:
         env.append({"name": inst.control.api_key_env, "secret": f"{PART_OF}-api-keys", "key": inst.control.api_key_env})
     pod_labels = {**labels(inst.name, "server", inst.engine), ROLE_LABEL: role}
@@ -196,11 +199,12 @@ def units(cfg: ModelConfig, data: Mapping[str, Any], opts: Options) -> list[Unit
         seen[name] = inst.name
         nnodes = serving.nnodes(inst)
         secrets = podconfig.secret_env(data, inst.name)
+        logs = podconfig.relative_logs(data, inst.name, WORKSPACE)
         roles = ["leader", "worker"] if nnodes > 1 else ["server"]
         out.append(Unit(inst.name, name, inst.engine, inst.port, serving.gpus_per_pod(inst), nnodes,
                         int(inst.control.stop_grace) + 30, labels(inst.name, "server", inst.engine),
                         podconfig.instance_toml(data, inst.name, common), inst.name in fronted,
-                        [_pod(inst, opts, r, secrets, inst.name in fronted) for r in roles]))
+                        [_pod(inst, opts, r, secrets, inst.name in fronted, logs) for r in roles]))
     if not out:
         raise UserError("the model config has no enabled instance to deploy", where=str(cfg.path),
                         fix="enable an instance ([instance.NAME.control] enabled = true)")

@@ -17,6 +17,7 @@ enough; ``node_rank`` and ``dist_init_addr`` are filled for the check when the c
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -118,6 +119,15 @@ def _leaves(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...]
             yield from _leaves(item, path)
     elif isinstance(value, str) and path:
         yield path, value
+
+
+def relative_logs(data: Mapping[str, Any], instance: str, workspace: str) -> dict[str, str]:
+    """The instance's control.log_dir / log_file given relative (to the config's folder), as a pod
+    writes them: under ``workspace``, since the pod's config folder is the ConfigMap's read-only mount."""
+    table = _table(data, "instance")
+    control = {**_table(table, "control"), **_table(_table(table, instance), "control")}
+    return {k: posixpath.normpath(posixpath.join(workspace, v)) for k, v in sorted(control.items())
+            if k in ("log_dir", "log_file") and isinstance(v, str) and not v.startswith("/")}
 
 
 def secret_env(data: Mapping[str, Any], instance: str) -> list[str]:

@@ -127,6 +127,14 @@ def unmounted_models(cfg: ModelConfig) -> list[str]:
     return out
 
 
+def relocated_logs(cfg: ModelConfig, data: Mapping[str, Any]) -> list[str]:
+    """Notes: a relative log path is relative to the config's folder, in a pod the ConfigMap's
+    read-only mount; the pods write it on the workspace instead (plan._overrides)."""
+    return [f"instance {inst.name}: control.{key} is relative to the config's folder, in a pod the read-only "
+            f"ConfigMap mount {plan.CONFIG_DIR}: the pod writes it at {path} (on the workspace)"
+            for inst in cfg.enabled() for key, path in podconfig.relative_logs(data, inst.name, plan.WORKSPACE).items()]
+
+
 def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | None = None) -> None:
     """The `k8s` task: render, check (with a version), then write to ``out`` or print to stdout."""
     plan.check_options(opts)
@@ -137,7 +145,7 @@ def k8s(settings: Settings, opts: Options, out: str | None, k8s_version: str | N
         from auto_infer.k8s.check import validate
         say(f"k8s: {validate(files, k8s_version)} objects valid for Kubernetes {k8s_version} "
             "(kubernetes-validate, strict)")
-    for line in [*unmounted_models(cfg), *notes(units, opts)]:
+    for line in [*unmounted_models(cfg), *relocated_logs(cfg, data), *notes(units, opts)]:
         say(f"k8s: {line}")
     if not out or out == "-":                 # `-` is stdout, as for every output path
         print("\n---\n".join(text.rstrip("\n") for text in files.values()))

@@ -5,7 +5,9 @@ The rules are infer-dev's runners' (check-and-run-{sglang,vllm,llama-cpp}.sh, de
 flag, ``false`` → nothing, a list → the flag repeated per item, anything else → its text. Ours on
 top: a table → its JSON; ``extra_args`` may be one string (split like a shell); and a flag the
 engine's own parser takes several values for (``nargs="+"``) gets one flag followed by every item,
-because such a parser keeps only the last occurrence of a repeated flag.
+because such a parser keeps only the last occurrence of a repeated flag; and ``false`` for a flag
+the parser can negate (argparse's BooleanOptionalAction: vLLM's ``--no-enable-prefix-caching``)
+becomes ``--no-<flag>``, since leaving it out keeps the engine's default (often on, or "auto").
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Checked:
 
     label: str
     version: str | None = None
-    multi: frozenset[str] = frozenset()
+    multi: frozenset[str] = frozenset()       # multi-value flags, and the --no- forms of negatable ones
     rejected: dict[str, tuple[str, str]] = field(default_factory=dict)
     skipped: str | None = None
 
@@ -103,7 +105,8 @@ def extra_tokens(server: Mapping[str, Any]) -> list[str]:
 
 
 def server_flags(server: Mapping[str, Any], multi: frozenset[str] = frozenset()) -> list[str]:
-    """``extra_args`` first, then the flags for the ``server`` keys (``multi``: several-value flags)."""
+    """``extra_args`` first, then the flags for the ``server`` keys (``multi``: what the engine's parser
+    said: its several-value flags, and the ``--no-`` forms ``false`` becomes)."""
     out = extra_tokens(server)
     for key, value in server.items():
         if key == "extra_args":
@@ -115,7 +118,10 @@ def server_flags(server: Mapping[str, Any], multi: frozenset[str] = frozenset())
         for item in items:
             if item is True:
                 out.append(flag(key))
-            elif item is not False:
+            elif item is False:
+                if "--no-" + flag(key)[2:] in multi:
+                    out.append("--no-" + flag(key)[2:])
+            else:
                 out += [flag(key), _text(item)]
     return out
 

@@ -1,10 +1,11 @@
 """Ask an engine's own argument parser, in the instance's Python, whether our flags are right.
 
 A small script runs in that Python: phase 1 imports the engine, builds its parser and prints the
-engine's version and its multi-value flags; phase 2 reads {instance: [flags]} on stdin and prints,
-per instance, the unknown flags or the parse error. Where the engine cannot be imported the check
-is skipped (and says why). Its stderr goes to a file, never a pipe: noisy imports (warnings,
-banners) cannot fill a pipe and block it, and the file's last lines explain a crash.
+engine's version, its multi-value flags and the ``--no-`` forms of its negatable flags; phase 2
+reads {instance: [flags]} on stdin and prints, per instance, the unknown flags or the parse error.
+Where the engine cannot be imported the check is skipped (and says why). Its stderr goes to a file,
+never a pipe: noisy imports (warnings, banners) cannot fill a pipe and block it, and the file's
+last lines explain a crash.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ class Rejected(Exception):
 def parser():
 {build}
 
-multi = sorted(s for a in parser()._actions if a.nargs in ("+", "*") for s in a.option_strings)
+actions = parser()._actions
+multi = sorted(s for a in actions if a.nargs in ("+", "*") for s in a.option_strings)
+multi += sorted(s for a in actions if isinstance(a, argparse.BooleanOptionalAction)
+                for s in a.option_strings if s.startswith("--no-"))
 print(MARK + json.dumps({{"version": str({version}), "multi": multi}}), flush=True)
 results = {{}}
 for name, argv in json.loads(sys.stdin.readline()).items():
