@@ -136,6 +136,8 @@ def _demo_workspace(args: list[str]) -> list[str]:
         args = [*args, "--workspace", ws]
     from auto_infer.core.fsutil import check_folder
     check_folder(Path(ws), "the demo workspace (--workspace)")
+    from auto_infer.demo.build import check_workspace
+    check_workspace(Path(ws))            # before doit writes its state there
     os.environ["AUTO_INFER_WORKSPACE_DIR"] = str(Path(ws).resolve())
     return args
 

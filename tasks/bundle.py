@@ -50,7 +50,16 @@ def _bundle(args: list[str], since: str, dry_run: bool) -> Any:
     return bundle_import.import_bundle(settings(), file)
 
 
-@CommandLine(check=check)
+def _export_dry_run(values: dict[str, Any]) -> int:
+    """`bundle export --dry-run`: the listing alone, without doit (no state, no run lock: nothing is written)."""
+    from auto_infer.install import bundle_export
+
+    since = values.get("since") or ""
+    bundle_export.export(settings(), Path("-"), Path(since) if since else None, dry_run=True)
+    return 0
+
+
+@CommandLine(check=check, alone="dry_run", run_alone=_export_dry_run)
 @takes_run_lock     # import fills the cache; export may download archives into it
 def task_bundle() -> dict[str, Any]:
     """Carry it across the air gap: bundle export FILE [--since MANIFEST] [--dry-run] | bundle import FILE."""

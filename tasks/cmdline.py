@@ -107,12 +107,13 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
         return [], ["help", argv[1].split(":")[0], *argv[2:]]       # `help serve:NAME` = `help serve`
     if not argv or argv[0] in COMMANDS or argv[0].startswith("-"):
         return [], argv
-    seq, out, ordered = list(argv), [], []
+    seq, ordered = list(argv), []
+    out: list[Selected] = []
     while seq:
         word = seq.pop(0)
         creator = getattr(graph, f"task_{word.split(':')[0]}", None) if word else None
         if not callable(creator) or "=" in word:
-            raise unknown(word, graph)
+            raise _instance_word(out[-1], word, graph) if out else unknown(word, graph)
         cli = getattr(creator, "command_line", None) or CommandLine()
         made = creator()
         made = made if isinstance(made, dict) else list(made)
@@ -136,6 +137,16 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
             cli.check(values)
         out.append(Selected(word, creator, values, made))
     return out, ordered
+
+
+def _instance_word(prev: Selected, word: str, graph: ModuleType) -> UsageError:
+    """``serve NAME`` (as ``stop NAME``, ``logs NAME`` are written) where ``serve:NAME`` is meant."""
+    base = prev.word.split(":")[0]
+    subs = [t.name for t in prev.made if getattr(t, "subtask_of", None)] if isinstance(prev.made, list) else []
+    if f"{base}:{word}" not in subs:
+        return unknown(word, graph)
+    return UsageError(f"`{base} {word}`: `{base}` takes no instance names; one instance is `{base}:{word}`",
+                      where="the command line", fix=f"auto-infer {base}:{word}")
 
 
 def _check_subtask(word: str, made: Any) -> None:

@@ -20,7 +20,7 @@ def task_demo() -> dict[str, Any]:
         "actions": [action(_run)],
         "params": [
             {"name": "workspace", "long": "workspace", "default": "",
-             "help": "workspace folder (default: a new temp folder)"},
+             "help": "workspace folder: new, empty or an earlier demo's (default: a new temp folder)"},
             {"name": "keep", "long": "keep", "type": bool, "default": False, "help": "leave the servers running"},
             {"name": "engine", "long": "engine", "default": "demo",
              "choices": [("demo", "built-in demo engine"), ("llama-cpp", "a real small model, if installed")],

@@ -286,3 +286,15 @@ def test_export_onto_a_read_only_mount_is_a_user_error(built_channel: Built, tmp
     assert r.returncode == 1 and r.stderr.count("fix:   name a place you can write") == 2, r.stderr
     for folder in (ro, ro / "new"):
         assert f"cannot write the bundle file in {folder}: Read-only file system\n  where: {folder}\n" in r.stderr
+
+
+def test_export_dry_run_writes_nothing(built_channel: Built, tmp_path: Path) -> None:
+    """`--dry-run`: "list what the bundle would carry; write nothing". It ran as a doit task under the run
+    lock: it created the workspace with doit's state and the lock file, and waited for a running install."""
+    env = fresh(tmp_path, "build", template=built_channel.template)
+    r = run_cli(["bundle", "export", "--dry-run"], env)
+    assert r.returncode == 0, r.stderr
+    assert "to download from" in r.stdout and "artifacts (" in r.stdout
+    assert not Path(env["AUTO_INFER_WORKSPACE_DIR"]).exists()
+    wrong = run_cli(["bundle", "import", "x.tar", "--dry-run"], env)
+    assert wrong.returncode == 2 and "usage:" in wrong.stderr

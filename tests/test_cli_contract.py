@@ -53,6 +53,11 @@ def test_an_unknown_instance_lists_the_configs_instances(bare: dict[str, str], t
     assert r.returncode == 2, r.stderr
     assert "unknown task `serve:nosuch`: the sub-tasks of `serve` are serve:a, serve:b" in r.stderr, r.stderr
     assert "did you mean" not in r.stderr
+    # `serve a`, written as `stop a` and `logs a` are: it said "unknown task or command `a`"
+    spaced = run_cli(["serve", "a"], {**bare, "AUTO_INFER_SGLANG_CONFIG": str(config)})
+    assert spaced.returncode == 2, spaced.stderr
+    assert "one instance is `serve:a`" in spaced.stderr and "fix:   auto-infer serve:a" in spaced.stderr
+    assert not Path(bare["AUTO_INFER_WORKSPACE_DIR"]).exists()
 
 
 def test_a_number_option_that_is_not_a_number_names_the_option(bare: dict[str, str]) -> None:

@@ -60,3 +60,18 @@ def test_demo_llama_cpp_says_how_to_install_when_missing(tmp_path: Path) -> None
     r = run_cli(["demo", "--workspace", str(tmp_path / "ws"), "--engine", "llama-cpp"], env)
     assert r.returncode == 1, r.stderr
     assert "llama.cpp engine is not installed" in r.stderr and "setup-llamacpp-venv.sh" in r.stderr
+
+
+def test_demo_refuses_a_workspace_it_did_not_make(tmp_path: Path) -> None:
+    """`demo --workspace /offline-data` (a real workspace) filled it with the demo's machines and ended
+    with `clean up: rm -rf /offline-data`. Refused before anything is written there, doit's state included."""
+    ws = tmp_path / "offline-data"
+    (ws / ".cache" / "sglang-infer").mkdir(parents=True)
+    (ws / "logs").mkdir()
+    (ws / "logs" / "boot.log").write_text("boot\n")
+    before = sorted(str(p.relative_to(ws)) for p in ws.rglob("*"))
+    r = run_cli(["demo", "--workspace", str(ws)], clean_env({"HOME": str(tmp_path)}))
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr and "rm -rf" not in r.stdout
+    assert ".cache" in r.stderr and "logs/boot.log" in r.stderr and "new or empty folder" in r.stderr
+    assert sorted(str(p.relative_to(ws)) for p in ws.rglob("*")) == before

@@ -219,3 +219,22 @@ def test_check_requires_what_the_configs_engine_needs_when_the_variable_is_unset
     assert json.loads((workspace.root / ".auto-infer" / "check.json").read_text())["required"] == []
     sglang = run_cli(["check"], env)             # no config at all: the plan's torch,sglang
     assert sglang.returncode == 1 and "sglang: ModuleNotFoundError" in sglang.stderr
+
+
+def test_check_requires_nothing_for_a_config_whose_instances_all_run_a_command(
+        workspace: Workspace, online: object, tmp_path: Path) -> None:
+    """The variable's doc: unset, `command =` instances need no module. A config whose every instance
+    runs a `command` (the demo's) was recognised as SGLang's and `check` demanded torch,sglang; one
+    SGLang instance beside them still requires them."""
+    warm(workspace)
+    env = {k: v for k, v in workspace.env.items() if k != "AUTO_INFER_CHECK_MODULES"}
+    config = tmp_path / "command.toml"
+    config.write_text('[instance.control]\ncommand = ["my-server", "--port", "{port}"]\n'
+                      '[instance.a.server]\nport = 31001\n[instance.b.server]\nport = 31002\n')
+    r = run_cli(["check"], dict(env, AUTO_INFER_SGLANG_CONFIG=str(config)))
+    assert r.returncode == 0, r.stderr
+    assert json.loads((workspace.root / ".auto-infer" / "check.json").read_text())["required"] == []
+    config.write_text(config.read_text() + '[instance.c.control]\ncommand = []\n'
+                      '[instance.c.server]\nport = 31003\nmodel_path = "/m"\n')
+    mixed = run_cli(["check"], dict(env, AUTO_INFER_SGLANG_CONFIG=str(config)))
+    assert mixed.returncode == 1 and "AUTO_INFER_CHECK_MODULES=torch,sglang" in mixed.stderr, mixed.stderr

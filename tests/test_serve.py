@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -242,6 +243,16 @@ extra_args = ["--warmup", "0.5"]
     assert [m.id for m in client.models.list().data] == ["guarded-model"]
     outputs = [serve.ok("status", "--json").stdout, serve.ok("status").stdout, serve.ok("logs").stdout,
                serve.ok("chat", TEST_SERVE_KEY=key).stdout]
+    # a shell without the key (a new `docker exec`): the server is fine, only the key is missing here
+    def guarded(out: str) -> dict[str, Any]:
+        return next(row for row in json.loads(out) if row["name"] == "guarded")
+    row = guarded(outputs[0])
+    assert row["state"] == "running" and "TEST_SERVE_KEY (its api_key_env) is not set here" in row["detail"]
+    other = guarded(serve.ok("status", "--json", TEST_SERVE_KEY="sk-other").stdout)
+    assert other["state"] == "running" and "not the key it was started with" in other["detail"]
+    assert guarded(serve.ok("status", "--json", TEST_SERVE_KEY=key).stdout)["state"] == "ready"
+    keyless = serve.cli("chat")
+    assert keyless.returncode == 1 and "export TEST_SERVE_KEY" in keyless.stderr, keyless.stderr
     log = Path(inst["log"]).read_text()
     assert "server_args=" in log and "'api_key': '***'" in log          # printed by the server, masked
     for path in [*serve.ws.root.rglob("*"), *tmp_path.rglob("*")]:

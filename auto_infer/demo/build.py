@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from auto_infer.core.errors import UserError
 from auto_infer.core.fsutil import atomic_write_text, read_json
 from auto_infer.core.net import free_port, port_is_free
 from auto_infer.demo import channel
@@ -30,6 +31,35 @@ class DemoPaths:
     machine_a: Path
     machine_b: Path
     bundle: Path
+
+
+# What the demo writes at the top of its workspace (and, for a folder, what in it); `.auto-infer`:
+# doit's state, which cli.py keeps there too.
+DEMO_ENTRIES: dict[str, frozenset[str] | None] = {
+    ".auto-infer": None, "demo-channel": None, "demo-ports.json": None, "machine-a": None, "machine-b": None,
+    "transfer": None, "logs": frozenset({"demo.log"}), "sglang-configs": frozenset({"demo.toml"})}
+
+
+def check_workspace(ws: Path) -> None:
+    """--workspace is a new or empty folder, or an earlier demo's. The demo fills it and its last line
+    says to `rm -rf` it, so a folder with anything else in it (a real workspace) is refused."""
+    if not ws.is_dir():
+        return
+    foreign = []
+    for entry in sorted(ws.iterdir()):
+        if entry.name not in DEMO_ENTRIES:
+            foreign.append(entry.name)
+            continue
+        inside = DEMO_ENTRIES[entry.name]
+        if inside is not None:
+            foreign += [f"{entry.name}/{e.name}" for e in sorted(entry.iterdir()) if e.name not in inside] \
+                if entry.is_dir() else [entry.name]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise UserError(f"the demo workspace {ws} holds what the demo did not write ({shown}); the demo fills it "
+                        f"with two machines and its clean-up is `rm -rf {ws}`", where="--workspace",
+                        fix="name a new or empty folder, or leave --workspace out (a new temp folder); it is "
+                            "not AUTO_INFER_WORKSPACE_DIR")
 
 
 def demo_paths(ws: Path) -> DemoPaths:

@@ -23,7 +23,7 @@ from auto_infer.core.progress import Step, fmt_secs, say
 from auto_infer.core.runner import run_child, self_command
 from auto_infer.core.settings import load
 from auto_infer.demo import mirror
-from auto_infer.demo.build import ENGINE_CMD, DemoPaths, build_template, demo_paths, write_config
+from auto_infer.demo.build import ENGINE_CMD, DemoPaths, build_template, check_workspace, demo_paths, write_config
 
 MODULES = "auto_infer_demo_engine,auto_infer_demo_client"
 
@@ -179,6 +179,7 @@ def summary(paths: DemoPaths, steps: Steps, facts: dict[str, object], use_netns:
 
 def run(workspace: Path | None, keep: bool, engine: str) -> Path:
     paths = demo_paths((workspace or Path(tempfile.mkdtemp(prefix="auto-infer-demo-"))).resolve())
+    check_workspace(paths.workspace)          # `doit demo --workspace DIR` (auto-infer checked it already)
     paths.workspace.mkdir(parents=True, exist_ok=True)
     t0, use_netns = time.monotonic(), can_unshare()
     say(f"auto-infer demo in {paths.workspace}")

@@ -51,6 +51,12 @@ def _target(rec: registry.ServerRecord) -> probe.Target:
     return probe.Target(rec.name, rec.base_url or "", rec.model, rec.engine, key)
 
 
+def _unset_key(rec: registry.ServerRecord) -> str | None:
+    """The instance's api_key_env when this shell does not set it (the server then answers 401)."""
+    name = rec.api_key_env
+    return name if name and not os.environ.get(name) else None
+
+
 def _row(rec: registry.ServerRecord) -> dict[str, Any]:
     import requests
 
@@ -71,6 +77,10 @@ def _row(rec: registry.ServerRecord) -> dict[str, Any]:
             ok, seen = False, "not answering"
         state = "ready" if ok else ("starting" if state == "starting" else "unhealthy")
         detail = "" if ok else seen
+        if not ok and rec.api_key_env and seen.endswith(("answers 401", "answers 403")):
+            state = "running"               # it answers: only this shell's key is wrong
+            detail = (f"{seen}: {rec.api_key_env} (its api_key_env) is not set here; export it to ask the server"
+                      if _unset_key(rec) else f"{seen}: {rec.api_key_env} here is not the key it was started with")
     elif state in ("starting", "ready", "running"):
         state, detail = "failed", "the process is gone (it ended without `auto-infer stop`)"
     spawned = rec.spawned_at
@@ -162,4 +172,7 @@ def chat(settings: Settings, names: list[str] | None = None) -> None:
     atomic_write_json(path, json.loads(redact.scrub(json.dumps(results), hidden)))
     say(f"chat evidence: {path}")
     if failed:
-        raise UserError(f"chat failed for {', '.join(failed)}", where=str(path), fix="see `auto-infer logs NAME`")
+        keys = sorted({k for n in failed if (k := _unset_key(picked[n]))})
+        raise UserError(f"chat failed for {', '.join(failed)}", where=str(path),
+                        fix=f"export {', '.join(keys)} (the api_key_env of the config: the servers want the key), "
+                            "then chat again" if keys else "see `auto-infer logs NAME`")

@@ -74,19 +74,28 @@ def merged(settings: Settings, path: Path) -> tuple[dict[str, Any], str, list[st
 
 
 def check_modules(settings: Settings) -> tuple[str, ...]:
-    """What `check` requires: AUTO_INFER_CHECK_MODULES if set; else the model config's engine's
-    (a vLLM template has no sglang); else (no config, or one that does not load: `serve` says what is
-    wrong with it) SGLang's, the plan's torch,sglang."""
+    """What `check` requires: AUTO_INFER_CHECK_MODULES if set; else what the model config's enabled
+    instances run (a vLLM template has no sglang; an instance with `command =` needs none); else (no
+    config, or one that does not load: `serve` says what is wrong with it) SGLang's, torch,sglang."""
     if settings.check_modules is not None:
         return settings.check_modules
     fallback = engines.get("sglang").CHECK_MODULES
     if not settings.config_path.is_file():
         return fallback
     try:
-        _, engine, _ = merged(settings, settings.config_path)
+        data, engine, applied = merged(settings, settings.config_path)
     except UserError:
         return fallback
-    return tuple(engines.get(engine).CHECK_MODULES)
+    try:
+        return required_modules(build(data, engine, Where(settings.config_path, ", ".join(applied))))
+    except UserError:
+        return tuple(engines.get(engine).CHECK_MODULES)
+
+
+def required_modules(cfg: ModelConfig) -> tuple[str, ...]:
+    """The modules the engines of the enabled instances need (the config's engine's when none is enabled)."""
+    kinds = [inst.engine for inst in cfg.enabled()] or [cfg.master.engine]
+    return tuple(dict.fromkeys(m for kind in kinds for m in engines.get(kind).CHECK_MODULES))
 
 
 def load(settings: Settings, path: Path | None = None) -> ModelConfig:
