@@ -63,6 +63,6 @@ def test_without_a_working_nvidia_smi_nothing_is_judged(serve: Serve, tmp_path: 
     serve.write(responder_config({"cpu": {"port": port, "control": "gpu_ids = [7]"}}))
     path = fake_smi(tmp_path / "bin", NO_DRIVER + "\n", code=9)
     assert json.loads(serve.ok("serve", "--dry-run", "--json", **path).stdout)["instances"][0]["problems"] == []
-    serve.ok("serve", **path)
-    assert listening(port)
+    r = serve.ok("serve", **path)
+    assert listening(port) and "the instance ready and answering" in r.stderr, r.stderr   # not "all 1 instances"
     serve.ok("stop")

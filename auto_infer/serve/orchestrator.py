@@ -236,6 +236,7 @@ def conclude(results: list[Result], paths: tuple[Path, Path], gw: gateway_run.Ga
         raise UserError(f"{len(failed)} of {what} did not pass ready + chat:\n{lines}", where=str(paths[0]),
                         fix="read the log of each (`auto-infer logs NAME`), fix, serve again")
     workers = sum(r.launch.inst.worker is not None for r in results)
-    what = f"all {len(results)} instances ready and answering" if not workers else (
-        f"all {len(results)} instances up ({workers} worker rank(s) serving no HTTP, the rest ready and answering)")
+    every = "the instance" if len(results) == 1 else f"all {len(results)} instances"
+    what = f"{every} ready and answering" if not workers else (
+        f"{every} up ({workers} worker rank(s) serving no HTTP, the rest ready and answering)")
     say(what + (", and the gateway in front" if gw else ""))
