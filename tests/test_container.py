@@ -401,6 +401,18 @@ def test_hook_failing_step_gives_nonzero_status_and_a_clear_line(workspace: Work
     assert "exit 1: a step failed" in last and boot_log(workspace).rstrip().endswith(last.split("] ", 1)[1])
 
 
+def test_hook_with_a_refused_gate_says_which_setting(workspace: Workspace, tmp_path: Path) -> None:
+    """A gate that is neither yes nor no stops boot before any step: no ✗ line, so the last line
+    points at the refusal (the auto-infer: line naming the variable)."""
+    r = run_hook(hook_env(workspace, tmp_path, AUTO_INFER_SGLANG_ON_BOOT="maybe"))
+    assert r.returncode == 1
+    text = r.stdout + r.stderr
+    assert "AUTO_INFER_SGLANG_ON_BOOT='maybe' is neither yes nor no" in text, text
+    assert not [line for line in text.splitlines() if line.startswith("✗")], text
+    assert "exit 1: a step failed or a setting was refused (the ✗ or auto-infer: line above says why)" in \
+        r.stderr.rstrip().splitlines()[-1]
+
+
 def test_hook_stops_a_boot_that_runs_past_its_limit(workspace: Workspace, tmp_path: Path) -> None:
     from filelock import FileLock
 

@@ -150,7 +150,7 @@ def boot_fails(stack: Stack, files: tuple[str, ...], **env: str) -> str:
     said = r.stdout + r.stderr                          # podman-compose run: the container's stderr is in stdout
     assert r.returncode == 0 and r.stdout.strip().endswith("the container's own command ran"), said
     hook = [ln for ln in said.splitlines() if ln.startswith("[auto-infer-boot]")]
-    assert "exit 1: a step failed (see the ✗ line above)" in hook[-1], said
+    assert "exit 1: a step failed or a setting was refused (the ✗ or auto-infer: line above says why)" in hook[-1], said
     assert "auto-infer boot failed (exit 1)" in said, said
     return said
 

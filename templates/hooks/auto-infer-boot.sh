@@ -15,7 +15,7 @@
 # resumes. AUTO_INFER_BOOT_BACKGROUND=1 runs it detached and returns 0 at once (outcome in the log).
 #
 # Exit status: 0 done or nothing to do; 1 a step failed (the "✗ STEP failed" line says which and
-# why); 124 timed out; 127 auto-infer is not installed; 130 interrupted; 3 internal error (a crash
+# why) or a setting was refused (the "auto-infer: ..." line names it); 124 timed out; 127 auto-infer is not installed; 130 interrupted; 3 internal error (a crash
 # log is named). The last line, on stderr and in the log, always says which.
 #
 # Wiring (templates/docker/infer-dev-entry.snippet.sh): in the image's entry script, before it execs
@@ -48,7 +48,7 @@ log_path() {
 outcome() {  # exit status -> one line
   case "$1" in
     0) echo "done" ;;
-    1) echo "a step failed (see the ✗ line above)" ;;
+    1) echo "a step failed or a setting was refused (the ✗ or auto-infer: line above says why)" ;;
     124|137) echo "timed out after ${LIMIT}s (AUTO_INFER_BOOT_TIMEOUT); finished steps are kept, the next boot resumes" ;;
     127) echo "auto-infer is not installed or not on PATH (templates/docker/ shows how to install it)" ;;
     130) echo "interrupted" ;;
