@@ -138,10 +138,14 @@ class Instance:
 
     @property
     def served_name(self) -> str | None:
-        """The model id /v1/models should list (None: whatever it lists); a list names the first."""
+        """The model id /v1/models should list (None: whatever it lists); a list names the first, and
+        so does llama-server's ``alias`` ("set model name aliases, comma-separated": the first is the
+        id it lists, the others its "aliases")."""
         for key in self.name_keys:
             value = self.server.get(key)
             value = value[0] if isinstance(value, list) and value else value
+            if key == "alias" and isinstance(value, str):
+                value = value.split(",")[0].strip()
             if value:
                 return str(value)
         return None

@@ -1,0 +1,95 @@
+"""llama.cpp's own llama-server (built from its pinned source by .ci/setup-llama-server.sh, named by
+AUTO_INFER_LLAMA_SERVER) serving SmolLM2-135M on the CPU from infer-dev shaped llama.cpp configs,
+through the real CLI: what a user of those configs meets. The GGUF comes from the llama.cpp engine
+venv (AUTO_INFER_LLAMACPP_VENV), as in tests/test_real_engine.py. Nothing here asserts a timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from auto_infer.core.net import free_port
+from auto_infer.demo import engines
+from tests.conftest import Workspace
+from tests.helpers import run_cli
+
+VENV = os.environ.get(engines.VENV_VAR, "")           # read at import: the autouse fixture clears AUTO_INFER_*
+LLAMA_SERVER = os.environ.get("AUTO_INFER_LLAMA_SERVER", "")
+pytestmark = [pytest.mark.llamacpp,
+              pytest.mark.skipif(not (VENV and LLAMA_SERVER),
+                                 reason="needs AUTO_INFER_LLAMA_SERVER (.ci/setup-llama-server.sh) and the "
+                                        f"SmolLM2 GGUF ({engines.VENV_VAR})")]
+QUESTION = "What is the capital of France?"
+
+
+def smollm2(monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(engines.VENV_VAR, VENV)
+    from auto_infer.core.settings import load
+    found = engines.find_llamacpp(load())
+    assert found is not None, f"{engines.VENV_VAR}={VENV} has no SmolLM2 GGUF; {engines.INSTALL_HINT}"
+    return found[1]
+
+
+def llama_config(path: Path, model: str | Path, port: int, server: str = "") -> Path:
+    """infer-dev's llama.cpp config shape (model-configs/llamacpp-glm-4.7-q2k.toml), on the CPU."""
+    path.write_text(f"""[master]
+enable = true
+llama_cpp_path = "{LLAMA_SERVER}"
+
+[instance.control]
+background = true
+ready_timeout = 60
+stop_grace = 10
+smoke_prompt = "{QUESTION}"
+
+[instance.server]
+host = "127.0.0.1"
+ctx_size = 2048
+n_predict = 32
+temp = 0.0
+chat_template = "chatml"
+
+[instance.smol]
+    [instance.smol.control]
+    gpu_ids = "none"
+
+[instance.smol.server]
+    model = "{model}"
+    port = {port}
+{server}
+""")
+    return path
+
+
+def cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_cli(args, env, timeout=300)
+
+
+def serve_and_stop(workspace: Workspace, config: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """warm, serve (then always stop); serve's result and its report's one instance."""
+    env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
+    warmed = cli(["warm"], env)
+    assert warmed.returncode == 0, warmed.stderr
+    try:
+        served = cli(["serve"], env)
+    finally:
+        stopped = cli(["stop"], env)
+    assert stopped.returncode == 0, stopped.stderr
+    report = workspace.root / "reports" / "serve-latest.json"
+    [inst] = json.loads(report.read_text())["instances"] if report.exists() else [{}]
+    return served, inst
+
+
+def test_comma_separated_aliases_are_ready_under_the_first(workspace: Workspace, online: object, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-server's --help: "-a, --alias STRING  set model name aliases, comma-separated"; its
+    /v1/models then lists the first as the id (the others as "aliases")."""
+    config = llama_config(tmp_path / "aliases.toml", smollm2(monkeypatch), free_port(), 'alias = "smol,smollm2-135m"')
+    served, inst = serve_and_stop(workspace, config)
+    assert served.returncode == 0, served.stderr
+    assert inst["ok"] and inst["model_id"] == "smol", inst
+    assert "paris" in inst["chat"]["answer"].lower(), inst["chat"]
