@@ -93,3 +93,21 @@ def test_comma_separated_aliases_are_ready_under_the_first(workspace: Workspace,
     assert served.returncode == 0, served.stderr
     assert inst["ok"] and inst["model_id"] == "smol", inst
     assert "paris" in inst["chat"]["answer"].lower(), inst["chat"]
+
+
+def test_a_folder_or_a_file_that_is_not_gguf_is_refused_before_llama_server_starts(
+        workspace: Workspace, online: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-server's --model loads one GGUF file: given the folder that holds it, or a file of
+    another format, it dies while loading. serve says so (and which file to name) before starting it."""
+    gguf, fake = smollm2(monkeypatch), tmp_path / "weights" / "model.gguf"
+    fake.parent.mkdir()
+    fake.write_text('{"not": "a gguf"}\n')
+    cases = {gguf.parent: ("is a folder", f'model = "{gguf}"'), fake: ("is not a GGUF file", "point model at a .gguf")}
+    for model, (said, fix) in cases.items():
+        config = llama_config(tmp_path / "bad-model.toml", model, free_port(), 'alias = "smol"')
+        env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
+        dry = cli(["serve", "--dry-run", "--strict"], env)
+        assert dry.returncode == 1 and said in dry.stdout, dry.stdout
+        served, _ = serve_and_stop(workspace, config)
+        assert served.returncode == 1 and said in served.stderr and fix in served.stderr, served.stderr
+        assert not (workspace.root / "logs" / "llamacpp" / "smol" / "server.log").exists(), "llama-server started"

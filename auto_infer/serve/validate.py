@@ -225,12 +225,39 @@ def check_paths(cfg: ModelConfig, instances: tuple[Instance, ...]) -> None:
             raise UserError(f"instance {inst.name}: {key} does not exist: {path}",
                             where=f"{cfg.path}: {_where(inst, key)}",
                             fix=f"point {key} at a local model folder (or file) that exists here")
+        gguf = _gguf_problem(inst.engine, path)
+        if gguf:
+            raise UserError(f"instance {inst.name}: {key} {path} {gguf[0]}", where=f"{cfg.path}: {_where(inst, key)}",
+                            fix=gguf[1])
         lacks = _model_folder_problem(inst.engine, path)
         if lacks:           # checked like a [model] path: config + weight files (or the GGUF file)
             raise UserError(f"instance {inst.name}: {key} {path} is not a model folder: {lacks}",
                             where=f"{cfg.path}: {_where(inst, key)}",
                             fix=f"point {key} at the folder that holds the weights (config.json and "
                                 "*.safetensors, or the .gguf file)")
+
+
+def _gguf_problem(engine: str, path: object) -> tuple[str, str] | None:
+    """(what is wrong, the fix) when llama.cpp's model is not one GGUF file: llama-server's --model
+    loads a file (the first shard of a split model), and fails on a folder or another format."""
+    if engine != "llamacpp" or not isinstance(path, str):
+        return None
+    from auto_infer.weights.audit import gguf_firsts
+    if Path(path).is_dir():
+        firsts = gguf_firsts(Path(path))
+        held = ", ".join(g.name for g in firsts[:4]) or "no .gguf file"
+        fix = (f'point model at the file: model = "{firsts[0]}"' if len(firsts) == 1
+               else "point model at one .gguf file (the first shard of a split model)")
+        return f"is a folder, and llama-server loads one GGUF file (the folder holds: {held})", fix
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror}", "make the file readable by the user who serves"
+    if magic != b"GGUF":
+        return (f"is not a GGUF file (it starts with {magic!r}, not b'GGUF')",
+                "point model at a .gguf file (the first shard of a split model)")
+    return None
 
 
 def _model_folder_problem(engine: str, path: object) -> str | None:

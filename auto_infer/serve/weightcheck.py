@@ -22,8 +22,7 @@ def _model_value(inst: Instance, path: Path) -> str:
     """llama.cpp takes a GGUF file: the folder's one .gguf (or the first shard of a split model)."""
     if inst.engine != "llamacpp" or not path.is_dir():
         return str(path)
-    ggufs = sorted(path.rglob("*.gguf"))
-    firsts = [g for g in ggufs if "-of-" not in g.name or "-00001-of-" in g.name]
+    firsts = audit.gguf_firsts(path)
     return str(firsts[0]) if len(firsts) == 1 else str(path)       # several: validate's message names them
 
 

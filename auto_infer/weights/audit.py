@@ -113,6 +113,12 @@ def file_problems(root: Path, files: list[dict[str, Any]], verify: bool) -> list
     return problems
 
 
+def gguf_firsts(root: Path) -> list[Path]:
+    """The GGUF files a folder offers llama-server: each single file, and the first shard of each
+    split one (``*-00001-of-0000N.gguf``), sorted."""
+    return sorted(g for g in root.rglob("*.gguf") if "-of-" not in g.name or "-00001-of-" in g.name)
+
+
 def layout_problem(root: Path) -> str | None:
     """What a model folder lacks for a server to load it, or None."""
     if not root.is_dir():
