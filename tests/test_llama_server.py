@@ -111,3 +111,26 @@ def test_a_folder_or_a_file_that_is_not_gguf_is_refused_before_llama_server_star
         served, _ = serve_and_stop(workspace, config)
         assert served.returncode == 1 and said in served.stderr and fix in served.stderr, served.stderr
         assert not (workspace.root / "logs" / "llamacpp" / "smol" / "server.log").exists(), "llama-server started"
+
+
+def test_flags_are_checked_against_llama_servers_help_and_false_turns_an_option_off(
+        workspace: Workspace, online: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-server's --help is the authority on its flags. A misspelt key, or extra_args written
+    --flag=value (llama-server takes the value as the next word), is refused before it starts; and
+    `jinja = false` (its --help: "--jinja, --no-jinja ... (default: enabled)") must turn Jinja off,
+    not leave the flag out and keep the default."""
+    gguf = smollm2(monkeypatch)
+    for bad, said in (("ctx_sise = 4096", "--ctx-sise"), ('extra_args = ["--threads=1"]', "--threads 1")):
+        config = llama_config(tmp_path / "bad-flag.toml", gguf, free_port(), f'alias = "smol"\n{bad}')
+        env = dict(workspace.env, AUTO_INFER_SGLANG_CONFIG=str(config))
+        dry = cli(["serve", "--dry-run"], env)
+        assert dry.returncode == 1 and "llama-server's --help does not list" in dry.stderr and said in dry.stderr, (
+            dry.stderr)
+        served, _ = serve_and_stop(workspace, config)
+        assert served.returncode == 1 and said in served.stderr, served.stderr
+        assert not (workspace.root / "logs" / "llamacpp" / "smol" / "server.log").exists(), "llama-server started"
+    config = llama_config(tmp_path / "no-jinja.toml", gguf, free_port(), 'alias = "smol"\njinja = false\nwebui = false')
+    served, inst = serve_and_stop(workspace, config)
+    assert served.returncode == 0 and "flags accepted by llama.cpp" in served.stderr, served.stderr
+    assert "--no-jinja" in inst["argv"] and "--no-webui" in inst["argv"], inst["argv"]
+    assert "paris" in inst["chat"]["answer"].lower(), inst["chat"]

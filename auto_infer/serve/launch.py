@@ -150,7 +150,7 @@ def build_launches(settings: Settings, cfg: ModelConfig, chosen: tuple[Instance,
         checked = engines.get(name).preflight(settings, cfg.master, {i.name: i.server for i in group}, base)
         if checked.skipped and name != "command":
             say(f"  {checked.label}'s own argument check skipped: {checked.skipped}")
-        elif not checked.skipped:
+        elif not checked.skipped and not checked.rejected:
             say(f"  flags accepted by {checked.label} {checked.version}'s own parser")
         _raise_rejected(cfg, checked)
         multi[name] = checked.multi

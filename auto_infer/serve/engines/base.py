@@ -135,14 +135,14 @@ def clashes(server: Mapping[str, Any], probe_keys: tuple[str, ...],
     keys.update({key_of(k, aliases): k for k in probe_keys if key_of(k, aliases) not in keys})
     out = []
     for token in extra_tokens(server):
-        if token.startswith("-") and token.strip("-") and not _number(token):
+        if token.startswith("-") and token.strip("-") and not is_number(token):
             key = keys.get(key_of(token, aliases))
             if key is not None:
                 out.append((key, token))
     return out
 
 
-def _number(token: str) -> bool:
+def is_number(token: str) -> bool:
     try:
         float(token)
     except ValueError:

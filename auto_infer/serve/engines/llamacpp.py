@@ -5,13 +5,15 @@ The binary: ``master.llama_cpp_path``, else the first of infer-dev's candidates 
 else ``llama-server`` on PATH; its folder goes first on LD_LIBRARY_PATH (its shared libraries live
 next to it). ``model`` is the GGUF file (the first shard of a split one). Ready: ``/health``
 answers 503 while the model loads, then 200; then ``/v1/models`` lists the ``alias`` (without one,
-whatever it lists). A binary has no parser to import: the pre-flight is that the binary exists.
+whatever it lists). The pre-flight asks the binary's own ``--help`` which options it has.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,7 @@ ALIASES: Mapping[str, str] = {   # llama-server's short and second spellings -> 
 # configs write `flash_attn = true`, which as a bare `--flash-attn` makes llama-server read the next
 # flag as its value and refuse to start.
 ON_OFF = frozenset({"flash_attn", "fit", "log_colors", "reasoning"})
+HELP_TIMEOUT = 60.0       # seconds for `llama-server --help` (a CUDA build looks at its GPUs first)
 CANDIDATES = ("/soft/app/llama-cpp/bin/llama-server", "/hard/volume/workspace/llama-cpp/build/bin/llama-server")
 
 
@@ -85,5 +88,60 @@ def on_off(server: Mapping[str, Any]) -> dict[str, Any]:
 
 def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[str, Any]],
               env: Mapping[str, str]) -> Checked:
+    """llama-server's own ``--help`` (its options, the authority on its flags): each instance's flags
+    must be among them, and ``false`` for an option it can negate (``--jinja, --no-jinja``) becomes
+    that ``--no-`` form (left out, the option keeps its default: jinja stays on)."""
     wanted, found = executable(master)
-    return Checked("llama.cpp", skipped=f"llama-server has no parser to import ({found or wanted + ': not found'})")
+    if found is None:
+        return Checked("llama.cpp", skipped=f"llama-server not found: {wanted}")
+    lib = os.path.dirname(found)
+    prev = env.get("LD_LIBRARY_PATH", "")
+    run_env = {**env, "LD_LIBRARY_PATH": f"{lib}:{prev}" if prev else lib}
+    try:
+        helped = subprocess.run([found, "--help"], env=run_env, capture_output=True, text=True,
+                                stdin=subprocess.DEVNULL, timeout=HELP_TIMEOUT, errors="replace")
+        said = subprocess.run([found, "--version"], env=run_env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=HELP_TIMEOUT, errors="replace")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Checked("llama.cpp", skipped=f"{found} --help did not answer ({exc})")
+    options = help_options(helped.stdout)
+    if helped.returncode != 0 or not {"--model", "--port"} <= options:
+        return Checked("llama.cpp", skipped=f"{found} --help (exit {helped.returncode}) does not list "
+                                            "llama-server's options")
+    version = re.search(r"version: (\S+)", said.stdout + said.stderr)
+    negatable = frozenset(o for o in options if o.startswith("--no-"))
+    rejected = {}
+    for name, server in servers.items():
+        unknown = [t for t in flag_tokens(server, negatable) if t not in options]
+        if unknown:
+            known = [t for t in unknown if "=" in t and t.split("=", 1)[0] in options]
+            hint = (f" (llama-server takes a value as the next word: {known[0].replace('=', ' ', 1)})"
+                    if known else "")
+            rejected[name] = (base.key_of(unknown[0], ALIASES),
+                              f"llama-server's --help does not list {' '.join(unknown)}{hint}")
+    return Checked("llama.cpp", version.group(1) if version else "(version unknown)", negatable, rejected)
+
+
+def help_options(text: str) -> frozenset[str]:
+    """The option names of llama-server's --help: its lines that start with them, comma-separated
+    ("-c,    --ctx-size N", "--ui,  --webui, --no-ui, --no-webui     whether ...")."""
+    names = set()
+    for line in text.splitlines():
+        for word in line.split() if line.startswith("-") else ():
+            if not word.startswith("-") or not word.strip("-,"):    # a description, or "----- sampling"
+                break
+            names.add(word.rstrip(","))
+            if not word.endswith(","):
+                break
+    return frozenset(names)
+
+
+def flag_tokens(server: Mapping[str, Any], negatable: frozenset[str]) -> list[str]:
+    """The flags an instance's argv passes: one per key (its ``--no-`` form for a negatable false,
+    none for another false), and the flag-like words of extra_args (not values such as -1)."""
+    out = [t for t in base.extra_tokens(server) if t.startswith("-") and t.strip("-") and not base.is_number(t)]
+    for key, value in on_off(server).items():
+        if key == "extra_args" or (value is False and "--no-" + base.flag(key)[2:] not in negatable):
+            continue
+        out.append("--no-" + base.flag(key)[2:] if value is False else base.flag(key))
+    return out
