@@ -247,7 +247,7 @@ served_model_name = "vl-model"
 extra_args = ["--mode", "vllm", "--warmup", "1"]
 """)
     r = serve.ok("serve")
-    assert "engine: vLLM" in r.stderr and "is not a pixi project here" in r.stderr
+    assert "engine: vLLM" in r.stderr and "master.python_path is set: vLLM runs with" in r.stderr
     inst = serve.report()["instances"][0]
     assert inst["argv"] == [sys.executable, "-m", "auto_infer.demo.responder", "--mode", "vllm", "--warmup", "1",
                             "--host", "127.0.0.1", "--port", str(port), "--model", str(model),
@@ -257,6 +257,44 @@ extra_args = ["--mode", "vllm", "--warmup", "1"]
     assert any('"GET /health HTTP/1.1" 503' in ln for ln in lines)       # it was asked while loading
     assert any('"GET /health HTTP/1.1" 200' in ln for ln in lines)
     assert not any("/health_generate" in ln for ln in lines)              # SGLang's route, not vLLM's
+    serve.ok("stop")
+
+
+def test_vllm_python_path_wins_over_infer_devs_pixi_project(serve: Serve, tmp_path: Path) -> None:  # noqa: F811
+    """infer-dev's config names its pixi project; a user who adds [master] python_path means that
+    Python, even where pixi and the project are here (pixi would run another environment)."""
+    port, model, bindir, project = free_port(), tmp_path / "weights", tmp_path / "bin", tmp_path / "vllm-pixi-offline"
+    model_folder(model)
+    bindir.mkdir()
+    project.mkdir()
+    (project / "pixi.toml").write_text("[workspace]\n")
+    pixi = bindir / "pixi"
+    pixi.write_text("#!/bin/sh\necho 'pixi was run' >&2\nexit 3\n")
+    pixi.chmod(0o755)
+    serve.write(f"""[master]
+pixi_project_dir = "{project}"
+pixi_environment = "default"
+api_server_module = "auto_infer.demo.responder"
+python_path = "{sys.executable}"
+
+[instance.control]
+stop_grace = 5
+ready_timeout = 60
+
+[instance.vl.server]
+host = "127.0.0.1"
+port = {port}
+model = "{model}"
+served_model_name = "vl-model"
+extra_args = ["--mode", "vllm"]
+""")
+    path = f"{bindir}:{serve.env['PATH']}"
+    dry = serve.ok("serve", "--dry-run", PATH=path)
+    assert f"argv: {sys.executable} -m auto_infer.demo.responder" in dry.stdout, dry.stdout
+    r = serve.ok("serve", PATH=path)
+    assert "master.python_path is set: vLLM runs with" in r.stderr, r.stderr
+    inst = serve.report()["instances"][0]
+    assert inst["argv"][:3] == [sys.executable, "-m", "auto_infer.demo.responder"] and inst["chat"]["ok"], inst
     serve.ok("stop")
 
 

@@ -2,9 +2,10 @@
 
 How it starts (decided): infer-dev's way, ``pixi run --manifest-path <pixi_project_dir> --environment
 <pixi_environment> --frozen python -m <api_server_module> <flags>``, when ``pixi`` is on PATH and
-``pixi_project_dir`` holds a pixi.toml; otherwise the Python of ``master.python_path``, else of the
-environment `auto-infer install` made, runs the module directly (no pixi needed at serve time, the
-same environment ``check`` verified). Ready: ``/health`` answers 200 (vLLM listens only once the
+``pixi_project_dir`` holds a pixi.toml and no ``master.python_path`` is given (the explicit choice
+wins); otherwise the Python of ``master.python_path``, else of the environment `auto-infer install`
+made, runs the module directly (no pixi needed at serve time, the same environment ``check``
+verified). Ready: ``/health`` answers 200 (vLLM listens only once the
 model is loaded), then ``/v1/models`` lists the served name (else the ``model`` value).
 """
 
@@ -63,8 +64,10 @@ def check(ctx: Where, inst: Instance) -> None:
 
 
 def _pixi(master: Master) -> str | None:
-    """pixi, when infer-dev's pixi project is here to run in."""
+    """pixi, when infer-dev's pixi project is here to run in (and no python_path says otherwise)."""
     project = master.pixi_project_dir
+    if master.python_path:
+        return None
     pixi = shutil.which("pixi")
     return pixi if pixi and project and (Path(project) / "pixi.toml").is_file() else None
 
@@ -82,6 +85,8 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
     fix = "fix master.python_path" if master.python_path else "run `auto-infer install` first (a vLLM template)"
     note = (f"master.pixi_project_dir ({master.pixi_project_dir}) is not a pixi project here, or pixi is not on "
             f"PATH: vLLM runs with {python}") if master.pixi_project_dir else ""
+    if master.pixi_project_dir and master.python_path:
+        note = f"master.python_path is set: vLLM runs with {python}, not through pixi ({master.pixi_project_dir})"
     return Program([str(python), "-m", module, *flags], missing=missing, fix=fix, note=note)
 
 
