@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 from auto_infer.core.net import free_port
@@ -65,3 +66,33 @@ def test_a_serve_in_another_shell_that_restarts_every_server_does_not_end_superv
     assert "SIGTERM received" in err and registry.read_or_empty(load(env), "ed1").state == "stopped", err
     assert not procs.group_members(again.pid or 0)
 
+
+def test_a_config_broken_while_a_server_restarts_leaves_the_others_running(
+    installed: Workspace, tmp_path: Path
+) -> None:
+    """A server crashes while the model config is being edited (a TOML error): supervise cannot start it
+    again. It used to stop every healthy server and exit 1; it keeps them, retries with its backoff and
+    starts the crashed one once the config is right again."""
+    cfg = responder_config({"brk1": {"port": free_port()}, "brk2": {"port": free_port()}})
+    proc, env = start(installed, tmp_path, cfg, AUTO_INFER_SUPERVISE_BACKOFF="1", AUTO_INFER_SUPERVISE_MAX_CRASHES="5")
+    try:
+        first, other = ready_record(env, "brk1"), ready_record(env, "brk2")
+        (tmp_path / "models.toml").write_text(cfg.replace("[instance.brk2.server]", "[instance.brk2.server"))
+        os.killpg(first.pid or 0, signal.SIGKILL)
+        deadline = time.monotonic() + WAIT
+        while "cannot start it again" not in (registry.read_or_empty(load(env), "brk1").reason or ""):
+            assert proc.poll() is None, finish(proc)[1]
+            assert time.monotonic() < deadline, "no retry said why it cannot start"
+            time.sleep(0.2)
+        assert registry.is_running(registry.read_or_empty(load(env), "brk2"))       # left running
+        (tmp_path / "models.toml").write_text(cfg)                                 # the edit is done
+        again = ready_record(env, "brk1", not_pid=first.pid)
+        assert ready_record(env, "brk2").pid == other.pid
+        proc.send_signal(signal.SIGTERM)
+        out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "supervise: brk1: cannot start it again: TOML syntax error" in err, err
+    assert not procs.group_members(again.pid or 0) and not procs.group_members(other.pid or 0)

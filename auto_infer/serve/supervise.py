@@ -173,7 +173,14 @@ def _restart(settings: Settings, pol: Restarts, name: str, rec: registry.ServerR
     time.sleep(delay)
     # serve everything again: what runs is kept, what ended is started, and the gateway is re-planned
     # (restarted when the set of ready workers changed, so a worker that is back is routed to again)
-    orchestrator.serve(settings, strict=False)
+    try:
+        orchestrator.serve(settings, strict=False)
+    except UserError as exc:
+        # the model config half-edited, its port taken meanwhile: the others keep running, and it is tried
+        # again (counted as a crash) until that is fixed or the crash limit stops everything
+        why = f"cannot start it again: {exc.what.splitlines()[0]}" + (f" ({exc.where})" if exc.where else "")
+        say(f"supervise: {name}: {why}")
+        registry.update(settings, name, unless_state=("stopped",), state="failed", reason=why)
 
 
 def _how(status: int) -> str:
