@@ -15,7 +15,7 @@ from auto_infer.core.settings import load
 from auto_infer.serve import procs, registry
 from tests.helpers import CLI, Workspace
 from tests.helpers.serving import responder_config
-from tests.test_supervise import WAIT, finish, ready_record, start
+from tests.helpers.supervising import WAIT, finish, ready_record, start
 
 
 def test_a_restart_first_ends_what_the_crashed_server_left_running(installed: Workspace, tmp_path: Path) -> None:
