@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_a_restart_first_ends_what_the_crashed_server_left_running(installed: Wo
         if procs.is_ours(child, None):
             os.kill(child, signal.SIGKILL)
     assert proc.returncode == 0, err
-    assert f"processes [{child}] of its last run (group {first.pid}) are still running: stopped" in err, err
+    assert f"processes [{child}] of its last run (group {first.pid}) were still running: stopped" in err, err
 
 
 def test_a_serve_in_another_shell_that_restarts_every_server_does_not_end_supervise(
@@ -96,3 +97,43 @@ def test_a_config_broken_while_a_server_restarts_leaves_the_others_running(
     assert proc.returncode == 0, err
     assert "supervise: brk1: cannot start it again: TOML syntax error" in err, err
     assert not procs.group_members(again.pid or 0) and not procs.group_members(other.pid or 0)
+
+
+def test_a_crashed_server_whose_port_is_taken_meanwhile_comes_back_when_it_is_free(
+    installed: Workspace, tmp_path: Path
+) -> None:
+    """kill -9 of a server with a child, and something else takes its port before the restart: supervise
+    ends the orphaned child, cannot start the server (port in use), and retries. Ending the child must
+    not mark the record stopped: that reads as `auto-infer stop`, and the server never came back."""
+    port = free_port()
+    cfg = responder_config({"prt1": {"port": port, "flags": ["--spawn-child"]}, "prt2": {"port": free_port()}})
+    proc, env = start(installed, tmp_path, cfg, AUTO_INFER_SUPERVISE_BACKOFF="2", AUTO_INFER_SUPERVISE_MAX_CRASHES="9")
+    squatter = socket.socket()
+    try:
+        first = ready_record(env, "prt1")
+        os.kill(first.pid or 0, signal.SIGKILL)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        deadline = time.monotonic() + WAIT
+        while True:                                  # free as soon as the killed server is gone
+            try:
+                squatter.bind(("127.0.0.1", port))
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        squatter.listen()
+        while "port" not in (registry.read_or_empty(load(env), "prt1").reason or ""):
+            assert proc.poll() is None, finish(proc)[1]
+            assert time.monotonic() < deadline, registry.read_or_empty(load(env), "prt1")
+            time.sleep(0.2)
+        squatter.close()
+        again = ready_record(env, "prt1", not_pid=first.pid)
+        proc.send_signal(signal.SIGTERM)
+        out, err = finish(proc)
+    finally:
+        squatter.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"supervise: prt1: cannot start it again: instance prt1: port {port} is already in use" in err, err
+    assert not procs.group_members(first.pid or 0) and not procs.group_members(again.pid or 0)

@@ -130,8 +130,8 @@ def end_leftovers(settings: Settings, plans: list[Result]) -> None:
         rec = registry.read_or_empty(settings, r.launch.key)
         if r.action == "start" and rec.pid and procs.group_is_ours(rec.pid, rec.start_ticks):
             left = procs.group_members(rec.pid)
-            say(f"  {r.launch.key}: processes {left} of its last run (group {rec.pid}) are still running: "
-                f"{registry.stop(settings, rec)}")
+            how = procs.stop_group(rec.pid, rec.start_ticks, rec.stop_grace)   # its state stays: no `stop`
+            say(f"  {r.launch.key}: processes {left} of its last run (group {rec.pid}) were still running: {how}")
 
 
 def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> None:
