@@ -18,47 +18,9 @@ from auto_infer.core.net import free_port
 from auto_infer.core.settings import Restarts, load
 from auto_infer.serve import procs, registry
 from tests.conftest import needs_netns
-from tests.helpers import CLI, Workspace, offline
+from tests.helpers import CLI, Workspace
 from tests.helpers.serving import SMG, make_installed, responder_config, router_table
-
-WAIT = 90.0
-
-
-def start(installed: Workspace, tmp_path: Path, text: str, *, net: bool = True,
-          **extra: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cfg = tmp_path / "models.toml"
-    cfg.write_text(text)
-    env = {**installed.env, "AUTO_INFER_SGLANG_CONFIG": str(cfg), "AUTO_INFER_SUPERVISE_BACKOFF": "0.5",
-           "AUTO_INFER_SUPERVISE_MAX_CRASHES": "3", **extra}
-    proc = subprocess.Popen(
-        [*CLI, "supervise"] if net else offline([*CLI, "supervise"]),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        cwd="/",
-    )
-    return proc, env
-
-
-def ready_record(env: dict[str, str], name: str, not_pid: int | None = None) -> registry.ServerRecord:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        rec = registry.read_or_empty(load(env), name)
-        if rec.state == "ready" and rec.pid != not_pid and registry.is_running(rec):
-            return rec
-        time.sleep(0.2)
-    raise AssertionError(f"{name} not ready (again) within {WAIT} s: {registry.read(load(env), name)}")
-
-
-def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    try:
-        return proc.communicate(timeout=WAIT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"supervise did not end:\n{err}") from None
+from tests.helpers.supervising import WAIT, finish, ready_record, start
 
 
 def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(

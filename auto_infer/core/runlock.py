@@ -27,6 +27,21 @@ def release_held() -> int:
     return count
 
 
+@contextmanager
+def if_free(lock_path: Path) -> Iterator[bool]:
+    """Hold ``lock_path`` for the block when no other run holds it now (True), else do not wait (False)."""
+    lock = FileLock(str(lock_path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def _owner(path: Path) -> str:
     try:
         info = json.loads(path.read_text())

@@ -80,6 +80,7 @@ def serve(settings: Settings, names: list[str] | None = None, verify: bool = Fal
         if (bad := gpus.refusal(cfg, inst, host_gpus)) is not None:
             raise bad
     plans = plan(settings, build_launches(settings, cfg, chosen))
+    end_leftovers(settings, plans)
     check_ports(settings, cfg, plans)
     gw = gateway_run.prepare(settings, cfg) if names is None else None
     t0 = time.time()
@@ -119,6 +120,18 @@ def healthy(target: probe.Target) -> bool:
             return probe.check_once(target, session)[0]
     except requests.RequestException:
         return False
+
+
+def end_leftovers(settings: Settings, plans: list[Result]) -> None:
+    """An instance to start whose last process ended (a crash, kill -9) while processes of its group
+    live on (SGLang's scheduler and detokenizer, the server under the log filter): they still hold
+    GPU memory and maybe the port, and nothing else would ever stop them. Stop them first."""
+    for r in plans:
+        rec = registry.read_or_empty(settings, r.launch.key)
+        if r.action == "start" and rec.pid and procs.group_is_ours(rec.pid, rec.start_ticks):
+            left = procs.group_members(rec.pid)
+            how = procs.stop_group(rec.pid, rec.start_ticks, rec.stop_grace)   # its state stays: no `stop`
+            say(f"  {r.launch.key}: processes {left} of its last run (group {rec.pid}) were still running: {how}")
 
 
 def check_ports(settings: Settings, cfg: ModelConfig, plans: list[Result]) -> None:

@@ -135,7 +135,7 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
         recs = {n: registry.read_or_empty(settings, n) for n in names}
         watched = {int(r.pid or 0) for r in recs.values()}
         exited = {pid: st for pid, st in exited.items() if pid in watched}   # orphans reaped: not ours to keep
-        if all(r.state == "stopped" for r in recs.values()):
+        if all(r.state == "stopped" for r in recs.values()) and _all_stopped(settings, names):
             say("supervise: every server was stopped with `auto-infer stop`: nothing left to supervise")
             return
         for name, rec in recs.items():
@@ -147,6 +147,13 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
             how = _how(status) if status is not None else polled
             _restart(settings, pol, name, rec, crashes[name], how)
         time.sleep(POLL)
+
+
+def _all_stopped(settings: Settings, names: list[str]) -> bool:
+    """Still all stopped, asked under the run lock: a `serve` in another shell (which holds it) stops a
+    server whose config changed before it starts it again; that is no `auto-infer stop` of all."""
+    with runlock.if_free(settings.runlock_path) as free:
+        return free and all(registry.read_or_empty(settings, n).state == "stopped" for n in names)
 
 
 def _restart(settings: Settings, pol: Restarts, name: str, rec: registry.ServerRecord, times: collections.deque[float],
@@ -166,7 +173,14 @@ def _restart(settings: Settings, pol: Restarts, name: str, rec: registry.ServerR
     time.sleep(delay)
     # serve everything again: what runs is kept, what ended is started, and the gateway is re-planned
     # (restarted when the set of ready workers changed, so a worker that is back is routed to again)
-    orchestrator.serve(settings, strict=False)
+    try:
+        orchestrator.serve(settings, strict=False)
+    except UserError as exc:
+        # the model config half-edited, its port taken meanwhile: the others keep running, and it is tried
+        # again (counted as a crash) until that is fixed or the crash limit stops everything
+        why = f"cannot start it again: {exc.what.splitlines()[0]}" + (f" ({exc.where})" if exc.where else "")
+        say(f"supervise: {name}: {why}")
+        registry.update(settings, name, unless_state=("stopped",), state="failed", reason=why)
 
 
 def _how(status: int) -> str:
