@@ -129,8 +129,12 @@ def test_flags_are_checked_against_llama_servers_help_and_false_turns_an_option_
         served, _ = serve_and_stop(workspace, config)
         assert served.returncode == 1 and said in served.stderr, served.stderr
         assert not (workspace.root / "logs" / "llamacpp" / "smol" / "server.log").exists(), "llama-server started"
-    config = llama_config(tmp_path / "no-jinja.toml", gguf, free_port(), 'alias = "smol"\njinja = false\nwebui = false')
+    # cpu_strict / poll_batch: its --help says <0|1>; a bare --cpu-strict would make it exit ("stoul")
+    config = llama_config(tmp_path / "no-jinja.toml", gguf, free_port(),
+                          'alias = "smol"\njinja = false\nwebui = false\ncpu_strict = true\npoll_batch = false')
     served, inst = serve_and_stop(workspace, config)
     assert served.returncode == 0 and "flags accepted by llama.cpp" in served.stderr, served.stderr
     assert "--no-jinja" in inst["argv"] and "--no-webui" in inst["argv"], inst["argv"]
+    argv = " ".join(inst["argv"])
+    assert "--cpu-strict 1" in argv and "--poll-batch 0" in argv, argv
     assert "paris" in inst["chat"]["answer"].lower(), inst["chat"]

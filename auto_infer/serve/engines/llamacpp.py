@@ -44,6 +44,11 @@ ALIASES: Mapping[str, str] = {   # llama-server's short and second spellings -> 
 # configs write `flash_attn = true`, which as a bare `--flash-attn` makes llama-server read the next
 # flag as its value and refuse to start.
 ON_OFF = frozenset({"flash_attn", "fit", "log_colors", "reasoning"})
+# and those that take <0|1> (its `--help`: --cpu-strict <0|1>, --poll-batch <0|1>, ...): true/false
+# are 1/0; a bare `--cpu-strict` makes llama-server read the next flag as the number and exit ("stoul").
+ZERO_ONE = frozenset({"cpu_strict", "cpu_strict_batch", "poll_batch", "spec_draft_cpu_strict", "cpu_strict_draft",
+                      "spec_draft_poll", "poll_draft", "spec_draft_cpu_strict_batch", "cpu_strict_batch_draft",
+                      "spec_draft_poll_batch", "poll_batch_draft"})
 HELP_TIMEOUT = 60.0       # seconds for `llama-server --help` (a CUDA build looks at its GPUs first)
 CANDIDATES = ("/soft/app/llama-cpp/bin/llama-server", "/hard/volume/workspace/llama-cpp/build/bin/llama-server")
 
@@ -78,10 +83,13 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
 
 
 def on_off(server: Mapping[str, Any]) -> dict[str, Any]:
-    """``server`` with true/false of an :data:`ON_OFF` option (any spelling: ``fa``) as "on"/"off"."""
+    """``server`` with true/false of an :data:`ON_OFF` option (any spelling: ``fa``) as "on"/"off",
+    and of a :data:`ZERO_ONE` option as 1/0."""
     def value(key: str, v: Any) -> Any:
         if isinstance(v, bool) and base.key_of(key, ALIASES) in ON_OFF:
             return "on" if v else "off"
+        if isinstance(v, bool) and base.key_of(key, ALIASES) in ZERO_ONE:
+            return int(v)
         return v
     return {k: value(k, v) for k, v in server.items()}
 
