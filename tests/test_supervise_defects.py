@@ -137,3 +137,26 @@ def test_a_crashed_server_whose_port_is_taken_meanwhile_comes_back_when_it_is_fr
     assert proc.returncode == 0, err
     assert f"supervise: prt1: cannot start it again: instance prt1: port {port} is already in use" in err, err
     assert not procs.group_members(first.pid or 0) and not procs.group_members(again.pid or 0)
+
+
+def test_an_instance_a_later_serve_started_is_watched_too(installed: Workspace, tmp_path: Path) -> None:
+    """An instance added to the model config while supervise runs (PID 1) and started with
+    `auto-infer serve` from a second shell: supervise restarts it when it crashes, and stops it at the end."""
+    one = {"join1": {"port": free_port()}}
+    proc, env = start(installed, tmp_path, responder_config(one))
+    try:
+        ready_record(env, "join1")
+        (tmp_path / "models.toml").write_text(responder_config({**one, "join2": {"port": free_port()}}))
+        r = subprocess.run([*CLI, "serve"], env=env, capture_output=True, text=True, timeout=WAIT)
+        assert r.returncode == 0, r.stderr
+        first = ready_record(env, "join2")
+        os.kill(first.pid or 0, signal.SIGKILL)        # crashed: seen by supervise now or on its next look
+        again = ready_record(env, "join2", not_pid=first.pid)
+        proc.send_signal(signal.SIGTERM)
+        out, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "supervise: join2 was started by another `serve` (the model config gained it): watching it too" in err, err
+    assert not registry.is_running(registry.read_or_empty(load(env), "join2")), f"join2 ({again.pid}) still runs"

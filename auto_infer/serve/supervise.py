@@ -125,13 +125,18 @@ def supervised(settings: Settings) -> list[str]:
 
 
 def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
-    """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped."""
+    """Restart what ends until a signal (Stop), a crash loop (GiveUp), or everything is stopped.
+    ``names`` grows with what a later `serve` started (_joined): the caller stops all it holds."""
     crashes: dict[str, collections.deque[float]] = {n: collections.deque() for n in names}
     say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
         f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
     exited: dict[int, int] = {}             # reaped, not yet restarted: kept across rounds
     while True:
         exited.update(_reap())
+        for name in _joined(settings, names):
+            names.append(name)
+            crashes[name] = collections.deque()
+            say(f"supervise: {name} was started by another `serve` (the model config gained it): watching it too")
         recs = {n: registry.read_or_empty(settings, n) for n in names}
         watched = {int(r.pid or 0) for r in recs.values()}
         exited = {pid: st for pid, st in exited.items() if pid in watched}   # orphans reaped: not ours to keep
@@ -147,6 +152,22 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
             how = _how(status) if status is not None else polled
             _restart(settings, pol, name, rec, crashes[name], how)
         time.sleep(POLL)
+
+
+def _joined(settings: Settings, names: list[str]) -> list[str]:
+    """Instances of the model config, not watched yet, that a `serve` in another shell started (the
+    config gained them): their record is there and not stopped, whether the server still runs or has
+    crashed since. One only added to the config, never started, is left alone."""
+    try:
+        mine = supervised(settings)
+    except UserError:                   # a config being edited: the watched ones stay as they are
+        return []
+    out = []
+    for name in (n for n in mine if n not in names):
+        rec = registry.read(settings, name)
+        if rec is not None and rec.state != "stopped":
+            out.append(name)
+    return out
 
 
 def _all_stopped(settings: Settings, names: list[str]) -> bool:
