@@ -4,6 +4,7 @@ supervise as a child process exactly as a container's command."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -160,3 +161,30 @@ def test_an_instance_a_later_serve_started_is_watched_too(installed: Workspace, 
     assert proc.returncode == 0, err
     assert "supervise: join2 was started by another `serve` (the model config gained it): watching it too" in err, err
     assert not registry.is_running(registry.read_or_empty(load(env), "join2")), f"join2 ({again.pid}) still runs"
+
+
+def test_status_says_restarting_during_supervises_backoff(installed: Workspace, tmp_path: Path) -> None:
+    """A `docker exec ... auto-infer status` while supervise waits to restart a crashed server: that
+    server is "restarting" (and when), not "failed ... ended without `auto-infer stop`"; once supervise
+    is gone, a record it left restarting reads failed again."""
+    proc, env = start(installed, tmp_path, responder_config({"back1": {"port": free_port()}}),
+                      AUTO_INFER_SUPERVISE_BACKOFF="60")     # a long wait: status is asked inside it
+    try:
+        first = ready_record(env, "back1")
+        os.kill(first.pid or 0, signal.SIGKILL)
+        deadline = time.monotonic() + WAIT
+        while registry.read_or_empty(load(env), "back1").state != "restarting" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = subprocess.run([*CLI, "status", "--json"], env=env, capture_output=True, text=True, timeout=WAIT)
+        assert r.returncode == 0, r.stderr
+        [row] = [x for x in json.loads(r.stdout) if x["name"] == "back1"]
+        assert row["state"] == "restarting" and "restart 1 of at most 2" in row["detail"], row
+        os.kill(proc.pid, signal.SIGKILL)                   # supervise dies inside its backoff
+        proc.wait(timeout=WAIT)
+        r = subprocess.run([*CLI, "status", "--json"], env=env, capture_output=True, text=True, timeout=WAIT)
+        [row] = [x for x in json.loads(r.stdout) if x["name"] == "back1"]
+        assert row["state"] == "failed" and "supervise that was restarting it is gone too" in row["detail"], row
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run([*CLI, "stop"], env=env, capture_output=True, timeout=WAIT)

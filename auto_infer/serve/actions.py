@@ -81,8 +81,11 @@ def _row(rec: registry.ServerRecord) -> dict[str, Any]:
             state = "running"               # it answers: only this shell's key is wrong
             detail = (f"{seen}: {rec.api_key_env} (its api_key_env) is not set here; export it to ask the server"
                       if _unset_key(rec) else f"{seen}: {rec.api_key_env} here is not the key it was started with")
-    elif state in ("starting", "ready", "running"):
-        state, detail = "failed", "the process is gone (it ended without `auto-infer stop`)"
+    elif state == "restarting" and rec.restarter and procs.is_ours(*rec.restarter):
+        pass                                # supervise starts it again after its backoff: its reason says when
+    elif state in ("starting", "ready", "running", "restarting"):
+        state, detail = "failed", "the process is gone (it ended without `auto-infer stop`" + (
+            "; the supervise that was restarting it is gone too)" if state == "restarting" else ")")
     spawned = rec.spawned_at
     return {"name": rec.name, "state": state, "pid": rec.pid if running else None,
             "port": rec.port, "url": rec.base_url, "gpus": rec.gpus,

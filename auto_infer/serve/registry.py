@@ -36,7 +36,7 @@ class Worker:
 class ServerRecord:
     """One server's record as read from disk: every field typed once, here (the edge)."""
     name: str
-    state: str = "unknown"          # starting / ready / running (a worker rank) / failed / stopped
+    state: str = "unknown"          # starting / ready / running (a worker rank) / restarting / failed / stopped
     instance: str | None = None     # the config's instance (a worker rank's key is NAME@rankN)
     kind: str = "server"            # or "gateway"
     engine: str = "sglang"
@@ -58,6 +58,7 @@ class ServerRecord:
     pid: int | None = None
     start_ticks: int | None = None
     spawned_at: float | None = None
+    restarter: tuple[int, int] | None = None     # state restarting: the supervise that will (pid, start ticks)
 
     @classmethod
     def from_json(cls, name: str, data: Mapping[str, Any]) -> ServerRecord:
@@ -86,6 +87,9 @@ class ServerRecord:
         }
         fields = {k: data[k] for k, kind in kinds.items()
                   if isinstance(data.get(k), kind) and not isinstance(data.get(k), bool)}
+        by = data.get("restarter")
+        if isinstance(by, list) and len(by) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in by):
+            fields["restarter"] = (by[0], by[1])
         worker, weights = data.get("worker"), data.get("weights")
         if isinstance(worker, dict) and {"rank", "nnodes", "leader"} <= set(worker):
             fields["worker"] = Worker(int(worker["rank"]), int(worker["nnodes"]), str(worker["leader"]))

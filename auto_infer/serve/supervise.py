@@ -189,8 +189,12 @@ def _restart(settings: Settings, pol: Restarts, name: str, rec: registry.ServerR
         raise GiveUp(f"{name} crashed {len(times)} times within {pol.window:g} s (last: {how}); giving up\n"
                      f"  last lines of {rec.log}:\n{tail or '    (empty)'}")
     delay = pol.delay(len(times))
-    say(f"supervise: {name} ended ({how}): restart {len(times)} of at most {pol.max_crashes - 1} "
-        f"within {pol.window:g} s, in {delay:g} s")
+    said = (f"ended ({how}): restart {len(times)} of at most {pol.max_crashes - 1} within {pol.window:g} s, "
+            f"in {delay:g} s")
+    say(f"supervise: {name} {said}")
+    # what `status` shows meanwhile (from another shell): restarting, while this supervise lives
+    registry.update(settings, name, unless_state=("stopped",), state="restarting", reason=f"supervise: {said}",
+                    restarter=[os.getpid(), procs.start_ticks(os.getpid())])
     time.sleep(delay)
     # serve everything again: what runs is kept, what ended is started, and the gateway is re-planned
     # (restarted when the set of ready workers changed, so a worker that is back is routed to again)
