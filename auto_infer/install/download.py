@@ -41,13 +41,13 @@ def with_scheme(proxy: str) -> str:
     return proxy if "://" in proxy else f"http://{proxy}"
 
 
-_SESSION: Any = None
+_SESSION_CLASS: Any = None     # made on first use: requests is imported only then
 
 
 def session() -> Any:
     """A requests session that honours the proxy variables (and NO_PROXY) as curl and pixi do."""
-    global _SESSION
-    if _SESSION is None:
+    global _SESSION_CLASS
+    if _SESSION_CLASS is None:
         import requests
 
         class ProxySession(requests.Session):
@@ -57,8 +57,8 @@ def session() -> Any:
                                      for k, v in merged["proxies"].items()}
                 return merged
 
-        _SESSION = ProxySession
-    return _SESSION()
+        _SESSION_CLASS = ProxySession
+    return _SESSION_CLASS()
 
 
 def part_path(dest: Path) -> Path:
