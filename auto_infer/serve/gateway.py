@@ -170,16 +170,28 @@ def checker_python(router: Router, python: Path) -> Path | None:
     return beside if beside is not None and beside.exists() else None
 
 
+def lacks_python(router: Router, python: Path) -> bool:
+    """The gateway runs as ``python -m`` of the environment (no [router] command), which has no Python."""
+    checker = checker_python(router, python)
+    return not router.command and (checker is None or not checker.exists())
+
+
+def front_urls(cfg: ModelConfig) -> tuple[tuple[str, ...], list[str]]:
+    """The instances the gateway fronts here and their URLs as the config gives them."""
+    fronts = serving_here(cfg)
+    return fronts, [worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
+
+
 def preflight(cfg: ModelConfig, router: Router, python: Path, env: Mapping[str, str], urls: Sequence[str],
               timeout: float = 120.0) -> str:
     """Run the gateway's own parser on its flags; raise a UserError naming the key it rejects.
     Returns what was checked (for the progress line)."""
     checker = checker_python(router, python)
-    if checker is None or not checker.exists():
-        if router.command:
-            return f"gateway flag check skipped: no Python beside {router.command[0]}"
+    if lacks_python(router, python):
         raise UserError(f"no Python to run the gateway with: {python}", where=f"{cfg.path}: [router]",
                         fix="run `auto-infer install` first, or set [router] command")
+    if router.command and (checker is None or not checker.exists()):
+        return f"gateway flag check skipped: no Python beside {router.command[0]}"
     argv = flags(router, urls)
     try:
         proc = subprocess.run([str(checker), "-c", CHECK_SCRIPT, json.dumps(argv)], capture_output=True, text=True,

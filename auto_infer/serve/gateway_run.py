@@ -70,8 +70,7 @@ def prepare(settings: Settings, cfg: ModelConfig) -> GatewayRun | None:
                 "(it serves no HTTP; the leader's host runs the gateway)")
         return None
     python, env = python_of(settings, cfg.master), launch.base_env(settings)
-    fronts = gateway.serving_here(cfg)
-    urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
+    fronts, urls = gateway.front_urls(cfg)
     say(f"  {gateway.preflight(cfg, router, python, env, urls)}")
     for busy in port_refusals(settings, cfg, router):
         raise busy
@@ -101,11 +100,9 @@ def describe(settings: Settings, cfg: ModelConfig) -> dict[str, Any] | None:
     if router is None:
         return None
     python = python_of(settings, cfg.master)
-    fronts = gateway.serving_here(cfg)
-    urls = [gateway.worker_url(cfg.get(n).host, cfg.get(n).port) for n in fronts]
+    fronts, urls = gateway.front_urls(cfg)
     problems = [f"{busy.what} (serve would refuse: {busy.fix})" for busy in port_refusals(settings, cfg, router)]
-    checker = gateway.checker_python(router, python)
-    if not router.command and (checker is None or not checker.exists()):
+    if gateway.lacks_python(router, python):
         problems.insert(0, f"no Python to run the gateway with: {python} (run `auto-infer install` first)")
     else:
         say(f"  {gateway.preflight(cfg, router, python, launch.base_env(settings), urls)}")

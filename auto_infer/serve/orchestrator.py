@@ -126,9 +126,9 @@ def end_leftovers(settings: Settings, plans: list[Result]) -> None:
     """An instance to start whose last process ended (a crash, kill -9) while processes of its group
     live on (SGLang's scheduler and detokenizer, the server under the log filter): they still hold
     GPU memory and maybe the port, and nothing else would ever stop them. Stop them first."""
-    for r in plans:
+    for r in (r for r in plans if r.action == "start"):
         rec = registry.read_or_empty(settings, r.launch.key)
-        if r.action == "start" and rec.pid and procs.group_is_ours(rec.pid, rec.start_ticks):
+        if rec.pid and procs.group_is_ours(rec.pid, rec.start_ticks):
             left = procs.group_members(rec.pid)
             how = procs.stop_group(rec.pid, rec.start_ticks, rec.stop_grace)   # its state stays: no `stop`
             say(f"  {r.launch.key}: processes {left} of its last run (group {rec.pid}) were still running: {how}")

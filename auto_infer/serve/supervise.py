@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, Any
 
 from auto_infer.core import runlock
 from auto_infer.core.errors import UserError
@@ -131,9 +131,10 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
     say(f"supervise: watching {', '.join(names)} (restart after {pol.backoff:g} s, doubling; "
         f"give up at {pol.max_crashes} crashes within {pol.window:g} s)")
     exited: dict[int, int] = {}             # reaped, not yet restarted: kept across rounds
+    config: dict[str, Any] = {}              # _joined's last read of the model config
     while True:
         exited.update(_reap())
-        for name in _joined(settings, names):
+        for name in _joined(settings, names, config):
             names.append(name)
             crashes[name] = collections.deque()
             say(f"supervise: {name} was started by another `serve` (the model config gained it): watching it too")
@@ -154,16 +155,25 @@ def _watch(settings: Settings, pol: Restarts, names: list[str]) -> None:
         time.sleep(POLL)
 
 
-def _joined(settings: Settings, names: list[str]) -> list[str]:
+def _joined(settings: Settings, names: list[str], config: dict[str, Any]) -> list[str]:
     """Instances of the model config, not watched yet, that a `serve` in another shell started (the
     config gained them): their record is there and not stopped, whether the server still runs or has
-    crashed since. One only added to the config, never started, is left alone."""
+    crashed since. One only added to the config, never started, is left alone. The config is read
+    again only when its file changed (``config`` keeps the last read): a poll costs a stat and the
+    records of the instances not watched yet."""
     try:
-        mine = supervised(settings)
-    except UserError:                   # a config being edited: the watched ones stay as they are
+        st = settings.config_path.stat()
+    except OSError:
         return []
+    stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+    if config.get("stamp") != stamp:
+        config["stamp"] = stamp
+        try:
+            config["instances"] = supervised(settings)
+        except UserError:               # a config being edited: the watched ones stay as they are
+            config["instances"] = []
     out = []
-    for name in (n for n in mine if n not in names):
+    for name in (n for n in config["instances"] if n not in names):
         rec = registry.read(settings, name)
         if rec is not None and rec.state != "stopped":
             out.append(name)

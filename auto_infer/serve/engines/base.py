@@ -104,6 +104,11 @@ def extra_tokens(server: Mapping[str, Any]) -> list[str]:
     return shlex.split(extra) if isinstance(extra, str) else [str(t) for t in extra]
 
 
+def negated(key: str) -> str:
+    """The ``--no-`` form of a key's flag (``enable_prefix_caching`` → ``--no-enable-prefix-caching``)."""
+    return "--no-" + flag(key)[2:]
+
+
 def server_flags(server: Mapping[str, Any], multi: frozenset[str] = frozenset()) -> list[str]:
     """``extra_args`` first, then the flags for the ``server`` keys (``multi``: what the engine's parser
     said: its several-value flags, and the ``--no-`` forms ``false`` becomes)."""
@@ -119,8 +124,8 @@ def server_flags(server: Mapping[str, Any], multi: frozenset[str] = frozenset())
             if item is True:
                 out.append(flag(key))
             elif item is False:
-                if "--no-" + flag(key)[2:] in multi:
-                    out.append("--no-" + flag(key)[2:])
+                if negated(key) in multi:
+                    out.append(negated(key))
             else:
                 out += [flag(key), _text(item)]
     return out

@@ -149,7 +149,7 @@ def flag_tokens(server: Mapping[str, Any], negatable: frozenset[str]) -> list[st
     none for another false), and the flag-like words of extra_args (not values such as -1)."""
     out = [t for t in base.extra_tokens(server) if t.startswith("-") and t.strip("-") and not base.is_number(t)]
     for key, value in on_off(server).items():
-        if key == "extra_args" or (value is False and "--no-" + base.flag(key)[2:] not in negatable):
+        if key == "extra_args" or (value is False and base.negated(key) not in negatable):
             continue
-        out.append("--no-" + base.flag(key)[2:] if value is False else base.flag(key))
+        out.append(base.negated(key) if value is False else base.flag(key))
     return out

@@ -83,10 +83,12 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
     python = base.python_of(settings, master)
     missing = None if python.exists() else f"no Python to run vLLM with: {python}"
     fix = "fix master.python_path" if master.python_path else "run `auto-infer install` first (a vLLM template)"
-    note = (f"master.pixi_project_dir ({master.pixi_project_dir}) is not a pixi project here, or pixi is not on "
-            f"PATH: vLLM runs with {python}") if master.pixi_project_dir else ""
+    note = ""
     if master.pixi_project_dir and master.python_path:
         note = f"master.python_path is set: vLLM runs with {python}, not through pixi ({master.pixi_project_dir})"
+    elif master.pixi_project_dir:
+        note = (f"master.pixi_project_dir ({master.pixi_project_dir}) is not a pixi project here, or pixi is not "
+                f"on PATH: vLLM runs with {python}")
     return Program([str(python), "-m", module, *flags], missing=missing, fix=fix, note=note)
 
 
