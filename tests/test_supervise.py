@@ -20,7 +20,7 @@ from auto_infer.serve import procs, registry
 from tests.conftest import needs_netns
 from tests.helpers import CLI, Workspace
 from tests.helpers.serving import SMG, make_installed, responder_config, router_table
-from tests.helpers.supervising import WAIT, finish, ready_record, start
+from tests.helpers.supervising import WAIT, finish, leave, ready_record, start
 
 
 def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(
@@ -42,8 +42,7 @@ def test_supervise_restarts_a_crashed_server_and_sigterm_stops_every_group(
             f"\nSIGTERM → supervise exited {proc.returncode} after {time.monotonic() - t0:.2f} s (all groups stopped)"
         )
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0, err
     assert "sb ended (killed by signal 9): restart 1 of at most 2 within 600 s, in 0.5 s" in err, err
     assert "SIGTERM received: stopping every server gracefully" in err and "everything stopped" in err
@@ -76,8 +75,7 @@ def test_supervise_exits_when_everything_was_stopped_by_hand(installed: Workspac
         assert r.returncode == 0, r.stderr
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0 and "nothing left to supervise" in err, err
 
 
@@ -108,8 +106,7 @@ def test_supervise_restarts_the_gateway(installed: Workspace, tmp_path: Path) ->
         proc.send_signal(signal.SIGINT)
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0 and "router ended (killed by signal 9): restart 1" in err, err
     assert "SIGINT received" in err and "router | " in out
     assert not procs.group_members(first.pid or 0) and not procs.group_members(again.pid or 0)
@@ -129,8 +126,7 @@ def test_supervise_installs_what_is_missing_offline_then_serves(tmp_path_factory
         proc.send_signal(signal.SIGTERM)
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0 and ".  install" in err and "everything stopped" in err, err
 
 

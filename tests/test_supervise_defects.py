@@ -17,7 +17,7 @@ from auto_infer.core.settings import load
 from auto_infer.serve import procs, registry
 from tests.helpers import CLI, Workspace
 from tests.helpers.serving import responder_config
-from tests.helpers.supervising import WAIT, finish, ready_record, start
+from tests.helpers.supervising import WAIT, finish, leave, ready_record, start
 
 
 def test_a_restart_first_ends_what_the_crashed_server_left_running(installed: Workspace, tmp_path: Path) -> None:
@@ -34,8 +34,7 @@ def test_a_restart_first_ends_what_the_crashed_server_left_running(installed: Wo
         proc.send_signal(signal.SIGTERM)
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
         if procs.is_ours(child, None):
             os.kill(child, signal.SIGKILL)
     assert proc.returncode == 0, err
@@ -62,8 +61,7 @@ def test_a_serve_in_another_shell_that_restarts_every_server_does_not_end_superv
         proc.send_signal(signal.SIGTERM)
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0 and "nothing left to supervise" not in err, err
     assert "SIGTERM received" in err and registry.read_or_empty(load(env), "ed1").state == "stopped", err
     assert not procs.group_members(again.pid or 0)
@@ -93,8 +91,7 @@ def test_a_config_broken_while_a_server_restarts_leaves_the_others_running(
         proc.send_signal(signal.SIGTERM)
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0, err
     assert "supervise: brk1: cannot start it again: TOML syntax error" in err, err
     assert not procs.group_members(again.pid or 0) and not procs.group_members(other.pid or 0)
@@ -133,8 +130,7 @@ def test_a_crashed_server_whose_port_is_taken_meanwhile_comes_back_when_it_is_fr
         out, err = finish(proc)
     finally:
         squatter.close()
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0, err
     assert f"supervise: prt1: cannot start it again: instance prt1: port {port} is already in use" in err, err
     assert not procs.group_members(first.pid or 0) and not procs.group_members(again.pid or 0)
@@ -156,8 +152,7 @@ def test_an_instance_a_later_serve_started_is_watched_too(installed: Workspace, 
         proc.send_signal(signal.SIGTERM)
         out, err = finish(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
     assert proc.returncode == 0, err
     assert "supervise: join2 was started by another `serve` (the model config gained it): watching it too" in err, err
     assert not registry.is_running(registry.read_or_empty(load(env), "join2")), f"join2 ({again.pid}) still runs"
@@ -185,6 +180,5 @@ def test_status_says_restarting_during_supervises_backoff(installed: Workspace, 
         [row] = [x for x in json.loads(r.stdout) if x["name"] == "back1"]
         assert row["state"] == "failed" and "supervise that was restarting it is gone too" in row["detail"], row
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        leave(proc, env)
         subprocess.run([*CLI, "stop"], env=env, capture_output=True, timeout=WAIT)

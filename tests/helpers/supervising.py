@@ -49,3 +49,12 @@ def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"supervise did not end:\n{err}") from None
+
+
+def leave(proc: subprocess.Popen[str], env: dict[str, str]) -> None:
+    """A test's end whatever happened: a supervise still running (an assertion failed) is killed, and
+    `auto-infer stop` ends the servers it left, so no responder outlives the test."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+        subprocess.run([*CLI, "stop"], env=env, capture_output=True, timeout=WAIT, stdin=subprocess.DEVNULL)
