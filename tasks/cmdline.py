@@ -142,18 +142,22 @@ def parse(argv: list[str], graph: ModuleType) -> tuple[list[Selected], list[str]
 def _instance_word(prev: Selected, word: str, graph: ModuleType) -> UsageError:
     """``serve NAME`` (as ``stop NAME``, ``logs NAME`` are written) where ``serve:NAME`` is meant."""
     base = prev.word.split(":")[0]
-    subs = [t.name for t in prev.made if getattr(t, "subtask_of", None)] if isinstance(prev.made, list) else []
-    if f"{base}:{word}" not in subs:
+    if f"{base}:{word}" not in _subtasks(prev.made):
         return unknown(word, graph)
     return UsageError(f"`{base} {word}`: `{base}` takes no instance names; one instance is `{base}:{word}`",
                       where="the command line", fix=f"auto-infer {base}:{word}")
+
+
+def _subtasks(made: Any) -> list[str]:
+    """The names of the sub-tasks a task creator made (serve:NAME, boot:STEP); none for a dict."""
+    return [t.name for t in made if getattr(t, "subtask_of", None)] if isinstance(made, list) else []
 
 
 def _check_subtask(word: str, made: Any) -> None:
     """``serve:NAME`` names one of the sub-tasks its creator made (serve: the model config's enabled
     instances). None made (serve: a config that does not load): the task itself says why."""
     base = word.split(":")[0]
-    subs = [t.name for t in made if getattr(t, "subtask_of", None)] if isinstance(made, list) else []
+    subs = _subtasks(made)
     if subs and word not in subs:
         raise UsageError(f"unknown task `{word}`: the sub-tasks of `{base}` are {', '.join(subs)}",
                          where="the command line", fix=f"name one of them, or `{base}` for all of them")

@@ -77,9 +77,13 @@ def program(settings: Settings, master: Master, inst: Instance, multi: frozenset
     if found is None:
         return Program(argv, missing=f"llama-server not found: {wanted}",
                        fix="set [master] llama_cpp_path to the llama-server binary (or put it on PATH)")
-    prev = os.environ.get("LD_LIBRARY_PATH", "")
-    lib = os.path.dirname(found)
-    return Program(argv, env={"LD_LIBRARY_PATH": f"{lib}:{prev}" if prev else lib})
+    return Program(argv, env={"LD_LIBRARY_PATH": _lib_path(found, os.environ)})
+
+
+def _lib_path(binary: str, env: Mapping[str, str]) -> str:
+    """LD_LIBRARY_PATH for llama-server: its own folder (its shared libraries) first."""
+    lib, prev = os.path.dirname(binary), env.get("LD_LIBRARY_PATH", "")
+    return f"{lib}:{prev}" if prev else lib
 
 
 def on_off(server: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,9 +106,7 @@ def preflight(settings: Settings, master: Master, servers: Mapping[str, Mapping[
     wanted, found = executable(master)
     if found is None:
         return Checked("llama.cpp", skipped=f"llama-server not found: {wanted}")
-    lib = os.path.dirname(found)
-    prev = env.get("LD_LIBRARY_PATH", "")
-    run_env = {**env, "LD_LIBRARY_PATH": f"{lib}:{prev}" if prev else lib}
+    run_env = {**env, "LD_LIBRARY_PATH": _lib_path(found, env)}
     try:
         helped = subprocess.run([found, "--help"], env=run_env, capture_output=True, text=True,
                                 stdin=subprocess.DEVNULL, timeout=HELP_TIMEOUT, errors="replace")
